@@ -1,0 +1,137 @@
+"""Agents (roles on a shared base model), the pool that loads each base once, and episodes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from peft import PeftModel
+from rich.progress import Progress
+
+from .costs import Cost, total
+from .models import LoadedModel, ModelLoadError, load_model
+from .rollout import Completion, Engine, Request, SamplingConfig
+
+ROLE_PROMPTS = {
+    "solver": "You are a careful problem solver.",
+    "peer": "You are a careful problem solver.",
+    "leader": (
+        "You lead a team of problem solvers. Read the team's answers, check their reasoning, "
+        "and write the correct final solution yourself."
+    ),
+    "critic": "You review a solution written by a teammate: check each step and point out any mistake.",
+    "refiner": "You write the final solution, using the teammates' work above and fixing any mistake they found.",
+}
+DEFAULT_PROMPT = "You are a helpful assistant working in a team."
+
+
+@dataclass
+class AgentConfig:
+    name: str = "solver"
+    model: str | None = None  # default: the team's model
+    adapter: str | None = None  # a peft LoRA folder, loaded as this agent's adapter on the shared base
+    system_prompt: str | None = None  # default: the built-in prompt of a role of this name
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+
+@dataclass
+class Agent:
+    """A role: a name, a system prompt, a base model (engine) with an optional adapter, and sampling."""
+
+    name: str
+    system_prompt: str
+    engine: Engine
+    sampling: SamplingConfig
+    adapter: str | None = None
+
+    def request(self, user: str) -> Request:
+        return Request(messages=[{"role": "system", "content": self.system_prompt}, {"role": "user", "content": user}],
+                       adapter=self.adapter)
+
+
+class ModelPool:
+    """Loads each base model once; agents on the same base share its weights and add LoRA adapters to it."""
+
+    def __init__(self, device: str = "auto", dtype: str = "auto", batch_size: int = 64, seed: int | None = 0,
+                 progress: Progress | None = None):
+        self.device, self.dtype, self.batch_size, self.seed, self.progress = device, dtype, batch_size, seed, progress
+        self.engines: dict[str, Engine] = {}
+
+    def engine(self, model: str) -> Engine:
+        if model not in self.engines:
+            loaded = load_model(model, device=self.device, dtype=self.dtype, seed=self.seed or 0)
+            self.engines[model] = Engine(loaded, batch_size=self.batch_size, seed=self.seed, progress=self.progress)
+        return self.engines[model]
+
+    def add_adapter(self, model: str, name: str, path: str) -> None:
+        """Attach the LoRA adapter at `path` to `model`'s shared base under `name`."""
+        if not (Path(path) / "adapter_config.json").is_file():
+            raise ModelLoadError(f"adapter {path!r} of agent {name!r} is not a peft adapter folder "
+                                 "(no adapter_config.json)")
+        loaded: LoadedModel = self.engine(model).loaded
+        if isinstance(loaded.model, PeftModel):
+            if name not in loaded.model.peft_config:
+                loaded.model.load_adapter(path, adapter_name=name)
+        else:
+            loaded.model = PeftModel.from_pretrained(loaded.model, path, adapter_name=name)
+        loaded.model.eval()
+
+    def agent(self, cfg: AgentConfig, default_model: str) -> Agent:
+        model = cfg.model or default_model
+        engine = self.engine(model)
+        if cfg.adapter:
+            self.add_adapter(model, cfg.name, cfg.adapter)
+        prompt = cfg.system_prompt or ROLE_PROMPTS.get(cfg.name, DEFAULT_PROMPT)
+        return Agent(name=cfg.name, system_prompt=prompt, engine=engine, sampling=cfg.sampling,
+                     adapter=cfg.name if cfg.adapter else None)
+
+
+def run_calls(calls: list[tuple[Agent, str]], desc: str) -> list[Completion]:
+    """Run (agent, user message) calls, one batched generate per base model and sampling setting."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (agent, _) in enumerate(calls):
+        groups.setdefault((id(agent.engine), agent.sampling.key()), []).append(i)
+    out: list[Completion | None] = [None] * len(calls)
+    for idx in groups.values():
+        agent0 = calls[idx[0]][0]
+        done = agent0.engine.generate([calls[i][0].request(calls[i][1]) for i in idx], agent0.sampling, desc)
+        for i, c in zip(idx, done, strict=True):
+            out[i] = c
+    return out  # type: ignore[return-value]
+
+
+@dataclass
+class Turn:
+    agent: str
+    round: int
+    messages: list[dict]
+    text: str
+    finish: str
+    cost: Cost
+
+
+@dataclass
+class Episode:
+    problem_id: str
+    question: str
+    gold: str
+    turns: list[Turn] = field(default_factory=list)
+    answer: str | None = None
+    correct: bool = False
+    reward: float = 0.0
+
+    @property
+    def cost(self) -> Cost:
+        return total(t.cost for t in self.turns)
+
+    def cost_by_agent(self) -> dict[str, Cost]:
+        out: dict[str, Cost] = {}
+        for t in self.turns:
+            out[t.agent] = out.get(t.agent, Cost()) + t.cost
+        return out
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["cost"] = self.cost.to_dict()
+        d["cost_by_agent"] = {k: v.to_dict() for k, v in self.cost_by_agent().items()}
+        return d

@@ -1,0 +1,110 @@
+"""The `teamtune` command: eval, demo, export."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from .config import ConfigError, load_config
+from .models import ModelLoadError
+from .tasks import DataError
+
+# Short flags of `eval`, each the same as a dotted override.
+SHORTCUTS = {"task": "task.name", "split": "task.split", "source": "task.source", "limit": "task.limit",
+             "layout": "team.layout", "model": "team.model", "output": "output"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="teamtune", description="Build, train and evaluate teams of small LMs.")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    ev = verbs.add_parser("eval", help="run a team on a task split; write episodes.jsonl and metrics.json")
+    ev.add_argument("--config", help="YAML config (see configs/)")
+    for flag, key in SHORTCUTS.items():
+        ev.add_argument(f"--{flag}", help=f"same as {key}=...")
+    ev.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. team.samples=8")
+
+    demo = verbs.add_parser("demo", help="SmolLM2-135M as single, vote and leader on a few GSM8K problems")
+    demo.add_argument("--model", default="smollm2-135m")
+    demo.add_argument("--limit", type=int, default=4, help="problems (default 4)")
+    demo.add_argument("--max-new-tokens", type=int, default=160)
+    demo.add_argument("--output", default=None, help="run folder (default runs/demo-<time>)")
+
+    ex = verbs.add_parser("export", help="save any loadable model (GGUF, smollm2-135m, ...) as an HF folder")
+    ex.add_argument("model")
+    ex.add_argument("folder")
+
+    args = parser.parse_args(argv)
+    console = Console()
+    try:
+        if args.verb == "eval":
+            return _eval(args, console)
+        if args.verb == "demo":
+            return _demo(args, console)
+        return _export(args, console)
+    except (ConfigError, DataError, ModelLoadError) as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        return 2
+
+
+def _eval(args, console: Console) -> int:
+    from .evaluate import EvalConfig, results_table, run_eval
+
+    overrides = [f"{key}={getattr(args, flag)}" for flag, key in SHORTCUTS.items() if getattr(args, flag) is not None]
+    cfg = load_config(EvalConfig, args.config, overrides + list(args.overrides))
+    out, metrics = run_eval(cfg, console)
+    console.print(results_table([(f"{cfg.team.layout} ({cfg.team.model})", metrics)],
+                                title=f"{cfg.task.name} {cfg.task.split}"))
+    console.print(f"wrote {out}/episodes.jsonl and {out}/metrics.json")
+    return 0
+
+
+def _demo(args, console: Console) -> int:
+    from .agents import AgentConfig, ModelPool
+    from .evaluate import EvalConfig, progress_bar, results_table, run_eval
+    from .rollout import SamplingConfig
+    from .tasks import TaskConfig
+    from .team import TeamConfig
+
+    root = Path(args.output or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=0.7)
+    task = TaskConfig(name="gsm8k", split="test", limit=args.limit)
+    console.print(f"loading {args.model} ...")
+    t0 = time.perf_counter()
+    with progress_bar(console) as progress:
+        pool = ModelPool(seed=0, progress=progress)
+        pool.engine(args.model)
+    console.print(f"loaded in {time.perf_counter() - t0:.0f} s; running {args.limit} GSM8K test problems")
+    layouts = {
+        "single": dict(agents=[AgentConfig("solver", sampling=SamplingConfig(args.max_new_tokens, do_sample=False))]),
+        "vote": dict(agents=[AgentConfig("solver", sampling=sampling)], samples=3),
+        "leader": dict(agents=[AgentConfig("peer", sampling=sampling),
+                               AgentConfig("leader", sampling=SamplingConfig(args.max_new_tokens, do_sample=False))],
+                       peers=3),
+    }
+    rows = []
+    for layout, kw in layouts.items():
+        label = {"single": "single (greedy)", "vote": "vote (3 samples)", "leader": "leader (3 peers + leader)"}[layout]
+        console.print(f"[bold]{label}[/]")
+        cfg = EvalConfig(task=task, team=TeamConfig(layout=layout, model=args.model, **kw), output=str(root / layout))
+        _, metrics = run_eval(cfg, console, pool)
+        rows.append((label, metrics))
+    console.print(results_table(rows, title=f"teamtune demo: {args.model} on {args.limit} GSM8K test problems"))
+    console.print(f"transcripts and metrics in {root}/")
+    return 0
+
+
+def _export(args, console: Console) -> int:
+    from .models import load_model, save_model
+
+    folder = save_model(load_model(args.model, device="cpu", dtype="float32"), args.folder)
+    console.print(f"saved {args.model} to {folder} (load it with from_pretrained)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

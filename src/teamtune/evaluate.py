@@ -1,0 +1,108 @@
+"""`teamtune eval`: run a team on a task split and write episodes, metrics and a table."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .agents import Episode, ModelPool
+from .config import save_config
+from .costs import Cost, total
+from .tasks import TaskConfig, load_task
+from .team import Team, TeamConfig
+
+
+@dataclass
+class EvalConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    team: TeamConfig = field(default_factory=TeamConfig)
+    output: str | None = None  # run folder; default runs/<time>-<task>-<layout>
+
+
+def progress_bar(console: Console | None = None) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+def run_eval(cfg: EvalConfig, console: Console | None = None, pool: ModelPool | None = None) -> tuple[Path, dict]:
+    """Run `cfg`; write config.yaml, episodes.jsonl and metrics.json to the run folder; return it and the metrics."""
+    console = console or Console()
+    task = load_task(cfg.task)
+    out = Path(cfg.output or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.task.name}-{cfg.team.layout}")
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    with progress_bar(console) as progress:
+        if pool is None:
+            pool = ModelPool(cfg.team.device, cfg.team.dtype, cfg.team.batch_size, cfg.team.seed, progress)
+        pool.progress = progress
+        for engine in pool.engines.values():
+            engine.progress = progress
+        t0 = time.perf_counter()
+        team = Team(cfg.team, pool)
+        load_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        episodes = team.run(task)
+        wall = time.perf_counter() - t0
+    write_jsonl(out / "episodes.jsonl", [ep.to_dict() for ep in episodes])
+    metrics = summarize(episodes, wall)
+    metrics.update(task=cfg.task.name, split=cfg.task.split, layout=cfg.team.layout, model=cfg.team.model,
+                   load_seconds=load_seconds,
+                   parameters={name: e.loaded.num_parameters for name, e in pool.engines.items()})
+    write_json(out / "metrics.json", metrics)
+    return out, metrics
+
+
+def summarize(episodes: list[Episode], wall_seconds: float) -> dict:
+    """Accuracy and per-problem costs of a run, in total and per agent."""
+    n = len(episodes)
+    cost = total(ep.cost for ep in episodes)
+    per_agent: dict[str, Cost] = {}
+    for ep in episodes:
+        for name, c in ep.cost_by_agent().items():
+            per_agent[name] = per_agent.get(name, Cost()) + c
+    return {
+        "n": n,
+        "accuracy": sum(ep.correct for ep in episodes) / n,
+        "answered": sum(ep.answer is not None for ep in episodes) / n,
+        "tokens_per_problem": cost.tokens / n,
+        "generated_tokens_per_problem": cost.generated_tokens / n,
+        "flops_per_problem": cost.flops / n,
+        "seconds_per_problem": wall_seconds / n,
+        "wall_seconds": wall_seconds,
+        "generated_tokens_per_second": cost.generated_tokens / wall_seconds if wall_seconds else 0.0,
+        "total": cost.to_dict(),
+        "per_agent": {k: v.to_dict() for k, v in per_agent.items()},
+    }
+
+
+def results_table(rows: list[tuple[str, dict]], title: str = "teamtune") -> Table:
+    """A table of accuracy and efficiency, one row per (label, metrics)."""
+    table = Table(title=title)
+    for col in ("run", "accuracy", "answered", "tokens/prob", "GFLOPs/prob", "s/prob"):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for label, m in rows:
+        table.add_row(label, f"{m['accuracy']:.1%}  ({round(m['accuracy'] * m['n'])}/{m['n']})",
+                      f"{m['answered']:.0%}", f"{m['tokens_per_problem']:.0f}",
+                      f"{m['flops_per_problem'] / 1e9:.1f}", f"{m['seconds_per_problem']:.2f}")
+    return table
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)  # atomic: a killed run never leaves half a file
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)

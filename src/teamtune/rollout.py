@@ -1,0 +1,131 @@
+"""Batched generation: many chat prompts (and LoRA adapters of one base) per forward pass, with cost counts.
+
+The engine knows nothing of teams or training methods: it turns requests into completions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from rich.progress import Progress
+
+from .costs import Cost
+from .models import LoadedModel
+
+
+@dataclass
+class SamplingConfig:
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.95
+    do_sample: bool = True  # false: greedy decoding
+    stop: list[str] = field(default_factory=list)  # generation ends at the first of these (not kept)
+
+    def validate(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
+        if self.do_sample and not (self.temperature > 0 and 0 < self.top_p <= 1):
+            raise ValueError("sampling needs temperature > 0 and 0 < top_p <= 1")
+
+    def key(self) -> tuple:
+        return (self.max_new_tokens, self.temperature, self.top_p, self.do_sample, tuple(self.stop))
+
+
+@dataclass
+class Request:
+    messages: list[dict]  # chat messages, e.g. [{"role": "system", ...}, {"role": "user", ...}]
+    adapter: str | None = None  # peft adapter name on the engine's model; None = the base weights
+
+
+@dataclass
+class Completion:
+    text: str
+    finish: str  # "stop" (a stop string), "eos" or "length"
+    cost: Cost
+
+
+class Engine:
+    """Generates for many requests on one base model, left-padded, sorted by length, `batch_size` at a time."""
+
+    def __init__(self, loaded: LoadedModel, batch_size: int = 64, seed: int | None = 0,
+                 progress: Progress | None = None):
+        self.loaded = loaded
+        self.batch_size = batch_size
+        self.seed = seed
+        self.progress = progress
+        self._calls = 0
+
+    @property
+    def model(self):
+        return self.loaded.model
+
+    @property
+    def tokenizer(self):
+        return self.loaded.tokenizer
+
+    def render(self, messages: list[dict]) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    @torch.inference_mode()
+    def generate(self, requests: Sequence[Request], sampling: SamplingConfig, desc: str = "generate") -> list[Completion]:
+        """One completion per request, in request order."""
+        texts = [self.render(r.messages) for r in requests]
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        order = sorted(range(len(requests)), key=lambda i: -lengths[i])  # similar lengths share a batch
+        out: list[Completion | None] = [None] * len(requests)
+        bar = self.progress.add_task(desc, total=len(requests)) if self.progress else None
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            for i, c in zip(idx, self._batch([texts[i] for i in idx], [requests[i].adapter for i in idx], sampling),
+                            strict=True):
+                out[i] = c
+            if bar is not None:
+                self.progress.advance(bar, len(idx))
+        if bar is not None:
+            self.progress.remove_task(bar)
+        return out  # type: ignore[return-value]
+
+    def _batch(self, texts: list[str], adapters: list[str | None], s: SamplingConfig) -> list[Completion]:
+        tok, model = self.tokenizer, self.model
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.loaded.device)
+        kwargs = dict(max_new_tokens=s.max_new_tokens, do_sample=s.do_sample, pad_token_id=tok.pad_token_id,
+                      eos_token_id=tok.eos_token_id)
+        if s.do_sample:
+            kwargs.update(temperature=s.temperature, top_p=s.top_p, top_k=0)
+        if s.stop:
+            kwargs.update(stop_strings=list(s.stop), tokenizer=tok)
+        if any(a is not None for a in adapters):
+            kwargs["adapter_names"] = [a or "__base__" for a in adapters]
+        if self.seed is not None:
+            torch.manual_seed(self.seed + self._calls)
+        self._calls += 1
+        t0 = time.perf_counter()
+        seqs = model.generate(**enc, **kwargs)
+        if self.loaded.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - t0) / len(texts)  # the batch's wall time, shared equally
+        new = seqs[:, enc["input_ids"].shape[1]:].tolist()
+        prompt_lens = enc["attention_mask"].sum(1).tolist()
+        n_params = self.loaded.num_parameters
+        return [self._completion(ids, p, seconds, n_params, s) for ids, p in zip(new, prompt_lens, strict=True)]
+
+    def _completion(self, ids: list[int], prompt_tokens: int, seconds: float, n_params: int,
+                    s: SamplingConfig) -> Completion:
+        tok = self.tokenizer
+        ends = {tok.eos_token_id, tok.pad_token_id}
+        end = next((j for j, t in enumerate(ids) if t in ends), None)
+        text = tok.decode(ids[:end], skip_special_tokens=True)
+        cut = min((text.find(x) for x in s.stop if x in text), default=-1)
+        if cut >= 0:
+            # Generation halts on a stop string and pads after it, so the pad is not a generated token.
+            finish, n_gen, text = "stop", end if end is not None else len(ids), text[:cut]
+        elif end is not None:
+            finish, n_gen = "eos", end + 1
+        else:
+            finish, n_gen = "length", len(ids)
+        cost = Cost(calls=1, prompt_tokens=int(prompt_tokens), generated_tokens=n_gen, seconds=seconds,
+                    flops=2.0 * n_params * (prompt_tokens + n_gen))
+        return Completion(text=text.strip(), finish=finish, cost=cost)

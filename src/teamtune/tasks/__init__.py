@@ -1,0 +1,127 @@
+"""Reasoning tasks: GSM8K, MATH, BIG-Bench Hard and MMLU-style multiple choice, from local files or the hub."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from .base import DataError, Problem, Task, check_record, default_data_dir, load_hub, read_jsonl
+from .bbh import BBH, split_examples
+from .gsm8k import GSM8K
+from .math import MATH
+from .mmlu import MMLU
+
+TASKS: dict[str, type[Task]] = {t.name: t for t in (GSM8K, MATH, BBH, MMLU)}
+
+__all__ = ["TASKS", "DataError", "Problem", "Task", "TaskConfig", "load_task"]
+
+
+@dataclass
+class TaskConfig:
+    name: str = "gsm8k"  # gsm8k | math | bbh | mmlu
+    split: str = "test"
+    source: str | None = None  # a local file or folder, or a hub dataset name; default: local data, else hub
+    subset: str | None = None  # BBH task names (comma separated; default all 27) or an MMLU subject
+    limit: int | None = None  # keep the first N problems (after shuffling when shuffle_seed is set)
+    shuffle_seed: int | None = None
+
+    def validate(self) -> None:
+        if self.name not in TASKS:
+            raise ValueError(f"unknown task {self.name!r} (known: {', '.join(TASKS)})")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("limit must be at least 1")
+
+
+def load_task(cfg: TaskConfig) -> Task:
+    """Read the problems of `cfg` and wrap them in their Task."""
+    cfg.validate()
+    cls = TASKS[cfg.name]
+    problems = _bbh_problems(cfg) if cls is BBH else _record_problems(cls, cfg)
+    if cfg.shuffle_seed is not None:
+        random.Random(cfg.shuffle_seed).shuffle(problems)
+    if cfg.limit is not None:
+        problems = problems[: cfg.limit]
+    if not problems:
+        raise DataError(f"task {cfg.name} split {cfg.split!r} has no problems")
+    return cls(problems, cfg.split)
+
+
+def _local_root(cfg: TaskConfig) -> Path | None:
+    """Where the task's local files are, or None to read from the hub."""
+    if cfg.source is not None:
+        path = Path(cfg.source).expanduser()
+        if path.exists():
+            return path
+        if "/" in cfg.source and not cfg.source.startswith((".", "/", "~")):
+            return None  # looks like a hub name, e.g. openai/gsm8k
+        raise DataError(f"dataset path not found: {cfg.source}")
+    data = default_data_dir()
+    if data is not None and (data / cfg.name).exists():
+        return data / cfg.name
+    return None
+
+
+def _record_problems(cls, cfg: TaskConfig) -> list[Problem]:
+    root = _local_root(cfg)
+    if root is None:
+        name, config = (cfg.source, None) if cfg.source else cls.hub
+        config = cfg.subset or config
+        records = [(f"{name}[{i}]", r) for i, r in enumerate(load_hub(name, config, cfg.split))]
+        for where, rec in records:
+            check_record(rec, cls.fields, where)
+    else:
+        path = root / f"{cfg.split}.jsonl" if root.is_dir() else root
+        if root.is_dir() and not path.is_file():
+            have = ", ".join(sorted(p.stem for p in root.glob("*.jsonl"))) or "none"
+            raise DataError(f"{root}: no {cfg.split}.jsonl for split {cfg.split!r} (splits here: {have})")
+        records = read_jsonl(path, cls.fields)
+    if cls is MMLU and cfg.subset:
+        records = [(w, r) for w, r in records if r.get("subject") == cfg.subset]
+    return [_problem(cls.problem, where, rec, i) for i, (where, rec) in enumerate(records)]
+
+
+def _problem(make, where: str, rec: dict, index: int, *args) -> Problem:
+    try:
+        return make(rec, index, *args)
+    except (ValueError, TypeError, AttributeError) as e:
+        raise DataError(f"{where}: {e}") from None
+
+
+def _bbh_problems(cfg: TaskConfig) -> list[Problem]:
+    root = _local_root(cfg)
+    if root is not None and root.is_dir() and (root / "tasks").is_dir():
+        root = root / "tasks"
+    available = sorted(p.stem for p in root.glob("*.json")) if root is not None and root.is_dir() else []
+    names = [s.strip() for s in cfg.subset.split(",")] if cfg.subset else available
+    if root is None and not names:
+        raise DataError("reading BBH from the hub needs subset: the task name(s), e.g. subset=date_understanding")
+    problems = []
+    for task in names:
+        if root is None:
+            examples = [(f"{cfg.source or BBH.hub[0]}/{task}[{i}]", r)
+                        for i, r in enumerate(load_hub(cfg.source or BBH.hub[0], task, "test"))]
+        else:
+            path = root if root.is_file() else root / f"{task}.json"
+            if not path.is_file():
+                raise DataError(f"BBH task file not found: {path} (tasks here: {', '.join(available) or 'none'})")
+            examples = _bbh_file(path)
+        try:
+            chosen = split_examples(examples, cfg.split)
+        except ValueError as e:
+            raise DataError(str(e)) from None
+        for i, (where, rec) in chosen:
+            check_record(rec, BBH.fields, where)
+            problems.append(_problem(BBH.problem, where, rec, i, task))
+    return problems
+
+
+def _bbh_file(path: Path) -> list[tuple[str, dict]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("examples"), list):
+        raise DataError(f"{path}: expected an object with an 'examples' list")
+    return [(f"{path} example {i}", r) for i, r in enumerate(data["examples"])]

@@ -1,0 +1,151 @@
+"""What every reasoning task shares: problems, record reading with clear errors, answer helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ANSWER_INSTRUCTION = "Think step by step, then finish with a line of the form 'The answer is X.'"
+
+
+class DataError(ValueError):
+    """A dataset file, folder or record that cannot be read; the message names the file and line."""
+
+
+@dataclass
+class Problem:
+    id: str
+    question: str  # the user-facing prompt body
+    answer: str  # gold answer, canonical form
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Task:
+    """A list of problems plus how to prompt for, extract and check an answer."""
+
+    name = "task"
+    instruction = ANSWER_INSTRUCTION
+
+    def __init__(self, problems: list[Problem], split: str):
+        self.problems = problems
+        self.split = split
+
+    def prompt(self, problem: Problem) -> str:
+        return f"{problem.question}\n\n{self.instruction}"
+
+    def extract(self, text: str) -> str | None:
+        """The canonical answer written in `text`, or None."""
+        raise NotImplementedError
+
+    def is_correct(self, predicted: str | None, problem: Problem) -> bool:
+        return predicted is not None and predicted == problem.answer
+
+    def reward(self, text: str, problem: Problem) -> float:
+        return float(self.is_correct(self.extract(text), problem))
+
+    def __len__(self) -> int:
+        return len(self.problems)
+
+
+def read_jsonl(path: Path, required: Iterable[str]) -> list[tuple[str, dict]]:
+    """(`file:line`, record) for each record of a JSONL file, each checked for the `required` keys."""
+    if not path.is_file():
+        raise DataError(f"dataset file not found: {path}")
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            check_record(rec, required, f"{path}:{n}")
+            records.append((f"{path}:{n}", rec))
+    return records
+
+
+def check_record(rec: Any, required: Iterable[str], where: str) -> None:
+    if not isinstance(rec, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    missing = [k for k in required if k not in rec]
+    if missing:
+        raise DataError(f"{where}: record lacks key {missing[0]!r} (has {', '.join(sorted(rec))})")
+
+
+def load_hub(name: str, config: str | None, split: str) -> list[dict]:
+    """Records of a Hugging Face `datasets` dataset (for online users)."""
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - datasets is a dependency
+        raise DataError("reading a hub dataset needs the `datasets` package") from None
+    try:
+        ds = datasets.load_dataset(name, config, split=split)
+    except Exception as e:  # datasets raises many kinds; all mean the same to the user
+        raise DataError(f"could not load hub dataset {name!r} (config {config!r}, split {split!r}): {e}") from None
+    return [dict(r) for r in ds]
+
+
+def default_data_dir() -> Path | None:
+    """Local dataset folder: $TEAMTUNE_DATA, else shared/datasets beside or above the working folder."""
+    env = os.environ.get("TEAMTUNE_DATA")
+    if env:
+        return Path(env)
+    for cand in (Path("shared/datasets"), Path("../shared/datasets")):
+        if cand.is_dir():
+            return cand.resolve()
+    return None
+
+
+_NUM = r"-?\$?\d[\d,]*(?:\.\d+)?"
+
+
+def last_answer_span(text: str) -> str | None:
+    """The text after the last 'answer is', else in the last \\boxed{}, else None."""
+    boxed = last_boxed(text)
+    m = list(re.finditer(r"answer is[:\s]*(.+)", text, flags=re.IGNORECASE))
+    if m:
+        return m[-1].group(1).strip()
+    return boxed
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} (or \\fbox{...}), braces balanced."""
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if start < 0:
+        return None
+    i = text.find("{", start)
+    if i < 0:
+        return None
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j]
+    return None
+
+
+def canonical_number(s: str) -> str | None:
+    """'$1,234.50' -> '1234.5'; None when s holds no number."""
+    m = re.findall(_NUM, s)
+    if not m:
+        return None
+    raw = m[0].replace("$", "").replace(",", "")
+    try:
+        val = float(raw)
+    except ValueError:
+        return None
+    return str(int(val)) if val == int(val) else repr(val)
+
+
+def last_number(text: str) -> str | None:
+    nums = re.findall(_NUM, text)
+    return canonical_number(nums[-1]) if nums else None

@@ -1,0 +1,36 @@
+"""MATH competition problems, in the original format (answer in \\boxed{} of `solution`) or MATH-500's."""
+
+from __future__ import annotations
+
+from math_verify import parse, verify
+
+from .base import Problem, Task, last_answer_span, last_boxed
+
+
+class MATH(Task):
+    name = "math"
+    fields = ("problem", "solution")
+    hub = ("HuggingFaceH4/MATH-500", None)
+    instruction = "Think step by step, then put the final answer in \\boxed{}."
+
+    @classmethod
+    def problem(cls, rec: dict, index: int) -> Problem:
+        gold = rec.get("answer") or last_boxed(rec["solution"])
+        if not gold:
+            raise ValueError("no 'answer' field and no \\boxed{} answer in 'solution'")
+        pid = rec.get("unique_id") or rec.get("idx", index)
+        meta = {k: rec[k] for k in ("level", "type", "subject") if k in rec}
+        return Problem(id=f"math-{pid}", question=rec["problem"], answer=gold, meta=meta)
+
+    def extract(self, text: str) -> str | None:
+        ans = last_boxed(text) or last_answer_span(text)
+        return ans.strip().rstrip(".").strip("$ ") if ans else None
+
+    def is_correct(self, predicted: str | None, problem: Problem) -> bool:
+        if predicted is None:
+            return False
+        if predicted == problem.answer:
+            return True
+        gold = parse(f"\\boxed{{{problem.answer}}}")
+        pred = parse(f"\\boxed{{{predicted}}}")
+        return bool(gold and pred and verify(gold, pred))

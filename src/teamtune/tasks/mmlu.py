@@ -1,0 +1,39 @@
+"""Multiple choice in the `cais/mmlu` record format: question, subject, choices, answer (an index)."""
+
+from __future__ import annotations
+
+import re
+
+from .base import Problem, Task, last_answer_span
+
+LETTERS = "ABCDEFGHIJ"
+
+
+class MMLU(Task):
+    name = "mmlu"
+    fields = ("question", "choices", "answer")
+    hub = ("cais/mmlu", "all")
+    instruction = "Think step by step, then finish with a line of the form 'The answer is (X).' where X is a letter."
+
+    @classmethod
+    def problem(cls, rec: dict, index: int) -> Problem:
+        choices, ans = rec["choices"], rec["answer"]
+        if not isinstance(choices, list) or not 2 <= len(choices) <= len(LETTERS):
+            raise ValueError(f"'choices' must be a list of 2 to {len(LETTERS)} options")
+        if isinstance(ans, str) and ans in LETTERS:
+            ans = LETTERS.index(ans)
+        if not isinstance(ans, int) or not 0 <= ans < len(choices):
+            raise ValueError(f"'answer' must be an index into 'choices', got {ans!r}")
+        options = "\n".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
+        subject = rec.get("subject", "")
+        return Problem(id=f"mmlu-{subject}-{index}", question=f"{rec['question']}\n\n{options}",
+                       answer=LETTERS[ans], meta={"subject": subject, "n_choices": len(choices)})
+
+    def extract(self, text: str) -> str | None:
+        span = last_answer_span(text)
+        if span:
+            m = re.search(r"\(?\b([A-J])\b\)?", span)
+            if m:
+                return m.group(1)
+        found = re.findall(r"\(([A-J])\)", text)
+        return found[-1] if found else None

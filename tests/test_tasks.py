@@ -1,0 +1,83 @@
+import json
+
+import pytest
+
+from teamtune.tasks import DataError, TaskConfig, load_task
+from teamtune.tasks.bbh import normalize
+
+
+def test_gsm8k_real_lines(data_dir):
+    task = load_task(TaskConfig(name="gsm8k", split="test", source=str(data_dir / "gsm8k"), limit=50))
+    assert len(task) == 50
+    p = task.problems[0]
+    assert p.answer == "18" and p.question.startswith("Janet")
+    # the gold solutions of the real lines are recognised as correct answers
+    for p, line in zip(task.problems, open(data_dir / "gsm8k" / "test.jsonl"), strict=False):
+        solution = json.loads(line)["answer"].replace("####", "The answer is")
+        assert task.is_correct(task.extract(solution), p)
+    assert task.extract("So she makes $1,234.00 in total. The answer is $1,234.") == "1234"
+    assert task.extract("18 eggs... wait, 9 * 2 = 18") == "18"
+    assert task.extract("no numbers here") is None
+    assert not task.is_correct(task.extract("The answer is 17."), task.problems[0])
+
+
+def test_math_both_formats(data_dir, tmp_path):
+    task = load_task(TaskConfig(name="math", split="train", source=str(data_dir / "math"), limit=30))
+    assert task.problems[0].answer == "2"
+    for p in task.problems:
+        assert task.is_correct(task.extract(f"Thus the result is \\boxed{{{p.answer}}}."), p)
+    m500 = tmp_path / "test.jsonl"
+    m500.write_text(json.dumps({"problem": "Compute $\\sin 60^\\circ$.", "solution": "...", "answer": "\\frac{\\sqrt{3}}{2}",
+                                "subject": "Precalculus", "level": 2, "unique_id": "test/precalc/1.json"}) + "\n")
+    t5 = load_task(TaskConfig(name="math", split="test", source=str(tmp_path)))
+    p = t5.problems[0]
+    assert p.id == "math-test/precalc/1.json" and p.meta["subject"] == "Precalculus"
+    assert t5.is_correct(t5.extract("so we get $\\boxed{\\dfrac{\\sqrt3}{2}}$"), p)
+    assert not t5.is_correct(t5.extract("\\boxed{\\frac{1}{2}}"), p)
+
+
+def test_bbh_split_and_exact_match(data_dir):
+    kw = dict(name="bbh", source=str(data_dir / "bbh"), subset="date_understanding,boolean_expressions")
+    train = load_task(TaskConfig(split="train", **kw))
+    test = load_task(TaskConfig(split="test", **kw))
+    everything = load_task(TaskConfig(split="all", **kw))
+    assert len(train) + len(test) == len(everything) == 500
+    assert not {p.id for p in train.problems} & {p.id for p in test.problems}
+    for p in test.problems[:40]:
+        assert test.is_correct(test.extract(f"Let's think. So the answer is {p.answer.upper()}."), p)
+    date = next(p for p in everything.problems if p.meta["subtask"] == "date_understanding")
+    assert date.answer.startswith("(") and everything.extract("So the answer is (B) 12/25/1937.") == "(B)"
+    assert normalize("False.") == "false" and normalize("(c)") != "(C)"
+
+
+def test_mmlu_records(tmp_path):
+    recs = [{"question": "2+2?", "subject": "math", "choices": ["3", "4", "5", "6"], "answer": 1},
+            {"question": "Capital of France?", "subject": "geo", "choices": ["Paris", "Rome"], "answer": 0}]
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    task = load_task(TaskConfig(name="mmlu", source=str(tmp_path)))
+    assert [p.answer for p in task.problems] == ["B", "A"]
+    assert "(B) 4" in task.prompt(task.problems[0])
+    assert task.extract("4 is right. The answer is (B).") == "B"
+    assert task.extract("The answer is B") == "B"
+    assert task.extract("I pick (C) over (A)") == "A"
+    assert len(load_task(TaskConfig(name="mmlu", source=str(tmp_path), subset="geo"))) == 1
+
+
+def test_bad_data_names_file_and_line(tmp_path):
+    f = tmp_path / "test.jsonl"
+    f.write_text('{"question": "a", "answer": "#### 3"}\n{"question": "b"\n')
+    with pytest.raises(DataError, match=rf"{f}:2: not valid JSON"):
+        load_task(TaskConfig(name="gsm8k", source=str(f)))
+    f.write_text('{"question": "a", "answer": "#### 3"}\n{"question": "b", "solution": "x"}\n')
+    with pytest.raises(DataError, match=rf"{f}:2: record lacks key 'answer'"):
+        load_task(TaskConfig(name="gsm8k", source=str(f)))
+    f.write_text('{"question": "a", "answer": "no number"}\n')
+    with pytest.raises(DataError, match=rf"{f}:1: answer has no number"):
+        load_task(TaskConfig(name="gsm8k", source=str(f)))
+    with pytest.raises(DataError, match="dataset path not found"):
+        load_task(TaskConfig(name="gsm8k", source=str(tmp_path / "missing")))
+    with pytest.raises(DataError, match="no train.jsonl"):
+        load_task(TaskConfig(name="gsm8k", split="train", source=str(tmp_path)))
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"question": "q", "choices": ["a"], "answer": 0}) + "\n")
+    with pytest.raises(DataError, match="'choices' must be a list of 2"):
+        load_task(TaskConfig(name="mmlu", source=str(tmp_path / "bad.jsonl")))
