@@ -11,8 +11,14 @@ def write(tmp_path, text):
 
 
 def test_yaml_and_overrides(tmp_path):
-    p = write(tmp_path, "task: {name: bbh, split: train, subset: navigate}\nteam: {layout: vote, samples: 4}\n")
-    cfg = load_config(EvalConfig, p, ["team.samples=7", "task.limit=3", "team.agents=[{name: a, sampling: {temperature: 1}}]"])
+    p = write(
+        tmp_path, "task: {name: bbh, split: train, subset: navigate}\nteam: {layout: vote, samples: 4}\n"
+    )
+    cfg = load_config(
+        EvalConfig,
+        p,
+        ["team.samples=7", "task.limit=3", "team.agents=[{name: a, sampling: {temperature: 1}}]"],
+    )
     assert cfg.task.name == "bbh" and cfg.task.limit == 3
     assert cfg.team.samples == 7
     assert cfg.team.agents[0].name == "a" and cfg.team.agents[0].sampling.temperature == 1.0
@@ -23,17 +29,20 @@ def test_default_agents_follow_layout():
     assert [a.name for a in cfg.team.agents] == ["solver", "critic", "refiner"]
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("task: {nmae: gsm8k}\n", "unknown key 'nmae'"),
-    ("team: {samples: many}\n", "team.samples: expected int"),
-    ("team: {layout: swarm}\n", "team.layout: 'swarm' is not one of"),
-    ("task: {name: trivia}\n", "unknown task 'trivia'"),
-    ("team: {agents: [{name: a, sampling: {max_new_tokens: 0}}]}\n", "max_new_tokens must be at least 1"),
-    ("team: {layout: single, agents: [{name: a}, {name: b}]}\n", "takes exactly 1 agent"),
-    ("team: {layout: leader, agents: [{name: a}, {name: a}]}\n", "agent names must be unique"),
-    ("- a\n- b\n", "top level must be a mapping"),
-    ("task: [unclosed\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("task: {nmae: gsm8k}\n", "unknown key 'nmae'"),
+        ("team: {samples: many}\n", "team.samples: expected int"),
+        ("team: {layout: swarm}\n", "team.layout: 'swarm' is not one of"),
+        ("task: {name: trivia}\n", "unknown task 'trivia'"),
+        ("team: {agents: [{name: a, sampling: {max_new_tokens: 0}}]}\n", "max_new_tokens must be at least 1"),
+        ("team: {layout: single, agents: [{name: a}, {name: b}]}\n", "takes exactly 1 agent"),
+        ("team: {layout: leader, agents: [{name: a}, {name: a}]}\n", "agent names must be unique"),
+        ("- a\n- b\n", "top level must be a mapping"),
+        ("task: [unclosed\n", "not valid YAML"),
+    ],
+)
 def test_bad_config_names_the_problem(tmp_path, text, needle):
     p = write(tmp_path, text)
     with pytest.raises(ConfigError) as e:

@@ -10,7 +10,11 @@ def req(text):
 
 
 def test_left_padded_batch_matches_one_by_one(tiny):
-    prompts = ["Hi", "A much longer prompt with many more words in it than the first one has", "Mid length one"]
+    prompts = [
+        "Hi",
+        "A much longer prompt with many more words in it than the first one has",
+        "Mid length one",
+    ]
     batched = Engine(tiny, batch_size=8).generate([req(p) for p in prompts], GREEDY)
     alone = [Engine(tiny, batch_size=1).generate([req(p)], GREEDY)[0] for p in prompts]
     assert [c.text for c in batched] == [c.text for c in alone]
@@ -19,10 +23,18 @@ def test_left_padded_batch_matches_one_by_one(tiny):
 
 def test_costs_are_counted(tiny):
     out = Engine(tiny).generate([req("Hello there")], GREEDY)[0]
-    n_prompt = len(tiny.tokenizer.apply_chat_template([{"role": "user", "content": "Hello there"}],
-                                                      add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+    n_prompt = len(
+        tiny.tokenizer.apply_chat_template(
+            [{"role": "user", "content": "Hello there"}],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+        )["input_ids"]
+    )
     assert out.cost.prompt_tokens == n_prompt
-    assert out.finish == "length" and out.cost.generated_tokens == 8  # random weights never say eos in 8 tokens
+    assert (
+        out.finish == "length" and out.cost.generated_tokens == 8
+    )  # random weights never say eos in 8 tokens
     assert out.cost.flops == 2 * tiny.num_parameters * (n_prompt + 8)
     assert out.cost.seconds > 0 and out.cost.calls == 1
 
@@ -30,7 +42,9 @@ def test_costs_are_counted(tiny):
 def test_stop_strings_cut_generation(tiny):
     free = Engine(tiny).generate([req("Count")], SamplingConfig(max_new_tokens=12, do_sample=False))[0]
     stop = free.text[len(free.text) // 2 :][:3]  # text the model is known to produce mid-way
-    out = Engine(tiny).generate([req("Count")], SamplingConfig(max_new_tokens=12, do_sample=False, stop=[stop]))[0]
+    out = Engine(tiny).generate(
+        [req("Count")], SamplingConfig(max_new_tokens=12, do_sample=False, stop=[stop])
+    )[0]
     assert out.finish == "stop"
     assert stop not in out.text and free.text.startswith(out.text)
     assert out.cost.generated_tokens < 12

@@ -12,7 +12,8 @@ def test_gsm8k_real_lines(data_dir):
     p = task.problems[0]
     assert p.answer == "18" and p.question.startswith("Janet")
     # the gold solutions of the real lines are recognised as correct answers
-    for p, line in zip(task.problems, open(data_dir / "gsm8k" / "test.jsonl"), strict=False):
+    lines = (data_dir / "gsm8k" / "test.jsonl").read_text().splitlines()
+    for p, line in zip(task.problems, lines, strict=False):
         solution = json.loads(line)["answer"].replace("####", "The answer is")
         assert task.is_correct(task.extract(solution), p)
     assert task.extract("So she makes $1,234.00 in total. The answer is $1,234.") == "1234"
@@ -27,8 +28,19 @@ def test_math_both_formats(data_dir, tmp_path):
     for p in task.problems:
         assert task.is_correct(task.extract(f"Thus the result is \\boxed{{{p.answer}}}."), p)
     m500 = tmp_path / "test.jsonl"
-    m500.write_text(json.dumps({"problem": "Compute $\\sin 60^\\circ$.", "solution": "...", "answer": "\\frac{\\sqrt{3}}{2}",
-                                "subject": "Precalculus", "level": 2, "unique_id": "test/precalc/1.json"}) + "\n")
+    m500.write_text(
+        json.dumps(
+            {
+                "problem": "Compute $\\sin 60^\\circ$.",
+                "solution": "...",
+                "answer": "\\frac{\\sqrt{3}}{2}",
+                "subject": "Precalculus",
+                "level": 2,
+                "unique_id": "test/precalc/1.json",
+            }
+        )
+        + "\n"
+    )
     t5 = load_task(TaskConfig(name="math", split="test", source=str(tmp_path)))
     p = t5.problems[0]
     assert p.id == "math-test/precalc/1.json" and p.meta["subject"] == "Precalculus"
@@ -51,8 +63,10 @@ def test_bbh_split_and_exact_match(data_dir):
 
 
 def test_mmlu_records(tmp_path):
-    recs = [{"question": "2+2?", "subject": "math", "choices": ["3", "4", "5", "6"], "answer": 1},
-            {"question": "Capital of France?", "subject": "geo", "choices": ["Paris", "Rome"], "answer": 0}]
+    recs = [
+        {"question": "2+2?", "subject": "math", "choices": ["3", "4", "5", "6"], "answer": 1},
+        {"question": "Capital of France?", "subject": "geo", "choices": ["Paris", "Rome"], "answer": 0},
+    ]
     (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     task = load_task(TaskConfig(name="mmlu", source=str(tmp_path)))
     assert [p.answer for p in task.problems] == ["B", "A"]

@@ -45,29 +45,46 @@ class Agent:
     adapter: str | None = None
 
     def request(self, user: str) -> Request:
-        return Request(messages=[{"role": "system", "content": self.system_prompt}, {"role": "user", "content": user}],
-                       adapter=self.adapter)
+        return Request(
+            messages=[{"role": "system", "content": self.system_prompt}, {"role": "user", "content": user}],
+            adapter=self.adapter,
+        )
 
 
 class ModelPool:
     """Loads each base model once; agents on the same base share its weights and add LoRA adapters to it."""
 
-    def __init__(self, device: str = "auto", dtype: str = "auto", batch_size: int = 64, seed: int | None = 0,
-                 progress: Progress | None = None):
-        self.device, self.dtype, self.batch_size, self.seed, self.progress = device, dtype, batch_size, seed, progress
+    def __init__(
+        self,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 64,
+        seed: int | None = 0,
+        progress: Progress | None = None,
+    ):
+        self.device, self.dtype, self.batch_size, self.seed, self.progress = (
+            device,
+            dtype,
+            batch_size,
+            seed,
+            progress,
+        )
         self.engines: dict[str, Engine] = {}
 
     def engine(self, model: str) -> Engine:
         if model not in self.engines:
             loaded = load_model(model, device=self.device, dtype=self.dtype, seed=self.seed or 0)
-            self.engines[model] = Engine(loaded, batch_size=self.batch_size, seed=self.seed, progress=self.progress)
+            self.engines[model] = Engine(
+                loaded, batch_size=self.batch_size, seed=self.seed, progress=self.progress
+            )
         return self.engines[model]
 
     def add_adapter(self, model: str, name: str, path: str) -> None:
         """Attach the LoRA adapter at `path` to `model`'s shared base under `name`."""
         if not (Path(path) / "adapter_config.json").is_file():
-            raise ModelLoadError(f"adapter {path!r} of agent {name!r} is not a peft adapter folder "
-                                 "(no adapter_config.json)")
+            raise ModelLoadError(
+                f"adapter {path!r} of agent {name!r} is not a peft adapter folder (no adapter_config.json)"
+            )
         loaded: LoadedModel = self.engine(model).loaded
         if isinstance(loaded.model, PeftModel):
             if name not in loaded.model.peft_config:
@@ -82,8 +99,13 @@ class ModelPool:
         if cfg.adapter:
             self.add_adapter(model, cfg.name, cfg.adapter)
         prompt = cfg.system_prompt or ROLE_PROMPTS.get(cfg.name, DEFAULT_PROMPT)
-        return Agent(name=cfg.name, system_prompt=prompt, engine=engine, sampling=cfg.sampling,
-                     adapter=cfg.name if cfg.adapter else None)
+        return Agent(
+            name=cfg.name,
+            system_prompt=prompt,
+            engine=engine,
+            sampling=cfg.sampling,
+            adapter=cfg.name if cfg.adapter else None,
+        )
 
 
 def run_calls(calls: list[tuple[Agent, str]], desc: str) -> list[Completion]:

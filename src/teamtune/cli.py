@@ -14,12 +14,21 @@ from .models import ModelLoadError
 from .tasks import DataError
 
 # Short flags of `eval`, each the same as a dotted override.
-SHORTCUTS = {"task": "task.name", "split": "task.split", "source": "task.source", "limit": "task.limit",
-             "layout": "team.layout", "model": "team.model", "output": "output"}
+SHORTCUTS = {
+    "task": "task.name",
+    "split": "task.split",
+    "source": "task.source",
+    "limit": "task.limit",
+    "layout": "team.layout",
+    "model": "team.model",
+    "output": "output",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="teamtune", description="Build, train and evaluate teams of small LMs.")
+    parser = argparse.ArgumentParser(
+        prog="teamtune", description="Build, train and evaluate teams of small LMs."
+    )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     ev = verbs.add_parser("eval", help="run a team on a task split; write episodes.jsonl and metrics.json")
@@ -54,11 +63,16 @@ def main(argv: list[str] | None = None) -> int:
 def _eval(args, console: Console) -> int:
     from .evaluate import EvalConfig, results_table, run_eval
 
-    overrides = [f"{key}={getattr(args, flag)}" for flag, key in SHORTCUTS.items() if getattr(args, flag) is not None]
+    overrides = [
+        f"{key}={getattr(args, flag)}" for flag, key in SHORTCUTS.items() if getattr(args, flag) is not None
+    ]
     cfg = load_config(EvalConfig, args.config, overrides + list(args.overrides))
     out, metrics = run_eval(cfg, console)
-    console.print(results_table([(f"{cfg.team.layout} ({cfg.team.model})", metrics)],
-                                title=f"{cfg.task.name} {cfg.task.split}"))
+    console.print(
+        results_table(
+            [(f"{cfg.team.layout} ({cfg.team.model})", metrics)], title=f"{cfg.task.name} {cfg.task.split}"
+        )
+    )
     console.print(f"wrote {out}/episodes.jsonl and {out}/metrics.json")
     return 0
 
@@ -80,20 +94,34 @@ def _demo(args, console: Console) -> int:
         pool.engine(args.model)
     console.print(f"loaded in {time.perf_counter() - t0:.0f} s; running {args.limit} GSM8K test problems")
     layouts = {
-        "single": dict(agents=[AgentConfig("solver", sampling=SamplingConfig(args.max_new_tokens, do_sample=False))]),
+        "single": dict(
+            agents=[AgentConfig("solver", sampling=SamplingConfig(args.max_new_tokens, do_sample=False))]
+        ),
         "vote": dict(agents=[AgentConfig("solver", sampling=sampling)], samples=3),
-        "leader": dict(agents=[AgentConfig("peer", sampling=sampling),
-                               AgentConfig("leader", sampling=SamplingConfig(args.max_new_tokens, do_sample=False))],
-                       peers=3),
+        "leader": dict(
+            agents=[
+                AgentConfig("peer", sampling=sampling),
+                AgentConfig("leader", sampling=SamplingConfig(args.max_new_tokens, do_sample=False)),
+            ],
+            peers=3,
+        ),
     }
     rows = []
     for layout, kw in layouts.items():
-        label = {"single": "single (greedy)", "vote": "vote (3 samples)", "leader": "leader (3 peers + leader)"}[layout]
+        label = {
+            "single": "single (greedy)",
+            "vote": "vote (3 samples)",
+            "leader": "leader (3 peers + leader)",
+        }[layout]
         console.print(f"[bold]{label}[/]")
-        cfg = EvalConfig(task=task, team=TeamConfig(layout=layout, model=args.model, **kw), output=str(root / layout))
+        cfg = EvalConfig(
+            task=task, team=TeamConfig(layout=layout, model=args.model, **kw), output=str(root / layout)
+        )
         _, metrics = run_eval(cfg, console, pool)
         rows.append((label, metrics))
-    console.print(results_table(rows, title=f"teamtune demo: {args.model} on {args.limit} GSM8K test problems"))
+    console.print(
+        results_table(rows, title=f"teamtune demo: {args.model} on {args.limit} GSM8K test problems")
+    )
     console.print(f"transcripts and metrics in {root}/")
     return 0
 

@@ -27,11 +27,19 @@ class EvalConfig:
 
 
 def progress_bar(console: Console | None = None) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
 
 
-def run_eval(cfg: EvalConfig, console: Console | None = None, pool: ModelPool | None = None) -> tuple[Path, dict]:
+def run_eval(
+    cfg: EvalConfig, console: Console | None = None, pool: ModelPool | None = None
+) -> tuple[Path, dict]:
     """Run `cfg`; write config.yaml, episodes.jsonl and metrics.json to the run folder; return it and the metrics."""
     console = console or Console()
     task = load_task(cfg.task)
@@ -52,9 +60,14 @@ def run_eval(cfg: EvalConfig, console: Console | None = None, pool: ModelPool | 
         wall = time.perf_counter() - t0
     write_jsonl(out / "episodes.jsonl", [ep.to_dict() for ep in episodes])
     metrics = summarize(episodes, wall)
-    metrics.update(task=cfg.task.name, split=cfg.task.split, layout=cfg.team.layout, model=cfg.team.model,
-                   load_seconds=load_seconds,
-                   parameters={name: e.loaded.num_parameters for name, e in pool.engines.items()})
+    metrics.update(
+        task=cfg.task.name,
+        split=cfg.task.split,
+        layout=cfg.team.layout,
+        model=cfg.team.model,
+        load_seconds=load_seconds,
+        parameters={name: e.loaded.num_parameters for name, e in pool.engines.items()},
+    )
     write_json(out / "metrics.json", metrics)
     return out, metrics
 
@@ -88,9 +101,14 @@ def results_table(rows: list[tuple[str, dict]], title: str = "teamtune") -> Tabl
     for col in ("run", "accuracy", "answered", "tokens/prob", "GFLOPs/prob", "s/prob"):
         table.add_column(col, justify="left" if col == "run" else "right")
     for label, m in rows:
-        table.add_row(label, f"{m['accuracy']:.1%}  ({round(m['accuracy'] * m['n'])}/{m['n']})",
-                      f"{m['answered']:.0%}", f"{m['tokens_per_problem']:.0f}",
-                      f"{m['flops_per_problem'] / 1e9:.1f}", f"{m['seconds_per_problem']:.2f}")
+        table.add_row(
+            label,
+            f"{m['accuracy']:.1%}  ({round(m['accuracy'] * m['n'])}/{m['n']})",
+            f"{m['answered']:.0%}",
+            f"{m['tokens_per_problem']:.0f}",
+            f"{m['flops_per_problem'] / 1e9:.1f}",
+            f"{m['seconds_per_problem']:.2f}",
+        )
     return table
 
 

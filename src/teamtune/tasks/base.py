@@ -87,7 +87,9 @@ def load_hub(name: str, config: str | None, split: str) -> list[dict]:
     try:
         ds = datasets.load_dataset(name, config, split=split)
     except Exception as e:  # datasets raises many kinds; all mean the same to the user
-        raise DataError(f"could not load hub dataset {name!r} (config {config!r}, split {split!r}): {e}") from None
+        raise DataError(
+            f"could not load hub dataset {name!r} (config {config!r}, split {split!r}): {e}"
+        ) from None
     return [dict(r) for r in ds]
 
 

@@ -38,8 +38,12 @@ class BBH(Task):
 
     @classmethod
     def problem(cls, rec: dict, index: int, subtask: str = "") -> Problem:
-        return Problem(id=f"bbh-{subtask}-{index}", question=rec["input"], answer=normalize(rec["target"]),
-                       meta={"subtask": subtask})
+        return Problem(
+            id=f"bbh-{subtask}-{index}",
+            question=rec["input"],
+            answer=normalize(rec["target"]),
+            meta={"subtask": subtask},
+        )
 
     def extract(self, text: str) -> str | None:
         span = last_answer_span(text)

@@ -13,7 +13,9 @@ class MMLU(Task):
     name = "mmlu"
     fields = ("question", "choices", "answer")
     hub = ("cais/mmlu", "all")
-    instruction = "Think step by step, then finish with a line of the form 'The answer is (X).' where X is a letter."
+    instruction = (
+        "Think step by step, then finish with a line of the form 'The answer is (X).' where X is a letter."
+    )
 
     @classmethod
     def problem(cls, rec: dict, index: int) -> Problem:
@@ -26,8 +28,12 @@ class MMLU(Task):
             raise ValueError(f"'answer' must be an index into 'choices', got {ans!r}")
         options = "\n".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
         subject = rec.get("subject", "")
-        return Problem(id=f"mmlu-{subject}-{index}", question=f"{rec['question']}\n\n{options}",
-                       answer=LETTERS[ans], meta={"subject": subject, "n_choices": len(choices)})
+        return Problem(
+            id=f"mmlu-{subject}-{index}",
+            question=f"{rec['question']}\n\n{options}",
+            answer=LETTERS[ans],
+            meta={"subject": subject, "n_choices": len(choices)},
+        )
 
     def extract(self, text: str) -> str | None:
         span = last_answer_span(text)
