@@ -14,12 +14,13 @@ import argparse
 import time
 
 import torch
-from common import device_name, record, save_records, sync
 
 from teamtune.agents import AgentConfig, ModelPool
 from teamtune.rollout import SamplingConfig
 from teamtune.tasks import TaskConfig, load_task
 from teamtune.team import Team, TeamConfig, leader_prompt
+
+from common import device_name, record, save_records, sync
 
 
 def naive_loop(team: Team, task, problems, s: SamplingConfig) -> tuple[int, float]:
