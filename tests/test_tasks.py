@@ -95,3 +95,27 @@ def test_bad_data_names_file_and_line(tmp_path):
     (tmp_path / "bad.jsonl").write_text(json.dumps({"question": "q", "choices": ["a"], "answer": 0}) + "\n")
     with pytest.raises(DataError, match="'choices' must be a list of 2"):
         load_task(TaskConfig(name="mmlu", source=str(tmp_path / "bad.jsonl")))
+
+
+def test_hub_names_go_to_datasets(monkeypatch):
+    calls = []
+
+    def fake_load_dataset(name, config, split):
+        calls.append((name, config, split))
+        if name == "lukaemon/bbh":
+            return [{"input": "not True is", "target": "False"}] * 10
+        return [{"question": "q", "answer": "work #### 7"}, {"question": "r", "answer": "#### 1,000"}]
+
+    import datasets
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setenv("TEAMTUNE_DATA", "/no/such/place")
+    task = load_task(TaskConfig(name="gsm8k", split="train"))
+    assert calls[-1] == ("openai/gsm8k", "main", "train") and [p.answer for p in task.problems] == [
+        "7",
+        "1000",
+    ]
+    load_task(TaskConfig(name="gsm8k", split="test", source="someone/gsm8k-copy"))
+    assert calls[-1] == ("someone/gsm8k-copy", None, "test")
+    bbh = load_task(TaskConfig(name="bbh", split="all", subset="boolean_expressions"))
+    assert calls[-1] == ("lukaemon/bbh", "boolean_expressions", "test") and len(bbh) == 10

@@ -108,11 +108,7 @@ def _demo(args, console: Console) -> int:
     }
     rows = []
     for layout, kw in layouts.items():
-        label = {
-            "single": "single (greedy)",
-            "vote": "vote (3 samples)",
-            "leader": "leader (3 peers + leader)",
-        }[layout]
+        label = {"single": "single", "vote": "vote x3", "leader": "leader 3+1"}[layout]
         console.print(f"[bold]{label}[/]")
         cfg = EvalConfig(
             task=task, team=TeamConfig(layout=layout, model=args.model, **kw), output=str(root / layout)
@@ -121,6 +117,9 @@ def _demo(args, console: Console) -> int:
         rows.append((label, metrics))
     console.print(
         results_table(rows, title=f"teamtune demo: {args.model} on {args.limit} GSM8K test problems")
+    )
+    console.print(
+        "single: greedy; vote x3: majority of 3 samples; leader 3+1: 3 sampled peers, a greedy leader"
     )
     console.print(f"transcripts and metrics in {root}/")
     return 0
