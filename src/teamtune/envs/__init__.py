@@ -1,0 +1,1 @@
+"""Environments where agents act over many steps (see `apps`)."""
