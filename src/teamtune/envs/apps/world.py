@@ -213,7 +213,7 @@ def evaluate(env: AppsEnv) -> Outcome:
     touched, gold = gold_run(task)
     got, want = _rows(diff(initial, final), initial), _rows(diff(initial, gold), initial)
     observations = "\n".join(s.observation for s in env.steps)
-    subs = []
+    subs, unclaimed = [], Counter({k: n for k, n in got.items() if k[1] == "new"})
     for sub, keys in zip(task.subtasks, touched, strict=True):
         if sub.kind == "lookup":
             subs.append(all(x in observations for x in sub.expect))
@@ -221,7 +221,11 @@ def evaluate(env: AppsEnv) -> Outcome:
             subs.append(task.answer is not None and same_answer(env.answer, task.answer))
         else:  # each row the sub-task touches ends as in the gold final state (new rows matched by content)
             need = _rows({k: gold[k[0]].get(k[1]) for k in keys}, initial)
-            subs.append(not (need - got))
+            new_rows = Counter({k: n for k, n in need.items() if k[1] == "new"})
+            # a new row counts for one sub-task only: two identical texts need two messages
+            ok = not (need - got) and not (new_rows - unclaimed)
+            unclaimed -= new_rows
+            subs.append(ok)
     collateral = sorted(f"{t} {rid}: {row}" for (t, rid, row) in (got - want))
     answer_ok = task.answer is None or same_answer(env.answer, task.answer)
     first = next((i for i, ok in enumerate(subs) if not ok), None)
