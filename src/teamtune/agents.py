@@ -44,10 +44,13 @@ class Agent:
     sampling: SamplingConfig
     adapter: str | None = None
 
-    def request(self, user: str) -> Request:
+    def request(self, conversation: str | list[dict]) -> Request:
+        """The system prompt, then one user message or a whole conversation (chat messages)."""
+        if isinstance(conversation, str):
+            conversation = [{"role": "user", "content": conversation}]
+        msgs = [{"role": m["role"], "content": m["content"]} for m in conversation]
         return Request(
-            messages=[{"role": "system", "content": self.system_prompt}, {"role": "user", "content": user}],
-            adapter=self.adapter,
+            messages=[{"role": "system", "content": self.system_prompt}, *msgs], adapter=self.adapter
         )
 
 
@@ -108,8 +111,8 @@ class ModelPool:
         )
 
 
-def run_calls(calls: list[tuple[Agent, str]], desc: str) -> list[Completion]:
-    """Run (agent, user message) calls, one batched generate per base model and sampling setting."""
+def run_calls(calls: list[tuple[Agent, str | list[dict]]], desc: str) -> list[Completion]:
+    """Run (agent, user message or conversation) calls, one batched generate per base model and sampling."""
     groups: dict[tuple, list[int]] = {}
     for i, (agent, _) in enumerate(calls):
         groups.setdefault((id(agent.engine), agent.sampling.key()), []).append(i)
@@ -141,6 +144,7 @@ class Episode:
     answer: str | None = None
     correct: bool = False
     reward: float = 0.0
+    info: dict = field(default_factory=dict)  # what an environment adds, e.g. sub-task outcomes
 
     @property
     def cost(self) -> Cost:

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _eval(args, console: Console) -> int:
-    from .evaluate import EvalConfig, results_table, run_eval
+    from .evaluate import EvalConfig, apps_table, results_table, run_eval
 
     overrides = [
         f"{key}={getattr(args, flag)}" for flag, key in SHORTCUTS.items() if getattr(args, flag) is not None
@@ -73,6 +73,8 @@ def _eval(args, console: Console) -> int:
             [(f"{cfg.team.layout} ({cfg.team.model})", metrics)], title=f"{cfg.task.name} {cfg.task.split}"
         )
     )
+    if "apps" in metrics:
+        console.print(apps_table(metrics["apps"]))
     console.print(f"wrote {out}/episodes.jsonl and {out}/metrics.json")
     return 0
 

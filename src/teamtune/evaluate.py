@@ -15,6 +15,7 @@ from rich.table import Table
 from .agents import Episode, ModelPool
 from .config import save_config
 from .costs import Cost, total
+from .envs.apps.team import AppsTeam, apps_metrics
 from .tasks import TaskConfig, load_task
 from .team import Team, TeamConfig
 
@@ -53,13 +54,16 @@ def run_eval(
         for engine in pool.engines.values():
             engine.progress = progress
         t0 = time.perf_counter()
-        team = Team(cfg.team, pool)
+        apps = cfg.task.name == "apps"
+        team = AppsTeam(cfg.team, pool) if apps else Team(cfg.team, pool)
         load_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         episodes = team.run(task)
         wall = time.perf_counter() - t0
     write_jsonl(out / "episodes.jsonl", [ep.to_dict() for ep in episodes])
     metrics = summarize(episodes, wall)
+    if apps:
+        metrics["apps"] = apps_metrics(episodes)
     metrics.update(
         task=cfg.task.name,
         split=cfg.task.split,
@@ -109,6 +113,21 @@ def results_table(rows: list[tuple[str, dict]], title: str = "teamtune") -> Tabl
             f"{m['flops_per_problem'] / 1e9:.1f}",
             f"{m['seconds_per_problem']:.2f}",
         )
+    return table
+
+
+def apps_table(m: dict) -> Table:
+    """Sub-task error rates of an apps run, by position and by kind."""
+    table = Table(
+        title=f"task goal completion {m['task_goal_completion']:.1%}, "
+        f"sub-task errors {m['subtask_error_rate']:.1%}, {m['steps_per_task']:.1f} API calls/task"
+    )
+    table.add_column("sub-task")
+    table.add_column("error rate", justify="right")
+    for k, v in m["subtask_error_by_position"].items():
+        table.add_row(f"position {k}", f"{v:.1%}")
+    for k, v in m["subtask_error_by_kind"].items():
+        table.add_row(f"kind {k}", f"{v:.1%}")
     return table
 
 

@@ -13,12 +13,13 @@ from typing import Literal
 from .agents import Agent, AgentConfig, Episode, ModelPool, Turn, run_calls
 from .tasks import Problem, Task
 
-Layout = Literal["single", "vote", "leader", "pipeline"]
+Layout = Literal["single", "vote", "leader", "pipeline", "planner-executor"]
 DEFAULT_AGENTS = {
     "single": ["solver"],
     "vote": ["solver"],
     "leader": ["peer", "leader"],
     "pipeline": ["solver", "critic", "refiner"],
+    "planner-executor": ["planner", "executor"],  # the apps world's layout (teamtune.envs.apps)
 }
 
 
@@ -41,7 +42,13 @@ class TeamConfig:
         names = [a.name for a in self.agents]
         if len(set(names)) != len(names):
             raise ValueError(f"agent names must be unique, got {names}")
-        need = {"single": (1, 1), "vote": (1, 1), "leader": (2, None), "pipeline": (1, None)}[self.layout]
+        need = {
+            "single": (1, 1),
+            "vote": (1, 1),
+            "leader": (2, None),
+            "pipeline": (1, None),
+            "planner-executor": (2, 2),
+        }[self.layout]
         if len(names) < need[0] or (need[1] is not None and len(names) > need[1]):
             raise ValueError(
                 f"layout {self.layout!r} takes {'exactly' if need[1] else 'at least'} {need[0]} "

@@ -20,7 +20,9 @@ __all__ = ["TASKS", "DataError", "Problem", "Task", "TaskConfig", "load_task"]
 
 @dataclass
 class TaskConfig:
-    name: str = "gsm8k"  # gsm8k | math | bbh | mmlu
+    name: str = (
+        "gsm8k"  # gsm8k | math | bbh | mmlu | apps (the apps world: splits train, dev, test, test_unseen)
+    )
     split: str = "test"
     source: str | None = None  # a local file or folder, or a hub dataset name; default: local data, else hub
     subset: str | None = None  # BBH task names (comma separated; default all 27) or an MMLU subject
@@ -28,7 +30,7 @@ class TaskConfig:
     shuffle_seed: int | None = None
 
     def validate(self) -> None:
-        if self.name not in TASKS:
+        if self.name not in TASKS and self.name != "apps":
             raise ValueError(f"unknown task {self.name!r} (known: {', '.join(TASKS)})")
         if self.limit is not None and self.limit < 1:
             raise ValueError("limit must be at least 1")
@@ -37,6 +39,15 @@ class TaskConfig:
 def load_task(cfg: TaskConfig) -> Task:
     """Read the problems of `cfg` and wrap them in their Task."""
     cfg.validate()
+    if cfg.name == "apps":
+        from ..envs.apps.team import AppsTaskSet
+        from ..envs.apps.world import make_tasks, templates_for
+
+        try:
+            templates_for(cfg.split)
+        except ValueError as e:
+            raise DataError(str(e)) from None
+        return AppsTaskSet(make_tasks(cfg.split, cfg.limit or 100), cfg.split)
     cls = TASKS[cfg.name]
     problems = _bbh_problems(cfg) if cls is BBH else _record_problems(cls, cfg)
     if cfg.shuffle_seed is not None:

@@ -215,8 +215,12 @@ def evaluate(env: AppsEnv) -> Outcome:
     observations = "\n".join(s.observation for s in env.steps)
     subs, unclaimed = [], Counter({k: n for k, n in got.items() if k[1] == "new"})
     for sub, keys in zip(task.subtasks, touched, strict=True):
-        if sub.kind == "lookup":
-            subs.append(all(x in observations for x in sub.expect))
+        if sub.kind == "lookup":  # the right API was read and what the task needs was seen
+            apis = {c.split("(")[0] for c in sub.calls}
+            subs.append(
+                any(s.call.split("(")[0] in apis for s in env.steps)
+                and all(x in observations for x in sub.expect)
+            )
         elif sub.kind == "answer":
             subs.append(task.answer is not None and same_answer(env.answer, task.answer))
         else:  # each row the sub-task touches ends as in the gold final state (new rows matched by content)
