@@ -10,7 +10,7 @@ def test_help_lists_verbs(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for verb in ("eval", "demo", "export"):
+    for verb in ("eval", "demo", "export", "trajectories"):
         assert verb in out
 
 
@@ -51,3 +51,11 @@ def test_eval_errors_are_one_line(args, needle, capsys, tmp_path, data_dir):
 def test_export(tmp_path):
     assert main(["export", "tiny-random", str(tmp_path / "m")]) == 0
     assert (tmp_path / "m" / "config.json").is_file() and (tmp_path / "m" / "tokenizer.json").is_file()
+
+
+def test_trajectories(tmp_path):
+    out = tmp_path / "t.jsonl"
+    assert main(["trajectories", "--split", "dev", "--n", "4", "--layout", "single", "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 4 and json.loads(lines[0])["layout"] == "single"
+    assert main(["trajectories", "--split", "nope", "--out", str(out)]) == 2

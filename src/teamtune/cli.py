@@ -47,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("model")
     ex.add_argument("folder")
 
+    tr = verbs.add_parser(
+        "trajectories", help="write the apps world's gold trajectories (chat format) to JSONL"
+    )
+    tr.add_argument("--split", default="train", help="train, dev, test or test_unseen")
+    tr.add_argument("--n", type=int, default=1000, help="tasks")
+    tr.add_argument("--layout", default="planner-executor", choices=["single", "planner-executor"])
+    tr.add_argument("--out", required=True)
+
     args = parser.parse_args(argv)
     console = Console()
     try:
@@ -54,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args, console)
         if args.verb == "demo":
             return _demo(args, console)
+        if args.verb == "trajectories":
+            return _trajectories(args, console)
         return _export(args, console)
     except (ConfigError, DataError, ModelLoadError) as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False)
@@ -132,6 +142,22 @@ def _export(args, console: Console) -> int:
 
     folder = save_model(load_model(args.model, device="cpu", dtype="float32"), args.folder)
     console.print(f"saved {args.model} to {folder} (load it with from_pretrained)")
+    return 0
+
+
+def _trajectories(args, console: Console) -> int:
+    from .envs.apps.roles import gold_trajectories, write_trajectories
+    from .envs.apps.world import make_tasks, templates_for
+
+    try:
+        templates_for(args.split)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    records = gold_trajectories(make_tasks(args.split, args.n), args.layout)
+    write_trajectories(args.out, records)
+    console.print(
+        f"wrote {len(records)} {args.layout} trajectories of {args.n} {args.split} tasks to {args.out}"
+    )
     return 0
 
 

@@ -320,3 +320,42 @@ def total_sent_to(db, rng, today) -> Spec | None:
         ],
         total,
     )
+
+
+def plan_party(db, rng, today) -> Spec | None:
+    fr = rows(db, "SELECT * FROM contacts WHERE relation='friend'")
+    if not 3 <= len(fr) <= MAX_ACTS:
+        return None
+    date = (today + dt.timedelta(days=rng.randint(3, 12))).isoformat()
+    invite = f"Party at mine on {date} at 19:00!"
+    guests = ", ".join(sorted(c["first_name"] for c in fr))
+    subs = [
+        SubTask(
+            "List all my friends.",
+            "lookup",
+            "contacts",
+            paged("contacts.search", len(fr), relation="friend"),
+            seen(*[c["id"] for c in fr]),
+        ),
+        SubTask(
+            f"Create the event 'Party' on {date} at 19:00.",
+            "act",
+            "calendar",
+            [f"calendar.create_event({fmt(title='Party', date=date, time='19:00', duration_min=180)})"],
+        ),
+    ]
+    subs += [_text(c, invite) for c in fr]
+    subs.append(
+        SubTask(
+            "Write the note 'Party guests'.",
+            "act",
+            "notes",
+            [f"notes.create_note({fmt(title='Party guests', body=guests)})"],
+        )
+    )
+    return Spec(
+        f"Throw a party on {date} at 19:00 for 3 hours: put 'Party' in my calendar, text each of my friends "
+        f"'{invite}', and write a note titled 'Party guests' with their first names in alphabetical order, "
+        "separated by ', '.",
+        subs,
+    )

@@ -46,6 +46,7 @@ TEMPLATES = {
         cross.gift_for,
         cross.forget_contact,
         cross.total_sent_to,
+        cross.plan_party,
     )
 }
 # Never used for train/dev/test: `test_unseen` measures generalisation to new kinds of task.
