@@ -62,6 +62,15 @@ def test_partial_solution_fails_on_the_right_subtask():
     assert out.success and out.subtask_success[0] is False and out.first_failed == 0
 
 
+def test_nothing_done_fails_every_subtask():
+    for task in make_tasks("dev", 60):
+        _, out = solve(task, [task.final_call()])
+        assert out.subtask_success[-1] is False or task.subtasks[-1].kind == "answer", task.template
+        assert not any(
+            ok for ok, sub in zip(out.subtask_success, task.subtasks, strict=True) if sub.kind != "answer"
+        ), (task.template, out.subtask_success)
+
+
 def test_wrong_answer_and_collateral_damage_are_caught():
     task = first_task("count_liked")
     _, out = solve(task, [*task.subtasks[0].calls, "supervisor.complete(answer='999')"])
