@@ -15,6 +15,7 @@ from .tasks import DataError
 
 # Short flags of `eval`, each the same as a dotted override.
 SHORTCUTS = {
+    "env": "task.name",  # --env apps: the apps world is run like a task
     "task": "task.name",
     "split": "task.split",
     "source": "task.source",
