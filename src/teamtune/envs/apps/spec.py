@@ -52,6 +52,15 @@ def seen(*ids: int) -> list[str]:
     return [f'"id": {i},' for i in ids]
 
 
+def lookup(description: str, app: str, calls: list[str], *ids: int) -> SubTask:
+    """A look-up sub-task: reading `calls` must show each of the rows `ids`."""
+    return SubTask(description, "lookup", app, calls, seen(*ids))
+
+
+def act(description: str, app: str, call: str) -> SubTask:
+    return SubTask(description, "act", app, [call])
+
+
 def find_contact(c: dict) -> SubTask:
     return SubTask(
         f"Find {c['first_name']} {c['last_name']} in contacts and get their id.",

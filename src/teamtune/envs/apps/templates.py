@@ -7,7 +7,7 @@ import random
 import sqlite3
 
 from .db import CITIES, FIRST, LAST, NOTE_TAGS, RELATIONS
-from .spec import Spec, SubTask, answer, find_contact, fmt, full_name, money, paged, rows, seen
+from .spec import Spec, SubTask, act, answer, find_contact, fmt, full_name, lookup, money, paged, rows
 
 MAX_ACTS = 5  # keeps every task within 8 sub-tasks
 
@@ -18,7 +18,7 @@ def add_contact(db: sqlite3.Connection, rng: random.Random, today: dt.date) -> S
     call = f"contacts.create({fmt(first_name=first, last_name=last, email=email, city=city, relation=rel)})"
     return Spec(
         f"Add {first} {last} ({email}, lives in {city}) to my contacts as {rel}.",
-        [SubTask(f"Create the contact {first} {last}.", "act", "contacts", [call])],
+        [act(f"Create the contact {first} {last}.", "contacts", call)],
     )
 
 
@@ -29,11 +29,10 @@ def update_city(db, rng, today) -> Spec | None:
         f"{full_name(c)} moved to {city}. Update their contact.",
         [
             find_contact(c),
-            SubTask(
+            act(
                 f"Set contact {c['id']}'s city to {city}.",
-                "act",
                 "contacts",
-                [f"contacts.update({fmt(contact_id=c['id'], city=city)})"],
+                f"contacts.update({fmt(contact_id=c['id'], city=city)})",
             ),
         ],
     )
@@ -45,12 +44,7 @@ def delete_contact(db, rng, today) -> Spec | None:
         f"Remove {full_name(c)} from my contacts.",
         [
             find_contact(c),
-            SubTask(
-                f"Delete contact {c['id']}.",
-                "act",
-                "contacts",
-                [f"contacts.delete({fmt(contact_id=c['id'])})"],
-            ),
+            act(f"Delete contact {c['id']}.", "contacts", f"contacts.delete({fmt(contact_id=c['id'])})"),
         ],
     )
 
@@ -58,12 +52,11 @@ def delete_contact(db, rng, today) -> Spec | None:
 def count_relation(db, rng, today) -> Spec | None:
     rel, city = rng.choice(RELATIONS), rng.choice(CITIES)
     found = rows(db, "SELECT id FROM contacts WHERE relation=? AND city=?", (rel, city))
-    look = SubTask(
+    look = lookup(
         f"List my {rel} contacts in {city}.",
-        "lookup",
         "contacts",
         paged("contacts.search", len(found), relation=rel, city=city),
-        seen(*[r["id"] for r in found]),
+        *[r["id"] for r in found],
     )
     return Spec(
         f"How many of my contacts are {rel}s living in {city}?", [look, answer(len(found))], str(len(found))
@@ -76,7 +69,7 @@ def create_event(db, rng, today) -> Spec | None:
     call = f"calendar.create_event({fmt(title=title, date=date, time=time, duration_min=60)})"
     return Spec(
         f"Put a one-hour '{title}' in my calendar on {date} at {time}.",
-        [SubTask(f"Create the event '{title}'.", "act", "calendar", [call])],
+        [act(f"Create the event '{title}'.", "calendar", call)],
     )
 
 
@@ -90,20 +83,18 @@ def cancel_day(db, rng, today) -> Spec | None:
     date = rng.choice(days)
     evs = rows(db, "SELECT * FROM events WHERE date=?", (date,))
     subs = [
-        SubTask(
+        lookup(
             f"List my events on {date}.",
-            "lookup",
             "calendar",
             [f"calendar.list_events({fmt(date=date)})"],
-            seen(*[e["id"] for e in evs]),
+            *[e["id"] for e in evs],
         )
     ]
     subs += [
-        SubTask(
+        act(
             f"Delete event {e['id']} ({e['title']}).",
-            "act",
             "calendar",
-            [f"calendar.delete_event({fmt(event_id=e['id'])})"],
+            f"calendar.delete_event({fmt(event_id=e['id'])})",
         )
         for e in evs
     ]
@@ -119,18 +110,16 @@ def move_event(db, rng, today) -> Spec | None:
     return Spec(
         f"Move my {e['title']} on {e['date']} to {new}, same time.",
         [
-            SubTask(
+            lookup(
                 f"Find the {e['title']} event on {e['date']}.",
-                "lookup",
                 "calendar",
                 [f"calendar.list_events({fmt(date=e['date'])})"],
-                seen(e["id"]),
+                e["id"],
             ),
-            SubTask(
+            act(
                 f"Change event {e['id']}'s date to {new}.",
-                "act",
                 "calendar",
-                [f"calendar.update_event({fmt(event_id=e['id'], date=new)})"],
+                f"calendar.update_event({fmt(event_id=e['id'], date=new)})",
             ),
         ],
     )
@@ -145,11 +134,10 @@ def write_note(db, rng, today) -> Spec | None:
     return Spec(
         f"Write a note titled '{title}' saying '{body}', tagged {tag}.",
         [
-            SubTask(
+            act(
                 f"Create the note '{title}'.",
-                "act",
                 "notes",
-                [f"notes.create_note({fmt(title=title, body=body, tag=tag)})"],
+                f"notes.create_note({fmt(title=title, body=body, tag=tag)})",
             )
         ],
     )
@@ -168,21 +156,15 @@ def pin_tag(db, rng, today) -> Spec | None:
     notes = rows(db, "SELECT * FROM notes WHERE tag=?", (tag,))
     todo = [n for n in notes if not n["pinned"]]
     subs = [
-        SubTask(
+        lookup(
             f"List my notes tagged {tag}.",
-            "lookup",
             "notes",
             paged("notes.search_notes", len(notes), tag=tag),
-            seen(*[n["id"] for n in notes]),
+            *[n["id"] for n in notes],
         )
     ]
     subs += [
-        SubTask(
-            f"Pin note {n['id']}.",
-            "act",
-            "notes",
-            [f"notes.update_note({fmt(note_id=n['id'], pinned=True)})"],
-        )
+        act(f"Pin note {n['id']}.", "notes", f"notes.update_note({fmt(note_id=n['id'], pinned=True)})")
         for n in todo
     ]
     return Spec(f"Pin every note tagged {tag} that is not pinned yet.", subs)
@@ -200,26 +182,27 @@ def balance_question(db, rng, today) -> Spec | None:
     )
 
 
+PENDING_TO_ME = "SELECT * FROM requests WHERE direction='from_me' AND status='pending'"
+
+
+def pending_lookup(reqs: list[dict]) -> SubTask:
+    call = f"payments.list_requests({fmt(direction='from_me', status='pending')})"
+    return lookup(
+        "List the pending requests that others sent me.", "payments", [call], *[r["id"] for r in reqs]
+    )
+
+
 def pay_pending(db, rng, today) -> Spec | None:
-    reqs = rows(db, "SELECT * FROM requests WHERE direction='from_me' AND status='pending'")
+    reqs = rows(db, PENDING_TO_ME)
     bal = db.execute("SELECT balance FROM account").fetchone()[0]
     if not reqs or len(reqs) > MAX_ACTS or sum(r["amount"] for r in reqs) > bal:
         return None
-    subs = [
-        SubTask(
-            "List the pending requests that others sent me.",
-            "lookup",
-            "payments",
-            [f"payments.list_requests({fmt(direction='from_me', status='pending')})"],
-            seen(*[r["id"] for r in reqs]),
-        )
-    ]
+    subs = [pending_lookup(reqs)]
     subs += [
-        SubTask(
+        act(
             f"Pay request {r['id']} ({money(r['amount'])} for {r['note']}).",
-            "act",
             "payments",
-            [f"payments.pay_request({fmt(request_id=r['id'])})"],
+            f"payments.pay_request({fmt(request_id=r['id'])})",
         )
         for r in reqs
     ]
@@ -228,25 +211,16 @@ def pay_pending(db, rng, today) -> Spec | None:
 
 def decline_small(db, rng, today) -> Spec | None:
     limit = rng.choice([20, 30, 40])
-    reqs = rows(db, "SELECT * FROM requests WHERE direction='from_me' AND status='pending'")
+    reqs = rows(db, PENDING_TO_ME)
     small = [r for r in reqs if r["amount"] < limit]
     if not small or len(small) > MAX_ACTS:
         return None
-    subs = [
-        SubTask(
-            "List the pending requests that others sent me.",
-            "lookup",
-            "payments",
-            [f"payments.list_requests({fmt(direction='from_me', status='pending')})"],
-            seen(*[r["id"] for r in reqs]),
-        )
-    ]
+    subs = [pending_lookup(reqs)]
     subs += [
-        SubTask(
+        act(
             f"Decline request {r['id']} ({money(r['amount'])}).",
-            "act",
             "payments",
-            [f"payments.decline_request({fmt(request_id=r['id'])})"],
+            f"payments.decline_request({fmt(request_id=r['id'])})",
         )
         for r in small
     ]
@@ -255,12 +229,11 @@ def decline_small(db, rng, today) -> Spec | None:
 
 def _buy(p: dict, qty: int = 1) -> list[SubTask]:
     return [
-        SubTask(
+        lookup(
             f"Find the {p['name']} in the shop.",
-            "lookup",
             "shopping",
             [f"shopping.search_products({fmt(query=p['name'])})"],
-            seen(p["id"]),
+            p["id"],
         ),
         SubTask(
             f"Add {qty} of product {p['id']} to the cart.",
@@ -275,7 +248,7 @@ def _buy(p: dict, qty: int = 1) -> list[SubTask]:
     ]
 
 
-CHECKOUT = SubTask("Check out the cart.", "act", "shopping", ["shopping.checkout()"])
+CHECKOUT = act("Check out the cart.", "shopping", "shopping.checkout()")
 
 
 def buy_product(db, rng, today) -> Spec | None:
@@ -318,18 +291,16 @@ def cheapest_in_category(db, rng, today) -> Spec | None:
     return Spec(
         f"Buy the cheapest {cat} product that is in stock.",
         [
-            SubTask(
+            lookup(
                 f"List the {cat} products and pick the cheapest in stock.",
-                "lookup",
                 "shopping",
                 paged("shopping.search_products", len(all_), category=cat),
-                seen(p["id"]),
+                p["id"],
             ),
-            SubTask(
+            act(
                 f"Add product {p['id']} to the cart.",
-                "act",
                 "shopping",
-                [f"shopping.add_to_cart({fmt(product_id=p['id'])})"],
+                f"shopping.add_to_cart({fmt(product_id=p['id'])})",
             ),
             CHECKOUT,
         ],
@@ -350,16 +321,15 @@ def like_artist(db, rng, today) -> Spec | None:
     artist = rng.choice(artists)
     songs = rows(db, "SELECT * FROM songs WHERE artist=?", (artist,))
     subs = [
-        SubTask(
+        lookup(
             f"List the songs by {artist}.",
-            "lookup",
             "music",
             paged("music.search_songs", len(songs), artist=artist),
-            seen(*[s["id"] for s in songs]),
+            *[s["id"] for s in songs],
         )
     ]
     subs += [
-        SubTask(f"Like song {s['id']}.", "act", "music", [f"music.like_song({fmt(song_id=s['id'])})"])
+        act(f"Like song {s['id']}.", "music", f"music.like_song({fmt(song_id=s['id'])})")
         for s in songs
         if not s["liked"]
     ]
@@ -380,23 +350,19 @@ def genre_playlist(db, rng, today) -> Spec | None:
     pid = db.execute("SELECT MAX(id) FROM playlists").fetchone()[0] + 1
     name = f"{genre.capitalize()} mix"
     subs = [
-        SubTask(
+        lookup(
             f"List my {genre} songs.",
-            "lookup",
             "music",
             paged("music.search_songs", len(songs), genre=genre),
-            seen(*[s["id"] for s in songs]),
+            *[s["id"] for s in songs],
         ),
-        SubTask(
-            f"Create the playlist '{name}'.", "act", "music", [f"music.create_playlist({fmt(name=name)})"]
-        ),
+        act(f"Create the playlist '{name}'.", "music", f"music.create_playlist({fmt(name=name)})"),
     ]
     subs += [
-        SubTask(
+        act(
             f"Add song {s['id']} to playlist {pid}.",
-            "act",
             "music",
-            [f"music.add_to_playlist({fmt(playlist_id=pid, song_id=s['id'])})"],
+            f"music.add_to_playlist({fmt(playlist_id=pid, song_id=s['id'])})",
         )
         for s in songs
     ]
@@ -409,12 +375,11 @@ def count_liked(db, rng, today) -> Spec | None:
     return Spec(
         "How many songs have I liked in the music app?",
         [
-            SubTask(
+            lookup(
                 "List my liked songs.",
-                "lookup",
                 "music",
                 paged("music.search_songs", len(liked), liked=True),
-                seen(*[s["id"] for s in liked]),
+                *[s["id"] for s in liked],
             ),
             answer(n),
         ],
@@ -435,21 +400,15 @@ def read_from_contact(db, rng, today) -> Spec | None:
     msgs = rows(db, "SELECT * FROM messages WHERE contact_id=? AND read=0", (c["id"],))
     subs = [
         find_contact(c),
-        SubTask(
+        lookup(
             f"List unread messages from contact {c['id']}.",
-            "lookup",
             "messages",
             [f"messages.list_messages({fmt(contact_id=c['id'], unread_only=True)})"],
-            seen(*[m["id"] for m in msgs]),
+            *[m["id"] for m in msgs],
         ),
     ]
     subs += [
-        SubTask(
-            f"Mark message {m['id']} as read.",
-            "act",
-            "messages",
-            [f"messages.mark_read({fmt(message_id=m['id'])})"],
-        )
+        act(f"Mark message {m['id']} as read.", "messages", f"messages.mark_read({fmt(message_id=m['id'])})")
         for m in msgs
     ]
     return Spec(f"Mark all unread messages from {full_name(c)} as read.", subs[: 2 + MAX_ACTS])

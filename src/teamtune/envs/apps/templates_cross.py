@@ -7,7 +7,7 @@ import random
 import sqlite3
 
 from .db import CITIES
-from .spec import Spec, SubTask, answer, find_contact, fmt, full_name, money, paged, rows, seen
+from .spec import Spec, SubTask, act, answer, find_contact, fmt, full_name, lookup, money, paged, rows, seen
 from .templates import CHECKOUT, MAX_ACTS, _buy
 
 GREETINGS = [
@@ -20,11 +20,10 @@ GREETINGS = [
 
 
 def _text(c: dict, text: str) -> SubTask:
-    return SubTask(
+    return act(
         f"Text contact {c['id']}: '{text}'.",
-        "act",
         "messages",
-        [f"messages.send({fmt(contact_id=c['id'], text=text)})"],
+        f"messages.send({fmt(contact_id=c['id'], text=text)})",
     )
 
 
@@ -55,19 +54,13 @@ def pay_and_thank(db, rng, today) -> Spec | None:
         f"Pay {full_name(c)}'s pending request and text them 'Paid, thanks!'",
         [
             find_contact(c),
-            SubTask(
+            lookup(
                 f"Find the pending request from contact {c['id']}.",
-                "lookup",
                 "payments",
                 [f"payments.list_requests({fmt(direction='from_me', status='pending')})"],
-                seen(r["id"]),
+                r["id"],
             ),
-            SubTask(
-                f"Pay request {r['id']}.",
-                "act",
-                "payments",
-                [f"payments.pay_request({fmt(request_id=r['id'])})"],
-            ),
+            act(f"Pay request {r['id']}.", "payments", f"payments.pay_request({fmt(request_id=r['id'])})"),
             _text(c, "Paid, thanks!"),
         ],
     )
@@ -99,20 +92,18 @@ def request_from_family(db, rng, today) -> Spec | None:
     if not fam or len(fam) > MAX_ACTS:
         return None
     subs = [
-        SubTask(
+        lookup(
             f"List my family contacts in {city}.",
-            "lookup",
             "contacts",
             paged("contacts.search", len(fam), relation="family", city=city),
-            seen(*[c["id"] for c in fam]),
+            *[c["id"] for c in fam],
         )
     ]
     subs += [
-        SubTask(
+        act(
             f"Request {money(amount)} from contact {c['id']}.",
-            "act",
             "payments",
-            [f"payments.request_money({fmt(contact_id=c['id'], amount=amount, note='dinner')})"],
+            f"payments.request_money({fmt(contact_id=c['id'], amount=amount, note='dinner')})",
         )
         for c in fam
     ]
@@ -129,18 +120,16 @@ def note_of_friends(db, rng, today) -> Spec | None:
         f"Write a note titled 'Friends in {city}' whose body is the first names of my friends living in "
         f"{city}, in alphabetical order, separated by ', '.",
         [
-            SubTask(
+            lookup(
                 f"List my friends in {city}.",
-                "lookup",
                 "contacts",
                 paged("contacts.search", len(fr), relation="friend", city=city),
-                seen(*[c["id"] for c in fr]),
+                *[c["id"] for c in fr],
             ),
-            SubTask(
+            act(
                 f"Create the note 'Friends in {city}'.",
-                "act",
                 "notes",
-                [f"notes.create_note({fmt(title=f'Friends in {city}', body=body)})"],
+                f"notes.create_note({fmt(title=f'Friends in {city}', body=body)})",
             ),
         ],
     )
@@ -159,12 +148,11 @@ def message_event_person(db, rng, today) -> Spec | None:
     return Spec(
         f"Text the person I meet on {e['date']}: '{text}'",
         [
-            SubTask(
+            lookup(
                 f"Find my event on {e['date']} and who it is with.",
-                "lookup",
                 "calendar",
                 [f"calendar.list_events({fmt(date=e['date'])})"],
-                seen(e["id"]),
+                e["id"],
             ),
             _text(c, text),
         ],
@@ -194,12 +182,7 @@ def pay_back_friends(db, rng, today) -> Spec | None:
     for r in reqs:
         c = {"id": r["contact_id"]}
         subs += [
-            SubTask(
-                f"Pay request {r['id']}.",
-                "act",
-                "payments",
-                [f"payments.pay_request({fmt(request_id=r['id'])})"],
-            ),
+            act(f"Pay request {r['id']}.", "payments", f"payments.pay_request({fmt(request_id=r['id'])})"),
             _text(c, "Sent!"),
         ]
     return Spec(
@@ -247,12 +230,11 @@ def gift_for(db, rng, today) -> Spec | None:
         return None
     c, p = _contact(db, rng), books[0]
     look, add = _buy(p)
-    look = SubTask(
+    look = lookup(
         "Find the cheapest book in stock.",
-        "lookup",
         "shopping",
         paged("shopping.search_products", 5, category="books"),
-        seen(p["id"]),
+        p["id"],
     )
     return Spec(
         f"Buy the cheapest book in stock as a gift and text {full_name(c)} 'Got you a {p['name']}!'",
@@ -273,25 +255,18 @@ def forget_contact(db, rng, today) -> Spec | None:
     evs = rows(db, "SELECT * FROM events WHERE contact_id=?", (c["id"],))
     subs = [
         find_contact(c),
-        SubTask(
+        lookup(
             f"List my events with contact {c['id']}.",
-            "lookup",
             "calendar",
             [f"calendar.list_events({fmt(contact_id=c['id'])})"],
-            seen(*[e["id"] for e in evs]),
+            *[e["id"] for e in evs],
         ),
     ]
     subs += [
-        SubTask(
-            f"Delete event {e['id']}.", "act", "calendar", [f"calendar.delete_event({fmt(event_id=e['id'])})"]
-        )
+        act(f"Delete event {e['id']}.", "calendar", f"calendar.delete_event({fmt(event_id=e['id'])})")
         for e in evs
     ]
-    subs.append(
-        SubTask(
-            f"Delete contact {c['id']}.", "act", "contacts", [f"contacts.delete({fmt(contact_id=c['id'])})"]
-        )
-    )
+    subs.append(act(f"Delete contact {c['id']}.", "contacts", f"contacts.delete({fmt(contact_id=c['id'])})"))
     return Spec(f"Cancel all my events with {full_name(c)}, then remove them from my contacts.", subs)
 
 
@@ -309,12 +284,11 @@ def total_sent_to(db, rng, today) -> Spec | None:
         f"How much money have I sent to {full_name(c)} in total?",
         [
             find_contact(c),
-            SubTask(
+            lookup(
                 f"List payments sent to contact {c['id']}.",
-                "lookup",
                 "payments",
                 paged("payments.history", len(pays), contact_id=c["id"], kind="sent"),
-                seen(*[p["id"] for p in pays]),
+                *[p["id"] for p in pays],
             ),
             answer(total),
         ],
@@ -330,27 +304,24 @@ def plan_party(db, rng, today) -> Spec | None:
     invite = f"Party at mine on {date} at 19:00!"
     guests = ", ".join(sorted(c["first_name"] for c in fr))
     subs = [
-        SubTask(
+        lookup(
             "List all my friends.",
-            "lookup",
             "contacts",
             paged("contacts.search", len(fr), relation="friend"),
-            seen(*[c["id"] for c in fr]),
+            *[c["id"] for c in fr],
         ),
-        SubTask(
+        act(
             f"Create the event 'Party' on {date} at 19:00.",
-            "act",
             "calendar",
-            [f"calendar.create_event({fmt(title='Party', date=date, time='19:00', duration_min=180)})"],
+            f"calendar.create_event({fmt(title='Party', date=date, time='19:00', duration_min=180)})",
         ),
     ]
     subs += [_text(c, invite) for c in fr]
     subs.append(
-        SubTask(
+        act(
             "Write the note 'Party guests'.",
-            "act",
             "notes",
-            [f"notes.create_note({fmt(title='Party guests', body=guests)})"],
+            f"notes.create_note({fmt(title='Party guests', body=guests)})",
         )
     )
     return Spec(
