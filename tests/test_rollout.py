@@ -35,7 +35,9 @@ def test_costs_are_counted(tiny):
     assert (
         out.finish == "length" and out.cost.generated_tokens == 8
     )  # random weights never say eos in 8 tokens
-    assert out.cost.flops == 2 * tiny.num_parameters * (n_prompt + 8)
+    n, attn = tiny.num_parameters, 4 * 2 * 4 * 16  # tied embeddings; 2 layers x 4 heads x 16 dims
+    assert out.cost.prefill_flops == 2 * n * n_prompt + attn * n_prompt * (n_prompt + 1) / 2
+    assert out.cost.decode_flops == 2 * n * 7 + attn * (7 * n_prompt + 28)  # 7 tokens fed back
     assert out.cost.seconds > 0 and out.cost.calls == 1
 
 

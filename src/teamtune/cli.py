@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .analysis.pareto import RunError
 from .config import ConfigError, load_config
 from .models import ModelLoadError
 from .tasks import DataError
@@ -56,6 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--layout", default="planner-executor", choices=["single", "planner-executor"])
     tr.add_argument("--out", required=True)
 
+    pa = verbs.add_parser(
+        "pareto", help="effectiveness-efficiency frontier of eval runs: PNG, Markdown, HTML"
+    )
+    pa.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by teamtune eval")
+    pa.add_argument(
+        "--x", default="flops", help="efficiency axis: flops, tokens, seconds, memory, parameters, cost"
+    )
+    pa.add_argument("--out", default="pareto", help="folder for pareto.png, pareto.md, pareto.html")
+    pa.add_argument(
+        "--allow-mixed", action="store_true", help="plot runs of different tasks or splits together"
+    )
+
     args = parser.parse_args(argv)
     console = Console()
     try:
@@ -63,10 +76,12 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args, console)
         if args.verb == "demo":
             return _demo(args, console)
+        if args.verb == "pareto":
+            return _pareto(args, console)
         if args.verb == "trajectories":
             return _trajectories(args, console)
         return _export(args, console)
-    except (ConfigError, DataError, ModelLoadError) as e:
+    except (ConfigError, DataError, ModelLoadError, RunError) as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False)
         return 2
 
@@ -143,6 +158,19 @@ def _export(args, console: Console) -> int:
 
     folder = save_model(load_model(args.model, device="cpu", dtype="float32"), args.folder)
     console.print(f"saved {args.model} to {folder} (load it with from_pretrained)")
+    return 0
+
+
+def _pareto(args, console: Console) -> int:
+    from .analysis.pareto import pareto
+
+    result = pareto(args.runs, args.x, args.out, args.allow_mixed)
+    for p in sorted(result["points"], key=lambda p: p["x"]):
+        mark = "*" if p["frontier"] else " "
+        console.print(
+            f"{mark} {p['label']}: accuracy {p['accuracy']:.1%}, {args.x} {p['x']:.4g}", highlight=False
+        )
+    console.print(f"* on the frontier; wrote {result['out']}/pareto.png, pareto.md and pareto.html")
     return 0
 
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .agents import Episode, ModelPool
-from .config import save_config
+from .config import ConfigError, save_config
 from .costs import Cost, total
 from .envs.apps.team import AppsTeam, apps_metrics
 from .tasks import TaskConfig, load_task
@@ -25,6 +27,11 @@ class EvalConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     team: TeamConfig = field(default_factory=TeamConfig)
     output: str | None = None  # run folder; default runs/<time>-<task>-<layout>
+    label: str | None = None  # how plots and reports name this run; default "<layout> (<model>)"
+    method: str = (
+        "untrained"  # how the agents were trained, for reports (untrained, sft, prost, mlpo, teamtr)
+    )
+    price_per_million_tokens: dict[str, float] = field(default_factory=dict)  # by model name, in USD
 
 
 def progress_bar(console: Console | None = None) -> Progress:
@@ -57,6 +64,7 @@ def run_eval(
         apps = cfg.task.name == "apps"
         team = AppsTeam(cfg.team, pool) if apps else Team(cfg.team, pool)
         load_seconds = time.perf_counter() - t0
+        reset_peak_memory()
         t0 = time.perf_counter()
         episodes = team.run(task)
         wall = time.perf_counter() - t0
@@ -64,16 +72,65 @@ def run_eval(
     metrics = summarize(episodes, wall)
     if apps:
         metrics["apps"] = apps_metrics(episodes)
+    agents = {
+        a.name: {
+            "model": a.engine.loaded.name,
+            "base_parameters": a.engine.loaded.num_parameters,
+            "adapter_parameters": adapter_parameters(a.engine.model, a.adapter),
+        }
+        for a in team.agents
+    }
     metrics.update(
         task=cfg.task.name,
         split=cfg.task.split,
         layout=cfg.team.layout,
         model=cfg.team.model,
+        method=cfg.method,
+        label=cfg.label or f"{cfg.team.layout} ({cfg.team.model})",
+        seed=cfg.team.seed,
         load_seconds=load_seconds,
-        parameters={name: e.loaded.num_parameters for name, e in pool.engines.items()},
+        peak_memory_bytes=peak_memory(),
+        agents=agents,
+        # the weights held in memory: each base once, each adapter apart
+        parameters=sum(e.loaded.num_parameters for e in pool.engines.values())
+        + sum(a["adapter_parameters"] for a in agents.values()),
     )
+    usd = money_cost(metrics["per_agent"], agents, cfg.price_per_million_tokens)
+    if usd is not None:
+        metrics["usd_per_problem"] = usd / metrics["n"]
     write_json(out / "metrics.json", metrics)
     return out, metrics
+
+
+def adapter_parameters(model, adapter: str | None) -> int:
+    if adapter is None:
+        return 0
+    return sum(p.numel() for n, p in model.named_parameters() if "lora_" in n and f".{adapter}." in n)
+
+
+def money_cost(per_agent: dict, agents: dict, prices: dict[str, float]) -> float | None:
+    """USD for the run's tokens at the user's price per million tokens of each model; None without prices."""
+    if not prices:
+        return None
+    missing = sorted({a["model"] for a in agents.values()} - set(prices))
+    if missing:
+        raise ConfigError(f"price_per_million_tokens has no price for model {missing[0]!r}")
+    return sum(
+        (c["prompt_tokens"] + c["generated_tokens"]) / 1e6 * prices[agents[name]["model"]]
+        for name, c in per_agent.items()
+    )
+
+
+def reset_peak_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory() -> int:
+    """Peak accelerator memory when on CUDA, else the process's peak resident memory, in bytes."""
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated())
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def summarize(episodes: list[Episode], wall_seconds: float) -> dict:

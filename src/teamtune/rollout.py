@@ -13,7 +13,7 @@ import torch
 from peft import PeftModel
 from rich.progress import Progress
 
-from .costs import Cost
+from .costs import Cost, FlopModel
 from .models import LoadedModel
 
 
@@ -63,6 +63,7 @@ class Engine:
         self.seed = seed
         self.progress = progress
         self._calls = 0
+        self._flop_models: dict[str | None, FlopModel] = {}
 
     @property
     def model(self):
@@ -125,13 +126,25 @@ class Engine:
         seconds = (time.perf_counter() - t0) / len(texts)  # the batch's wall time, shared equally
         new = seqs[:, enc["input_ids"].shape[1] :].tolist()
         prompt_lens = enc["attention_mask"].sum(1).tolist()
-        n_params = self.loaded.num_parameters
+        flop_models = [self.flop_model(a) for a in adapters]
         return [
-            self._completion(ids, p, seconds, n_params, s) for ids, p in zip(new, prompt_lens, strict=True)
+            self._completion(ids, p, seconds, fm, s)
+            for ids, p, fm in zip(new, prompt_lens, flop_models, strict=True)
         ]
 
+    def flop_model(self, adapter: str | None) -> FlopModel:
+        """FLOPs per token of the base model, plus the adapter's weights when one is used."""
+        if adapter not in self._flop_models:
+            extra = sum(
+                p.numel()
+                for n, p in self.model.named_parameters()
+                if adapter and f".{adapter}." in n and "lora_" in n
+            )
+            self._flop_models[adapter] = FlopModel.from_model(self.model, extra)
+        return self._flop_models[adapter]
+
     def _completion(
-        self, ids: list[int], prompt_tokens: int, seconds: float, n_params: int, s: SamplingConfig
+        self, ids: list[int], prompt_tokens: int, seconds: float, fm: FlopModel, s: SamplingConfig
     ) -> Completion:
         tok = self.tokenizer
         ends = {tok.eos_token_id, tok.pad_token_id}
@@ -150,6 +163,7 @@ class Engine:
             prompt_tokens=int(prompt_tokens),
             generated_tokens=n_gen,
             seconds=seconds,
-            flops=2.0 * n_params * (prompt_tokens + n_gen),
+            prefill_flops=fm.prefill(prompt_tokens),
+            decode_flops=fm.decode(prompt_tokens, n_gen),
         )
         return Completion(text=text.strip(), finish=finish, cost=cost)

@@ -1,0 +1,1 @@
+"""Reports on runs: effectiveness-efficiency frontiers."""

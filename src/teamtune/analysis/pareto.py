@@ -1,0 +1,207 @@
+"""`teamtune pareto`: the effectiveness-efficiency frontier of any set of eval runs, as a plot and a table."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+# efficiency axis -> (metrics.json key, label); lower is better on every axis
+AXES = {
+    "flops": ("flops_per_problem", "inference FLOPs per problem"),
+    "tokens": ("tokens_per_problem", "tokens per problem"),
+    "seconds": ("seconds_per_problem", "seconds per problem"),
+    "memory": ("peak_memory_bytes", "peak memory (bytes)"),
+    "parameters": ("parameters", "parameters held"),
+    "cost": ("usd_per_problem", "USD per problem"),
+}
+REQUIRED = ("task", "split", "accuracy", "n", "layout", "model")
+# two-sided 95% Student t critical values by degrees of freedom
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+class RunError(ValueError):
+    """A run folder that cannot be read; the message names the folder and what is missing."""
+
+
+def load_run(folder: str | Path, axis: str) -> dict:
+    folder = Path(folder)
+    path = folder / "metrics.json"
+    if not folder.is_dir():
+        raise RunError(f"{folder}: not a run folder")
+    if not path.is_file():
+        raise RunError(f"{folder}: no metrics.json (is the run finished? `teamtune eval` writes it last)")
+    try:
+        m = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path}: not valid JSON ({e.msg})") from None
+    key = AXES[axis][0]
+    missing = [k for k in (*REQUIRED, key) if k not in m]
+    if missing:
+        hint = " (set price_per_million_tokens when running eval)" if missing[0] == "usd_per_problem" else ""
+        raise RunError(f"{path}: lacks {missing[0]!r}{hint}")
+    return m | {"folder": str(folder)}
+
+
+@dataclass
+class Point:
+    label: str
+    x: float
+    accuracy: float
+    ci: float  # half-width of the 95% interval across seeds; 0 for one seed
+    seeds: int
+    task: str
+
+
+def group_runs(runs: list[dict], axis: str) -> list[Point]:
+    """One point per label (model, layout, method): the mean over its seeds, with a 95% interval."""
+    key = AXES[axis][0]
+    groups: dict[str, list[dict]] = {}
+    for r in runs:
+        label = r.get("label") or f"{r['layout']} ({r['model']})"
+        if r.get("method") and r["method"] not in label:
+            label = f"{label}, {r['method']}"
+        groups.setdefault(label, []).append(r)
+    points = []
+    for label, rs in groups.items():
+        accs = [r["accuracy"] for r in rs]
+        ci = T95.get(len(rs) - 1, 1.96) * statistics.stdev(accs) / math.sqrt(len(rs)) if len(rs) > 1 else 0.0
+        tasks = sorted({f"{r['task']}/{r['split']}" for r in rs})
+        points.append(
+            Point(
+                label,
+                statistics.fmean(r[key] for r in rs),
+                statistics.fmean(accs),
+                ci,
+                len(rs),
+                ", ".join(tasks),
+            )
+        )
+    return points
+
+
+def frontier(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the non-dominated points: no other point is at most as costly (x) and at least as good (y),
+    and strictly better in one. Equal points are all kept."""
+    keep = []
+    for i, (xi, yi) in enumerate(points):
+        if not any(
+            xj <= xi and yj >= yi and (xj < xi or yj > yi) for j, (xj, yj) in enumerate(points) if j != i
+        ):
+            keep.append(i)
+    return keep
+
+
+def check_same_task(runs: list[dict], allow_mixed: bool) -> None:
+    tasks = sorted({(r["task"], r["split"]) for r in runs})
+    if len(tasks) > 1 and not allow_mixed:
+        where = "; ".join(
+            f"{t}/{s}: {', '.join(r['folder'] for r in runs if (r['task'], r['split']) == (t, s))}"
+            for t, s in tasks
+        )
+        raise RunError(
+            f"runs are on different tasks or splits ({where}); compare like with like, or pass "
+            "--allow-mixed to put them on one plot"
+        )
+
+
+def pareto(
+    folders: list[str], axis: str = "flops", out: str | Path = "pareto", allow_mixed: bool = False
+) -> dict:
+    """Read the runs, draw the frontier and write pareto.png, pareto.md and pareto.html into `out`."""
+    if axis not in AXES:
+        raise RunError(f"unknown axis {axis!r} (axes: {', '.join(AXES)})")
+    if not folders:
+        raise RunError("name at least one run folder")
+    runs = [load_run(f, axis) for f in folders]
+    check_same_task(runs, allow_mixed)
+    points = group_runs(runs, axis)
+    front = set(frontier([(p.x, p.accuracy) for p in points]))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot(points, front, axis, out / "pareto.png")
+    rows = table_rows(points, front)
+    (out / "pareto.md").write_text(markdown(rows, axis))
+    (out / "pareto.html").write_text(html_page(rows, axis))
+    return {"points": [p.__dict__ | {"frontier": i in front} for i, p in enumerate(points)], "out": str(out)}
+
+
+def table_rows(points: list[Point], front: set[int]) -> list[list[str]]:
+    order = sorted(range(len(points)), key=lambda i: points[i].x)
+    return [
+        [
+            points[i].label,
+            f"{points[i].accuracy:.1%}" + (f" ± {points[i].ci:.1%}" if points[i].seeds > 1 else ""),
+            f"{points[i].x:.4g}",
+            str(points[i].seeds),
+            "yes" if i in front else "",
+            points[i].task,
+        ]
+        for i in order
+    ]
+
+
+HEADER = ["run", "accuracy (95% CI over seeds)", "{axis}", "seeds", "on frontier", "task"]
+
+
+def markdown(rows: list[list[str]], axis: str) -> str:
+    head = [h.format(axis=AXES[axis][1]) for h in HEADER]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return f"# Effectiveness against {AXES[axis][1]}\n\n![pareto](pareto.png)\n\n" + "\n".join(lines) + "\n"
+
+
+def html_page(rows: list[list[str]], axis: str) -> str:
+    head = "".join(f"<th>{html.escape(h.format(axis=AXES[axis][1]))}</th>" for h in HEADER)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>teamtune pareto</title><style>"
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}</style></head><body>"
+        f"<h1>Effectiveness against {html.escape(AXES[axis][1])}</h1><img src='pareto.png' width='720'>"
+        f"<table><tr>{head}</tr>{body}</table></body></html>\n"
+    )
+
+
+def plot(points: list[Point], front: set[int], axis: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for i, p in enumerate(points):
+        color = "tab:red" if i in front else "tab:blue"
+        ax.errorbar(p.x, p.accuracy, yerr=p.ci or None, fmt="o", color=color, capsize=4)
+        ax.annotate(p.label, (p.x, p.accuracy), textcoords="offset points", xytext=(6, 6), fontsize=9)
+    fr = sorted((points[i].x, points[i].accuracy) for i in front)
+    if len(fr) > 1:
+        ax.step(
+            [x for x, _ in fr],
+            [y for _, y in fr],
+            where="post",
+            color="tab:red",
+            alpha=0.6,
+            label="Pareto frontier",
+        )
+        ax.legend(loc="lower right")
+    if (
+        axis != "cost"
+        and min(p.x for p in points) > 0
+        and max(p.x for p in points) / min(p.x for p in points) > 20
+    ):
+        ax.set_xscale("log")
+    ax.set_xlabel(AXES[axis][1] + " (lower is better)")
+    ax.set_ylabel("accuracy / task goal completion")
+    top = max(p.accuracy + p.ci for p in points)
+    ax.set_ylim(-0.02, min(1.02, max(0.1, top) * 1.15))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_title(f"teamtune: {', '.join(sorted({p.task for p in points}))}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

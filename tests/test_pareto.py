@@ -1,0 +1,128 @@
+import json
+
+import pytest
+
+from teamtune.analysis.pareto import RunError, frontier, group_runs, pareto
+from teamtune.cli import main
+
+
+def test_frontier_hand_made():
+    assert frontier([(1, 0.5)]) == [0]  # a single point
+    pts = [
+        (1, 0.2),
+        (2, 0.5),
+        (3, 0.4),
+        (4, 0.9),
+        (5, 0.9),
+    ]  # (3, .4) dominated by (2, .5); (5, .9) by (4, .9)
+    assert frontier(pts) == [0, 1, 3]
+    assert frontier([(2, 0.5), (2, 0.5), (3, 0.1)]) == [0, 1]  # duplicates are both kept, neither dominates
+    assert frontier([(1, 0.5), (1, 0.4)]) == [0]  # a tie on cost goes to the better one
+    assert frontier([(1, 0.9), (2, 0.1), (3, 0.2), (4, 0.3)]) == [0]  # all dominated but one
+
+
+def run(tmp_path, name, **m):
+    d = tmp_path / name
+    d.mkdir()
+    base = {
+        "task": "gsm8k",
+        "split": "test",
+        "n": 10,
+        "layout": "single",
+        "model": "m",
+        "accuracy": 0.5,
+        "flops_per_problem": 1e9,
+        "tokens_per_problem": 100,
+    }
+    (d / "metrics.json").write_text(json.dumps(base | m))
+    return str(d)
+
+
+def test_seeds_give_an_interval(tmp_path):
+    runs = [
+        {
+            "task": "t",
+            "split": "s",
+            "label": "a",
+            "method": "sft",
+            "accuracy": acc,
+            "flops_per_problem": 2.0,
+            "layout": "single",
+            "model": "m",
+        }
+        for acc in (0.4, 0.5, 0.6)
+    ]
+    (p,) = group_runs(runs, "flops")
+    assert p.seeds == 3 and p.accuracy == pytest.approx(0.5) and p.label == "a, sft"
+    assert p.ci == pytest.approx(4.303 * 0.1 / 3**0.5)  # t(2) x sd / sqrt(n)
+
+
+def test_pareto_writes_plot_and_reports(tmp_path):
+    a = run(tmp_path, "a", label="single", accuracy=0.3, flops_per_problem=1e9)
+    b = run(tmp_path, "b", label="vote x5", accuracy=0.45, flops_per_problem=5e9)
+    c = run(tmp_path, "c", label="leader 3+1", accuracy=0.4, flops_per_problem=8e9)
+    out = tmp_path / "out"
+    res = pareto([a, b, c], "flops", out)
+    assert [p["frontier"] for p in res["points"]] == [True, True, False]
+    png = (out / "pareto.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    md, page = (out / "pareto.md").read_text(), (out / "pareto.html").read_text()
+    assert "| vote x5 | 45.0% | 5e+09 | 1 | yes |" in md and "<td>leader 3+1</td>" in page
+
+
+def test_bad_runs_name_the_folder(tmp_path):
+    good = run(tmp_path, "good")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(RunError, match=rf"{empty}: no metrics.json"):
+        pareto([good, str(empty)], out=tmp_path / "o")
+    partial = run(tmp_path, "partial")
+    data = json.loads((tmp_path / "partial" / "metrics.json").read_text())
+    del data["accuracy"]
+    (tmp_path / "partial" / "metrics.json").write_text(json.dumps(data))
+    with pytest.raises(RunError, match="partial/metrics.json: lacks 'accuracy'"):
+        pareto([partial], out=tmp_path / "o")
+    with pytest.raises(RunError, match="usd_per_problem.*price_per_million_tokens"):
+        pareto([good], "cost", tmp_path / "o")
+    other = run(tmp_path, "other", task="math")
+    with pytest.raises(RunError, match="different tasks or splits"):
+        pareto([good, other], out=tmp_path / "o")
+    assert pareto([good, other], out=tmp_path / "o", allow_mixed=True)["points"]
+
+
+def test_cli_pareto_errors_are_one_line(tmp_path, capsys):
+    assert main(["pareto", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+    assert "not a run folder" in capsys.readouterr().out
+
+
+def test_eval_runs_feed_pareto(tmp_path, data_dir):
+    folders = []
+    for layout in ("single", "vote"):
+        out = tmp_path / layout
+        assert (
+            main(
+                [
+                    "eval",
+                    "--source",
+                    str(data_dir / "gsm8k"),
+                    "--limit",
+                    "2",
+                    "--layout",
+                    layout,
+                    "--model",
+                    "tiny-random",
+                    "--output",
+                    str(out),
+                    "team.samples=2",
+                    "team.agents=[{name: solver, sampling: {max_new_tokens: 3}}]",
+                    "price_per_million_tokens={tiny-random: 1.0}",
+                ]
+            )
+            == 0
+        )
+        folders.append(str(out))
+    m = json.loads((tmp_path / "vote" / "metrics.json").read_text())
+    assert m["peak_memory_bytes"] > 0 and m["agents"]["solver"]["adapter_parameters"] == 0
+    assert m["usd_per_problem"] == pytest.approx(m["tokens_per_problem"] / 1e6)
+    for axis in ("flops", "tokens", "seconds", "memory", "parameters", "cost"):
+        assert main(["pareto", *folders, "--x", axis, "--out", str(tmp_path / axis)]) == 0
