@@ -25,7 +25,7 @@ team:
   agents: [{{name: solver, sampling: {{max_new_tokens: 5}}}}]
 """)
     out = tmp_path / "run"
-    assert main(["eval", "--config", str(cfg), "--output", str(out), "team.samples=3"]) == 0
+    assert main(["eval", "--config", str(cfg), "team.samples=4", "--output", str(out), "team.samples=3"]) == 0
     episodes = [json.loads(line) for line in (out / "episodes.jsonl").open()]
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(episodes) == 3 and all(len(e["turns"]) == 3 for e in episodes)

@@ -69,7 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         "--allow-mixed", action="store_true", help="plot runs of different tasks or splits together"
     )
 
-    args = parser.parse_args(argv)
+    # overrides may stand anywhere among the flags: `eval --layout vote team.samples=8 --limit 20 task.split=dev`
+    args, extra = parser.parse_known_args(argv)
+    stray = [x for x in extra if x.startswith("-") or "=" not in x or args.verb != "eval"]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if args.verb == "eval":
+        args.overrides = [*args.overrides, *extra]
     console = Console()
     try:
         if args.verb == "eval":
@@ -94,11 +100,7 @@ def _eval(args, console: Console) -> int:
     ]
     cfg = load_config(EvalConfig, args.config, overrides + list(args.overrides))
     out, metrics = run_eval(cfg, console)
-    console.print(
-        results_table(
-            [(f"{cfg.team.layout} ({cfg.team.model})", metrics)], title=f"{cfg.task.name} {cfg.task.split}"
-        )
-    )
+    console.print(results_table([(metrics["label"], metrics)], title=f"{cfg.task.name} {cfg.task.split}"))
     if "apps" in metrics:
         console.print(apps_table(metrics["apps"]))
     console.print(f"wrote {out}/episodes.jsonl and {out}/metrics.json")
