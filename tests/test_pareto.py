@@ -126,3 +126,22 @@ def test_eval_runs_feed_pareto(tmp_path, data_dir):
     assert m["usd_per_problem"] == pytest.approx(m["tokens_per_problem"] / 1e6)
     for axis in ("flops", "tokens", "seconds", "memory", "parameters", "cost"):
         assert main(["pareto", *folders, "--x", axis, "--out", str(tmp_path / axis)]) == 0
+
+
+def test_report_draws_curves_and_summary(tmp_path):
+    folder = tmp_path / run(
+        tmp_path,
+        "r",
+        label="leader 3+1",
+        per_agent={"peer": {"calls": 3, "prompt_tokens": 30, "generated_tokens": 12, "flops": 2e9}},
+    )
+    (folder / "log.jsonl").write_text(
+        "".join(json.dumps({"step": s, "loss": 2 / (s + 1), "reward": s / 10}) + "\n" for s in range(20))
+    )
+    assert main(["report", str(folder)]) == 0
+    text = (folder / "report.md").read_text()
+    assert "# leader 3+1: gsm8k / test" in text and "| peer | 3 | 30 | 12 | 2.0 |" in text
+    assert "![curves](curves.png) (loss, reward)" in text
+    assert (folder / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    (folder / "log.jsonl").write_text('{"loss": 1}\n')
+    assert main(["report", str(folder)]) == 2  # a log line without its step is named, not plotted

@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         "--allow-mixed", action="store_true", help="plot runs of different tasks or splits together"
     )
 
+    rp = verbs.add_parser("report", help="a run's curves (curves.png) and one-page summary (report.md)")
+    rp.add_argument("run", help="run folder")
+
     # overrides may stand anywhere among the flags: `eval --layout vote team.samples=8 --limit 20 task.split=dev`
     args, extra = parser.parse_known_args(argv)
     stray = [x for x in extra if x.startswith("-") or "=" not in x or args.verb != "eval"]
@@ -82,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args, console)
         if args.verb == "demo":
             return _demo(args, console)
+        if args.verb == "report":
+            from .analysis.report import report
+
+            console.print(f"wrote {report(args.run)}")
+            return 0
         if args.verb == "pareto":
             return _pareto(args, console)
         if args.verb == "trajectories":
