@@ -8,6 +8,7 @@ from teamtune.envs.apps import AppsEnv, evaluate, make_tasks
 from teamtune.envs.apps.roles import gold_trajectories, read_trajectories, write_trajectories
 from teamtune.envs.apps.team import AppsTeam, apps_metrics
 from teamtune.rollout import SamplingConfig
+from teamtune.tasks import DataError
 from teamtune.team import TeamConfig
 
 
@@ -39,7 +40,10 @@ def test_gold_trajectories_round_trip(tmp_path):
 def test_read_trajectories_names_bad_line(tmp_path):
     p = tmp_path / "t.jsonl"
     p.write_text('{"messages": []}\n{"nope": 1}\n')
-    with pytest.raises(ValueError, match=r"t.jsonl:2: a trajectory needs a 'messages' list"):
+    with pytest.raises(DataError, match=r"t.jsonl:2: record lacks key 'messages'"):
+        read_trajectories(p)
+    p.write_text('{"messages": "hi"}\n')
+    with pytest.raises(DataError, match=r"t.jsonl:1: 'messages' must be a list"):
         read_trajectories(p)
 
 
@@ -95,3 +99,8 @@ def test_eval_apps_cli(tmp_path, capsys):
     assert metrics["task"] == "apps" and "subtask_error_by_position" in metrics["apps"]
     assert "task goal completion" in capsys.readouterr().out
     assert main(["eval", "--task", "apps", "--split", "holdout", "--output", str(out)]) == 2
+    assert main(["eval", "--env", "apps", "--layout", "vote", "--output", str(tmp_path / "v")]) == 2
+    assert main(["eval", "--layout", "planner-executor", "--output", str(tmp_path / "p")]) == 2
+    text = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+    assert "runs the layouts single, planner-executor, not 'vote'" in text
+    assert "'planner-executor' runs in the apps world only" in text

@@ -124,6 +124,25 @@ def test_eval_runs_feed_pareto(tmp_path, data_dir):
     m = json.loads((tmp_path / "vote" / "metrics.json").read_text())
     assert m["peak_memory_bytes"] > 0 and m["agents"]["solver"]["adapter_parameters"] == 0
     assert m["usd_per_problem"] == pytest.approx(m["tokens_per_problem"] / 1e6)
+    bad = tmp_path / "bad"
+    assert (
+        main(
+            [
+                "eval",
+                "--source",
+                str(data_dir / "gsm8k"),
+                "--limit",
+                "1",
+                "--model",
+                "tiny-random",
+                "--output",
+                str(bad),
+                "price_per_million_tokens={other-model: 1.0}",
+            ]
+        )
+        == 2
+    )
+    assert not (bad / "episodes.jsonl").exists()  # refused before running, not after
     for axis in ("flops", "tokens", "seconds", "memory", "parameters", "cost"):
         assert main(["pareto", *folders, "--x", axis, "--out", str(tmp_path / axis)]) == 0
 

@@ -65,13 +65,11 @@ class ModelPool:
         seed: int | None = 0,
         progress: Progress | None = None,
     ):
-        self.device, self.dtype, self.batch_size, self.seed, self.progress = (
-            device,
-            dtype,
-            batch_size,
-            seed,
-            progress,
-        )
+        self.device = device
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.seed = seed
+        self.progress = progress
         self.engines: dict[str, Engine] = {}
 
     def engine(self, model: str) -> Engine:

@@ -17,7 +17,9 @@ from rich.table import Table
 from .agents import Episode, ModelPool
 from .config import ConfigError, save_config
 from .costs import Cost, total
+from .envs.apps.team import LAYOUTS as APPS_LAYOUTS
 from .envs.apps.team import AppsTeam, apps_metrics
+from .models import adapter_parameters
 from .tasks import TaskConfig, load_task
 from .team import Team, TeamConfig
 
@@ -28,10 +30,18 @@ class EvalConfig:
     team: TeamConfig = field(default_factory=TeamConfig)
     output: str | None = None  # run folder; default runs/<time>-<task>-<layout>
     label: str | None = None  # how plots and reports name this run; default "<layout> (<model>)"
-    method: str = (
-        "untrained"  # how the agents were trained, for reports (untrained, sft, prost, mlpo, teamtr)
-    )
+    # how the agents were trained, for reports (untrained, sft, prost, mlpo, teamtr)
+    method: str = "untrained"
     price_per_million_tokens: dict[str, float] = field(default_factory=dict)  # by model name, in USD
+
+    def validate(self) -> None:
+        apps = self.task.name == "apps"
+        if apps and self.team.layout not in APPS_LAYOUTS:
+            raise ValueError(
+                f"the apps world runs the layouts {', '.join(APPS_LAYOUTS)}, not {self.team.layout!r}"
+            )
+        if not apps and self.team.layout == "planner-executor":
+            raise ValueError("layout 'planner-executor' runs in the apps world only (task.name=apps)")
 
 
 def progress_bar(console: Console | None = None) -> Progress:
@@ -50,6 +60,10 @@ def run_eval(
 ) -> tuple[Path, dict]:
     """Run `cfg`; write config.yaml, episodes.jsonl and metrics.json to the run folder; return it and the metrics."""
     console = console or Console()
+    try:
+        cfg.validate()
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     task = load_task(cfg.task)
     out = Path(cfg.output or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.task.name}-{cfg.team.layout}")
     out.mkdir(parents=True, exist_ok=True)
@@ -64,6 +78,10 @@ def run_eval(
         apps = cfg.task.name == "apps"
         team = AppsTeam(cfg.team, pool) if apps else Team(cfg.team, pool)
         load_seconds = time.perf_counter() - t0
+        models = {a.name: a.engine.loaded.name for a in team.agents}
+        missing = sorted(set(models.values()) - set(cfg.price_per_million_tokens))
+        if cfg.price_per_million_tokens and missing:  # checked before the run, so no run is lost to it
+            raise ConfigError(f"price_per_million_tokens has no price for model {missing[0]!r}")
         reset_peak_memory()
         t0 = time.perf_counter()
         episodes = team.run(task)
@@ -74,7 +92,7 @@ def run_eval(
         metrics["apps"] = apps_metrics(episodes)
     agents = {
         a.name: {
-            "model": a.engine.loaded.name,
+            "model": models[a.name],
             "base_parameters": a.engine.loaded.num_parameters,
             "adapter_parameters": adapter_parameters(a.engine.model, a.adapter),
         }
@@ -102,19 +120,10 @@ def run_eval(
     return out, metrics
 
 
-def adapter_parameters(model, adapter: str | None) -> int:
-    if adapter is None:
-        return 0
-    return sum(p.numel() for n, p in model.named_parameters() if "lora_" in n and f".{adapter}." in n)
-
-
 def money_cost(per_agent: dict, agents: dict, prices: dict[str, float]) -> float | None:
     """USD for the run's tokens at the user's price per million tokens of each model; None without prices."""
     if not prices:
         return None
-    missing = sorted({a["model"] for a in agents.values()} - set(prices))
-    if missing:
-        raise ConfigError(f"price_per_million_tokens has no price for model {missing[0]!r}")
     return sum(
         (c["prompt_tokens"] + c["generated_tokens"]) / 1e6 * prices[agents[name]["model"]]
         for name, c in per_agent.items()

@@ -37,6 +37,13 @@ class LoadedModel:
         return sum(p.numel() for n, p in self.model.named_parameters() if "lora_" not in n)
 
 
+def adapter_parameters(model, adapter: str | None) -> int:
+    """Weights of one peft LoRA adapter (by name) on `model`; 0 for the base model."""
+    if adapter is None:
+        return 0
+    return sum(p.numel() for n, p in model.named_parameters() if "lora_" in n and f".{adapter}." in n)
+
+
 def pick_device(device: str = "auto") -> torch.device:
     if device != "auto":
         return torch.device(device)

@@ -14,7 +14,7 @@ from peft import PeftModel
 from rich.progress import Progress
 
 from .costs import Cost, FlopModel
-from .models import LoadedModel
+from .models import LoadedModel, adapter_parameters
 
 
 @dataclass
@@ -135,11 +135,7 @@ class Engine:
     def flop_model(self, adapter: str | None) -> FlopModel:
         """FLOPs per token of the base model, plus the adapter's weights when one is used."""
         if adapter not in self._flop_models:
-            extra = sum(
-                p.numel()
-                for n, p in self.model.named_parameters()
-                if adapter and f".{adapter}." in n and "lora_" in n
-            )
+            extra = adapter_parameters(self.model, adapter)
             self._flop_models[adapter] = FlopModel.from_model(self.model, extra)
         return self._flop_models[adapter]
 

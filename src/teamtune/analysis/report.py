@@ -6,12 +6,12 @@ CURVES; eval runs have no log and get the summary alone.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
 
-from .pareto import RunError, load_run
+from ..tasks.base import read_jsonl
+from .pareto import load_run
 
 CURVES = {
     "loss": "loss",
@@ -20,21 +20,6 @@ CURVES = {
     "accuracy": "accuracy",
     "tokens_per_second": "tokens/s",
 }
-
-
-def read_log(path: Path) -> list[dict]:
-    rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise RunError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict) or "step" not in row:
-            raise RunError(f"{path}:{n}: a log line needs a 'step'")
-        rows.append(row)
-    return rows
 
 
 def plot_curves(rows: list[dict], path: Path) -> list[str]:
@@ -68,7 +53,11 @@ def report(folder: str | Path) -> Path:
         yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else {}
     )
     log = folder / "log.jsonl"
-    curves = plot_curves(read_log(log), folder / "curves.png") if log.is_file() else []
+    curves = (
+        plot_curves([r for _, r in read_jsonl(log, ("step",))], folder / "curves.png")
+        if log.is_file()
+        else []
+    )
     t = m.get("total", {})
     lines = [
         f"# {m.get('label') or m['layout']}: {m['task']} / {m['split']}",

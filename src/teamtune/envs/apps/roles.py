@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ...tasks.base import DataError, read_jsonl
 from .api import docs
 from .world import AppsEnv, AppTask, Step
 
@@ -142,15 +143,9 @@ def write_trajectories(path: str | Path, records: list[dict]) -> None:
 
 
 def read_trajectories(path: str | Path) -> list[dict]:
-    out = []
-    with Path(path).open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-                if not isinstance(rec, dict) or not isinstance(rec.get("messages"), list):
-                    raise ValueError(f"{path}:{n}: a trajectory needs a 'messages' list")
-                out.append(rec)
-    return out
+    """Trajectories written by `write_trajectories`; a bad line raises DataError naming file and line."""
+    records = read_jsonl(Path(path), ("messages",))
+    for where, rec in records:
+        if not isinstance(rec["messages"], list):
+            raise DataError(f"{where}: 'messages' must be a list of chat messages")
+    return [rec for _, rec in records]

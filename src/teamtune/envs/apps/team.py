@@ -41,7 +41,6 @@ class _State:
     episode: Episode
     conv: list[dict] = field(default_factory=list)  # the single agent's or the planner's conversation
     executor: list[dict] | None = None  # the current sub-task's executor conversation
-    subtasks: int = 0
     finished: bool = False
 
 
@@ -136,7 +135,6 @@ class AppsTeam:
                         "content": executor_opening(s.task, (sub.group(1) if sub else text).strip()),
                     }
                 ]
-                s.subtasks += 1
             self._execute(executor, [s for s in live if not s.finished], step)
             for s in states:
                 s.finished = s.finished or s.env.done
