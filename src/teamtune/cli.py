@@ -1,4 +1,4 @@
-"""The `teamtune` command: eval, demo, export."""
+"""The `teamtune` command: eval, train, demo, export, trajectories, pareto, subtasks, report."""
 
 from __future__ import annotations
 
@@ -39,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         ev.add_argument(f"--{flag}", help=f"same as {key}=...")
     ev.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. team.samples=8")
 
+    trn = verbs.add_parser(
+        "train", help="run a training recipe (sft / ProST, mlpo, teamtr) from a YAML config"
+    )
+    trn.add_argument("--config", required=True, help="YAML config with `method:` (see configs/)")
+    trn.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    trn.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. epochs=3")
+
     demo = verbs.add_parser("demo", help="SmolLM2-135M as single, vote and leader on a few GSM8K problems")
     demo.add_argument("--model", default="smollm2-135m")
     demo.add_argument("--limit", type=int, default=4, help="problems (default 4)")
@@ -69,22 +76,33 @@ def main(argv: list[str] | None = None) -> int:
         "--allow-mixed", action="store_true", help="plot runs of different tasks or splits together"
     )
 
+    st = verbs.add_parser("subtasks", help="apps sub-task error rates by position and kind: PNG and Markdown")
+    st.add_argument("runs", nargs="+", metavar="RUN", help="apps run folders written by teamtune eval")
+    st.add_argument("--out", default="subtasks", help="folder for subtasks.png and subtasks.md")
+
     rp = verbs.add_parser("report", help="a run's curves (curves.png) and one-page summary (report.md)")
     rp.add_argument("run", help="run folder")
 
     # overrides may stand anywhere among the flags: `eval --layout vote team.samples=8 --limit 20 task.split=dev`
     args, extra = parser.parse_known_args(argv)
-    stray = [x for x in extra if x.startswith("-") or "=" not in x or args.verb != "eval"]
+    stray = [x for x in extra if x.startswith("-") or "=" not in x or args.verb not in ("eval", "train")]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
-    if args.verb == "eval":
+    if args.verb in ("eval", "train"):
         args.overrides = [*args.overrides, *extra]
     console = Console()
     try:
         if args.verb == "eval":
             return _eval(args, console)
+        if args.verb == "train":
+            return _train(args, console)
         if args.verb == "demo":
             return _demo(args, console)
+        if args.verb == "subtasks":
+            from .analysis.subtasks import subtasks
+
+            console.print(f"wrote {subtasks(args.runs, args.out)}")
+            return 0
         if args.verb == "report":
             from .analysis.report import report
 
@@ -112,6 +130,32 @@ def _eval(args, console: Console) -> int:
     if "apps" in metrics:
         console.print(apps_table(metrics["apps"]))
     console.print(f"wrote {out}/episodes.jsonl and {out}/metrics.json")
+    return 0
+
+
+def _train(args, console: Console) -> int:
+    import yaml
+
+    from .train import recipes
+
+    try:
+        method = (yaml.safe_load(Path(args.config).read_text()) or {}).get("method", "sft")
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{args.config}: {e}") from None
+    method = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("method=")), method)
+    if method not in recipes():
+        raise ConfigError(f"{args.config}: unknown method {method!r} (methods: {', '.join(recipes())})")
+    config_cls, run = recipes()[method]
+    cfg = load_config(config_cls, args.config, list(args.overrides))
+    out = Path(cfg.output) if cfg.output else None
+    if args.resume and out is None:
+        raise ConfigError("--resume needs the run's folder: output=<the folder of the run to continue>")
+    if out is not None and (out / "config.yaml").is_file() and not args.resume:
+        raise ConfigError(
+            f"{out} already holds a run: pass --resume to continue it, or choose another output"
+        )
+    out = run(cfg, console)
+    console.print(f"wrote {out}")
     return 0
 
 

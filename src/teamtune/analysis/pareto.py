@@ -56,19 +56,35 @@ class Point:
     task: str
 
 
+def run_label(r: dict) -> str:
+    """How plots name a run: its label, or layout and model, with the training method when not in it."""
+    label = r.get("label") or f"{r['layout']} ({r['model']})"
+    return f"{label}, {r['method']}" if r.get("method") and r["method"] not in label else label
+
+
+def by_label(runs: list[dict]) -> dict[str, list[dict]]:
+    """Runs grouped by label: the seeds of one configuration."""
+    groups: dict[str, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(run_label(r), []).append(r)
+    return groups
+
+
+def ci95(values: list[float]) -> float:
+    """Half-width of the 95% t-interval of the mean; 0 for a single value."""
+    if len(values) < 2:
+        return 0.0
+    return T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
+
+
 def group_runs(runs: list[dict], axis: str) -> list[Point]:
     """One point per label (model, layout, method): the mean over its seeds, with a 95% interval."""
     key = AXES[axis][0]
-    groups: dict[str, list[dict]] = {}
-    for r in runs:
-        label = r.get("label") or f"{r['layout']} ({r['model']})"
-        if r.get("method") and r["method"] not in label:
-            label = f"{label}, {r['method']}"
-        groups.setdefault(label, []).append(r)
+    groups = by_label(runs)
     points = []
     for label, rs in groups.items():
         accs = [r["accuracy"] for r in rs]
-        ci = T95.get(len(rs) - 1, 1.96) * statistics.stdev(accs) / math.sqrt(len(rs)) if len(rs) > 1 else 0.0
+        ci = ci95(accs)
         tasks = sorted({f"{r['task']}/{r['split']}" for r in rs})
         points.append(
             Point(

@@ -1,0 +1,127 @@
+"""`teamtune subtasks RUN...`: sub-task error rates of apps runs by position and kind, as a table and a PNG.
+
+Runs with the same label (the seeds of one configuration) are averaged; the table shows the range of seeds.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from .pareto import RunError, by_label, check_same_task, load_run
+
+
+def _apps_run(folder: str) -> dict:
+    m = load_run(folder, "tokens")
+    if "apps" not in m:
+        raise RunError(f"{folder}: not an apps run (its metrics.json has no 'apps' section)")
+    return m
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """Per label: seeds, completion and error rates (mean and each seed), by position and by kind."""
+    rows = []
+    for label, rs in by_label(runs).items():
+        apps = [r["apps"] for r in rs]
+        positions = sorted({int(k) for a in apps for k in a["subtask_error_by_position"]})
+        kinds = sorted({k for a in apps for k in a["subtask_error_by_kind"]})
+        rows.append(
+            {
+                "label": label,
+                "seeds": len(rs),
+                "completion": [a["task_goal_completion"] for a in apps],
+                "error": [a["subtask_error_rate"] for a in apps],
+                "by_position": {
+                    p: statistics.fmean(
+                        a["subtask_error_by_position"][str(p)]
+                        for a in apps
+                        if str(p) in a["subtask_error_by_position"]
+                    )
+                    for p in positions
+                },
+                "by_kind": {
+                    k: statistics.fmean(
+                        a["subtask_error_by_kind"][k] for a in apps if k in a["subtask_error_by_kind"]
+                    )
+                    for k in kinds
+                },
+            }
+        )
+    return rows
+
+
+def _spread(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.1%}"
+    return f"{mean:.1%} ({min(values):.1%}–{max(values):.1%})"
+
+
+def table(rows: list[dict]) -> str:
+    positions = sorted({p for r in rows for p in r["by_position"]})
+    kinds = sorted({k for r in rows for k in r["by_kind"]})
+    head = [
+        "run",
+        "seeds",
+        "task goal completion",
+        "sub-task error",
+        *[f"pos {p}" for p in positions],
+        *kinds,
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["label"], str(r["seeds"]), _spread(r["completion"]), _spread(r["error"])]
+        cells += [f"{r['by_position'][p]:.0%}" if p in r["by_position"] else "" for p in positions]
+        cells += [f"{r['by_kind'][k]:.0%}" if k in r["by_kind"] else "" for k in kinds]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 2]})
+    for r in rows:
+        ps = sorted(r["by_position"])
+        left.plot(ps, [r["by_position"][p] for p in ps], marker="o", label=r["label"])
+    left.set_xlabel("sub-task position in the task")
+    left.set_ylabel("sub-task error rate")
+    left.set_ylim(-0.02, 1.02)
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    kinds = sorted({k for r in rows for k in r["by_kind"]})
+    width = 0.8 / max(len(rows), 1)
+    for i, r in enumerate(rows):
+        right.bar(
+            [j + i * width for j in range(len(kinds))],
+            [r["by_kind"].get(k, 0.0) for k in kinds],
+            width,
+            label=r["label"],
+        )
+    right.set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(kinds))], kinds)
+    right.set_ylabel("sub-task error rate")
+    right.set_ylim(0, 1.02)
+    right.set_title("by kind")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def subtasks(folders: list[str], out: str | Path = "subtasks") -> Path:
+    """Write subtasks.md and subtasks.png for these apps runs into `out`; return the Markdown's path."""
+    if not folders:
+        raise RunError("name at least one run folder")
+    runs = [_apps_run(f) for f in folders]
+    check_same_task(runs, allow_mixed=False)
+    rows = summarise(runs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"sub-task errors: {runs[0]['task']} / {runs[0]['split']}"
+    plot(rows, out / "subtasks.png", title)
+    md = f"# {title}\n\n{table(rows)}\n\nMean over seeds; ranges are the lowest and highest seed.\n\n![](subtasks.png)\n"
+    (out / "subtasks.md").write_text(md)
+    return out / "subtasks.md"

@@ -1,0 +1,204 @@
+"""What every training recipe shares: LoRA or full fine-tuning, the optimiser, atomic checkpoints with exact
+resume, the step log (log.jsonl + TensorBoard), saving the result the Hugging Face way, and training FLOPs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import get_scheduler
+
+from ..costs import FlopModel
+from ..models import LoadedModel, save_model
+
+
+@dataclass
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] | str = "all-linear"
+
+
+@dataclass
+class OptimSettings:
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = 10
+    max_grad_norm: float = 1.0
+
+    def validate(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+def make_trainable(
+    loaded: LoadedModel, finetune: str, lora: LoraSettings, adapter: str = "default"
+) -> torch.nn.Module:
+    """Wrap the model with a fresh LoRA adapter named `adapter`, or make every weight trainable (full)."""
+    if finetune == "full":
+        loaded.model.requires_grad_(True)
+        return loaded.model
+    cfg = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    loaded.model = get_peft_model(loaded.model, cfg, adapter_name=adapter)
+    return loaded.model
+
+
+def trainable_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def make_optimizer(model: torch.nn.Module, optim: OptimSettings, total_steps: int):
+    params = [p for p in model.parameters() if p.requires_grad]
+    fused = all(p.is_cuda for p in params)
+    opt = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=fused)
+    name = "constant_with_warmup" if optim.schedule == "constant" else optim.schedule
+    sched = get_scheduler(
+        name, opt, num_warmup_steps=min(optim.warmup_steps, total_steps), num_training_steps=total_steps
+    )
+    return opt, sched
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (weights stay fp32); nothing elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ---- checkpoints: checkpoints/step-N, written to a temporary folder and renamed, so a kill leaves none half-made
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(folder: Path, step: int, model, opt, sched, counters: dict, keep: int = 2) -> Path:
+    """Trainable weights, optimiser, schedule, RNG and counters after `step`; keeps the newest `keep`."""
+    root = folder / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:07d}"
+    tmp = root / f".step-{step:07d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    weights = {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
+    torch.save(weights, tmp / "trainable.pt")
+    torch.save(
+        {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state()},
+        tmp / "state.pt",
+    )
+    (tmp / "counters.json").write_text(json.dumps({"step": step, **counters}))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in sorted(root.glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    done = sorted(p for p in (folder / "checkpoints").glob("step-*") if (p / "counters.json").is_file())
+    return done[-1] if done else None
+
+
+def load_checkpoint(path: Path, model, opt, sched) -> dict:
+    """Restore what `save_checkpoint` wrote into live objects; returns the counters."""
+    weights = torch.load(path / "trainable.pt", map_location="cpu")
+    live = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if set(weights) != set(live):
+        raise RuntimeError(
+            f"{path}: its weights do not match this run's trainable parameters (changed config?)"
+        )
+    with torch.no_grad():
+        for n, p in live.items():
+            p.copy_(weights[n])
+    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    _set_rng_state(state["rng"])
+    return json.loads((path / "counters.json").read_text())
+
+
+# ---- the step log
+
+
+class RunLog:
+    """One JSON object per logged step in log.jsonl (what `teamtune report` draws) and TensorBoard scalars."""
+
+    def __init__(self, folder: Path, resume_step: int = 0):
+        self.path = folder / "log.jsonl"
+        if self.path.is_file():  # drop what a killed run logged after its last checkpoint
+            rows = [json.loads(x) for x in self.path.read_text().splitlines() if x.strip()]
+            keep = [r for r in rows if r.get("step", 0) <= resume_step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(folder / "tb"), purge_step=resume_step + 1 if resume_step else None)
+        except ImportError:  # tensorboard is a dependency, but a bare GPU image may lack it
+            pass
+
+    def write(self, row: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, int | float):
+                    self.tb.add_scalar(k, v, row["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def save_trained(loaded: LoadedModel, folder: Path) -> Path:
+    """A LoRA run saves its adapter (peft's adapter_config.json + safetensors); a full run the whole model."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(loaded.model, PeftModel):
+        loaded.model.save_pretrained(str(folder))
+        loaded.tokenizer.save_pretrained(str(folder))
+        return folder
+    return save_model(loaded, folder)
+
+
+def train_flops(fm: FlopModel, seq_lens: list[int], adapter_params: int = 0) -> float:
+    """Forward + backward FLOPs of training on sequences of these lengths (`fm` counts any adapter's forward).
+
+    Full fine-tuning (adapter_params=0): 3 x forward, about 6 x N x tokens. LoRA: 2 x forward, since the
+    frozen base needs gradients for its inputs but none for its weights, plus 2 x adapter x tokens for the
+    adapter's weight gradients.
+    """
+    forward = sum(fm.prefill(n) for n in seq_lens)
+    if not adapter_params:
+        return 3.0 * forward
+    return 2.0 * forward + 2.0 * adapter_params * sum(seq_lens)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)

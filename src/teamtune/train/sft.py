@@ -1,0 +1,421 @@
+"""Supervised fine-tuning of agents on chat trajectories, with ProST's progressive sub-task curriculum.
+
+Algorithm (ProST, Bijoy et al. 2025): every trajectory is a sequence of sub-tasks (each message carries the
+index of its sub-task, `subtask`). In epoch e the trainer keeps only the sub-tasks chosen for that epoch:
+  none      every sub-task, every epoch (standard fine-tuning)
+  prost     the first k(e) = start + step * e sub-tasks (each trajectory is cut after them)
+  shuffled  k(e) sub-tasks in a fixed random order per task (the ablation)
+A trajectory is cut after the last assistant message of a chosen sub-task, and the loss covers only the
+chosen sub-tasks' assistant messages of the role being trained. Short trajectories are complete early.
+
+Modes: `single` (one adapter, "agent", on single-agent trajectories), `joint` (one adapter, "team", on every
+role's trajectories) and `roles` (one adapter per role, each trained on its own turns).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..config import save_config
+from ..costs import FlopModel
+from ..models import load_model
+from ..tasks.base import DataError
+from .common import (
+    LoraSettings,
+    OptimSettings,
+    RunLog,
+    autocast,
+    latest_checkpoint,
+    load_checkpoint,
+    make_optimizer,
+    make_trainable,
+    save_checkpoint,
+    save_trained,
+    seed_everything,
+    train_flops,
+    trainable_parameters,
+)
+from .data import encode_chat, load_records
+from .losses import IGNORE, sft_loss
+
+
+@dataclass
+class Curriculum:
+    schedule: Literal["none", "prost", "shuffled"] = "none"
+    start: int = 1  # sub-tasks in the first epoch
+    step: int = 1  # sub-tasks added per epoch (1: the linear schedule)
+
+    def validate(self) -> None:
+        if self.start < 1 or self.step < 1:
+            raise ValueError("curriculum.start and curriculum.step must be at least 1")
+
+
+@dataclass
+class SFTConfig:
+    method: Literal["sft"] = "sft"
+    model: str = "smollm2-135m"
+    data: str = (
+        "apps:train:200"  # a JSONL of {"messages": [...]}, a hub dataset name, or apps:<split>:<tasks>
+    )
+    eval_data: str | None = None  # same forms; its loss is logged every eval_every steps and at the end
+    mode: Literal["single", "joint", "roles"] = "roles"
+    roles: list[str] | None = None  # roles to train (default: every role in the data)
+    finetune: Literal["lora", "full"] = "lora"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    optim: OptimSettings = field(default_factory=OptimSettings)
+    curriculum: Curriculum = field(default_factory=Curriculum)
+    epochs: int = 5
+    batch_tokens: int = (
+        16384  # padded tokens per micro-batch (sequences of similar length are batched together)
+    )
+    grad_accum: int = 1  # micro-batches per optimiser step
+    max_length: int = 4096  # longer sequences are cut
+    eval_every: int = 0  # steps; 0: only at the end
+    save_every: int = 50  # steps between checkpoints
+    seed: int = 0
+    device: str = "auto"
+    output: str | None = None  # default runs/<time>-sft-<mode>
+
+    def validate(self) -> None:
+        if self.epochs < 1 or self.batch_tokens < 1 or self.grad_accum < 1:
+            raise ValueError("epochs, batch_tokens and grad_accum must be at least 1")
+
+
+METHOD = {"none": "sft", "prost": "prost", "shuffled": "prost-shuffled"}  # how reports name each schedule
+
+
+class Interrupted(RuntimeError):
+    """Raised by `train(..., stop_after=n)`: stands in for a kill in tests of --resume."""
+
+
+# ---- the curriculum
+
+
+@dataclass(frozen=True)
+class Example:
+    record: int  # index into the encoded records
+    cut: int  # keep messages [0, cut)
+    trained: frozenset[int]  # indices of the messages whose tokens the loss counts
+    length: int
+
+
+def chosen_subtasks(cur: Curriculum, n_subtasks: int, epoch: int, task_key: str, seed: int) -> set[int]:
+    """The sub-task indices trained in `epoch` for a task of `n_subtasks` sub-tasks."""
+    if cur.schedule == "none":
+        return set(range(n_subtasks))
+    k = min(n_subtasks, cur.start + cur.step * epoch)
+    order = list(range(n_subtasks))
+    if cur.schedule == "shuffled":  # one fixed order per task, the same for all its records (roles)
+        random.Random(int(hashlib.sha256(f"{seed}:{task_key}".encode()).hexdigest()[:12], 16)).shuffle(order)
+    return set(order[:k])
+
+
+def cut_example(rec: dict, chosen: set[int], roles: set[str] | None) -> tuple[int, frozenset[int]] | None:
+    """(messages kept, messages trained) for one record; None when it has nothing to train this epoch."""
+    trained = [
+        i
+        for i, m in enumerate(rec["messages"])
+        if m["role"] == "assistant"
+        and (m.get("subtask") or 0) in chosen
+        and (roles is None or m.get("agent", rec.get("role", "agent")) in roles)
+    ]
+    return (trained[-1] + 1, frozenset(trained)) if trained else None
+
+
+def task_sizes(records: list[dict]) -> dict[str, int]:
+    """Sub-tasks per task: 1 + the largest `subtask` index over all its records (roles share a task)."""
+    sizes: dict[str, int] = {}
+    for i, r in enumerate(records):
+        key = str(r.get("task_id", i))
+        top = max((m.get("subtask") or 0 for m in r["messages"]), default=0)
+        sizes[key] = max(sizes.get(key, 1), top + 1)
+    return sizes
+
+
+def epoch_examples(
+    cur: Curriculum,
+    seed: int,
+    records: list[dict],
+    segments: list,
+    epoch: int,
+    roles: set[str] | None,
+    max_length: int,
+) -> list[Example]:
+    """What epoch `epoch` trains of each record (records with nothing chosen are left out)."""
+    sizes = task_sizes(records)
+    out = []
+    for i, r in enumerate(records):
+        key = str(r.get("task_id", i))
+        cut = cut_example(r, chosen_subtasks(cur, sizes[key], epoch, key, seed), roles)
+        if cut is not None:
+            length = sum(len(ids) for ids, msg, _ in segments[i] if msg < cut[0])
+            out.append(Example(i, cut[0], cut[1], min(length, max_length)))
+    return out
+
+
+def plan_epoch(examples: list[Example], batch_tokens: int, grad_accum: int, rng: random.Random) -> list:
+    """Steps of micro-batches: shuffled, grouped by length (little padding), each under batch_tokens."""
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    batches: list[list[int]] = []
+    for start in range(0, len(order), 256):  # sort within random chunks: similar lengths, still shuffled
+        chunk = sorted(order[start : start + 256], key=lambda i: examples[i].length)
+        cur: list[int] = []
+        for i in chunk:
+            longest = max([examples[j].length for j in cur] + [examples[i].length])
+            if cur and longest * (len(cur) + 1) > batch_tokens:
+                batches.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            batches.append(cur)
+    rng.shuffle(batches)
+    return [
+        [[examples[i] for i in b] for b in batches[s : s + grad_accum]]
+        for s in range(0, len(batches), grad_accum)
+    ]
+
+
+def collate(examples: list[Example], segments: list, pad_id: int, max_length: int, device) -> tuple:
+    """Right-padded input_ids, attention_mask and labels (IGNORE except on trained messages' content)."""
+    rows = []
+    for ex in examples:
+        ids: list[int] = []
+        labels: list[int] = []
+        for seg, msg, content in segments[ex.record]:
+            if msg >= ex.cut:
+                break
+            ids += seg
+            labels += seg if content and msg in ex.trained else [IGNORE] * len(seg)
+        rows.append((ids[:max_length], labels[:max_length]))
+    width = max(len(i) for i, _ in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    label_t = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, (ids, labels) in enumerate(rows):
+        input_ids[b, : len(ids)] = torch.tensor(ids)
+        label_t[b, : len(ids)] = torch.tensor(labels)
+        mask[b, : len(ids)] = 1
+    return input_ids.to(device), mask.to(device), label_t.to(device)
+
+
+# ---- training one adapter
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f} · {task.fields[tps]:,.0f} tok/s"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+@torch.no_grad()
+def eval_loss(model, examples: list[Example], segments, cfg: SFTConfig, pad_id: int, device) -> float:
+    model.eval()
+    total, n = 0.0, 0
+    for (batch,) in plan_epoch(examples, cfg.batch_tokens, 1, random.Random(0)):
+        ids, mask, labels = collate(batch, segments, pad_id, cfg.max_length, device)
+        with autocast(device):
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        k = int((labels[:, 1:] != IGNORE).sum())
+        total += float(sft_loss(logits, labels, 1.0))
+        n += k
+    model.train()
+    return total / max(n, 1)
+
+
+def train_adapter(
+    cfg: SFTConfig,
+    name: str,
+    records: list[dict],
+    eval_records: list[dict],
+    roles: set[str] | None,
+    folder: Path,
+    console: Console,
+    stop_after: int | None = None,
+) -> dict:
+    """Train one adapter (or the full model) on `records`; resume from folder/checkpoints; save to folder."""
+    seed_everything(cfg.seed)
+    loaded = load_model(cfg.model, device=cfg.device, dtype="float32", seed=cfg.seed)
+    model = make_trainable(loaded, cfg.finetune, cfg.lora)
+    model.train()
+    device, tok = loaded.device, loaded.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    segments = [encode_chat(tok, r["messages"]) for r in records]
+    eval_segments = [encode_chat(tok, r["messages"]) for r in eval_records]
+    rng = random.Random(cfg.seed)
+    plan = [
+        (e, step)
+        for e in range(cfg.epochs)
+        for step in plan_epoch(
+            epoch_examples(cfg.curriculum, cfg.seed, records, segments, e, roles, cfg.max_length),
+            cfg.batch_tokens,
+            cfg.grad_accum,
+            rng,
+        )
+    ]
+    if not plan:
+        raise DataError(f"{cfg.data}: no assistant turns of role(s) {sorted(roles or [])} to train on")
+    eval_set = epoch_examples(Curriculum("none"), 0, eval_records, eval_segments, 0, roles, cfg.max_length)
+    opt, sched = make_optimizer(model, cfg.optim, len(plan))
+    counters = {"tokens": 0, "trained_tokens": 0, "sequences": 0, "seconds": 0.0, "flops": 0.0}
+    ckpt = latest_checkpoint(folder)
+    start = 0
+    if ckpt is not None:
+        counters = {k: v for k, v in load_checkpoint(ckpt, model, opt, sched).items() if k != "step"}
+        start = int(ckpt.name.split("-")[1])
+        console.print(f"[{name}] resuming from {ckpt} (step {start} of {len(plan)})")
+    adapter = trainable_parameters(model) if cfg.finetune == "lora" else 0
+    fm = FlopModel.from_model(model, adapter)
+    log = RunLog(folder, start)
+    with _progress(console) as progress:
+        bar = progress.add_task(f"train {name}", total=len(plan), completed=start, loss=0.0, tps=0.0)
+        for step in range(start, len(plan)):
+            epoch, micro = plan[step]
+            t0 = time.perf_counter()
+            n_lab = sum(
+                sum(len(s) for s, m, c in segments[ex.record] if c and m in ex.trained)
+                for mb in micro
+                for ex in mb
+            )
+            loss_sum, tokens, lens = 0.0, 0, []
+            for mb in micro:
+                ids, mask, labels = collate(mb, segments, pad_id, cfg.max_length, device)
+                with autocast(device):
+                    logits = model(input_ids=ids, attention_mask=mask).logits
+                loss = sft_loss(logits, labels, float(max(n_lab, 1)))
+                loss.backward()
+                loss_sum += float(loss.detach())
+                lens += mask.sum(1).tolist()
+            tokens = sum(lens)
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                [p for p in model.parameters() if p.requires_grad], cfg.optim.max_grad_norm
+            )
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            counters["tokens"] += tokens
+            counters["trained_tokens"] += n_lab
+            counters["sequences"] += len(lens)
+            counters["seconds"] += dt
+            counters["flops"] += train_flops(fm, lens, adapter)
+            row = {
+                "step": step + 1,
+                "epoch": epoch,
+                "loss": loss_sum,
+                "lr": sched.get_last_lr()[0],
+                "grad_norm": float(grad_norm),
+                "tokens": tokens,
+                "tokens_per_second": tokens / dt,
+            }
+            due = step + 1 == len(plan) or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)
+            if eval_set and due:
+                row["eval_loss"] = eval_loss(model, eval_set, eval_segments, cfg, pad_id, device)
+            log.write(row)
+            progress.update(bar, advance=1, loss=loss_sum, tps=tokens / dt)
+            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(plan):
+                save_checkpoint(folder, step + 1, model, opt, sched, counters)
+            if stop_after is not None and step + 1 - start >= stop_after:
+                log.close()
+                raise Interrupted(f"stopped after step {step + 1}")
+    log.close()
+    save_trained(loaded, folder)
+    stats = {
+        "adapter": name,
+        "records": len(records),
+        "steps": len(plan),
+        "epochs": cfg.epochs,
+        "trainable_parameters": trainable_parameters(model),
+        "base_parameters": loaded.num_parameters,
+        **counters,
+    }
+    if eval_set:
+        stats["eval_loss"] = row["eval_loss"]
+    (folder / "train_metrics.json").write_text(json.dumps(stats, indent=1))
+    return stats
+
+
+# ---- the recipe
+
+
+def adapters_of(cfg: SFTConfig, records: list[dict]) -> dict[str, set[str] | None]:
+    """Adapter name -> the roles it is trained on (None: every assistant turn)."""
+    present = sorted({r.get("role", "agent") for r in records})
+    wanted = cfg.roles or present
+    missing = sorted(set(wanted) - set(present))
+    if missing:
+        raise DataError(f"{cfg.data}: no trajectories of role(s) {missing} (roles present: {present})")
+    if cfg.mode == "roles":
+        return {role: {role} for role in wanted}
+    return {"agent" if cfg.mode == "single" else "team": set(wanted) if cfg.roles else None}
+
+
+def train(cfg: SFTConfig, console: Console | None = None, stop_after: int | None = None) -> Path:
+    """Run the SFT/ProST recipe: one folder per adapter, train_metrics.json and an eval.yaml ready for eval."""
+    console = console or Console()
+    out = Path(cfg.output or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-sft-{cfg.mode}")
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    layout = "single" if cfg.mode == "single" else "planner-executor"
+    records = load_records(cfg.data, layout)
+    eval_records = load_records(cfg.eval_data, layout) if cfg.eval_data else []
+    stats = []
+    for name, roles in adapters_of(cfg, records).items():
+        folder = out / name
+        if (folder / "train_metrics.json").is_file():  # finished before a kill: keep it
+            stats.append(json.loads((folder / "train_metrics.json").read_text()))
+            continue
+        use = [r for r in records if roles is None or r.get("role", "agent") in roles]
+        held = [r for r in eval_records if roles is None or r.get("role", "agent") in roles]
+        console.print(
+            f"[bold]{name}[/]: {len(use)} trajectories, {cfg.epochs} epochs, curriculum {cfg.curriculum.schedule}"
+        )
+        stats.append(train_adapter(cfg, name, use, held, roles, folder, console, stop_after))
+    total = {
+        k: sum(s[k] for s in stats) for k in ("tokens", "trained_tokens", "sequences", "seconds", "flops")
+    }
+    (out / "train_metrics.json").write_text(json.dumps({"adapters": stats, "total": total}, indent=1))
+    write_eval_config(cfg, out, [s["adapter"] for s in stats])
+    return out
+
+
+def write_eval_config(cfg: SFTConfig, out: Path, adapters: list[str]) -> None:
+    """eval.yaml: the trained team in the apps world, for `teamtune eval --config <run>/eval.yaml`."""
+    method = METHOD[cfg.curriculum.schedule]
+    greedy = lambda n: {"max_new_tokens": n, "do_sample": False}  # noqa: E731
+    layout = "single" if cfg.mode == "single" else "planner-executor"
+    roles = [("agent", 128)] if layout == "single" else [("planner", 64), ("executor", 128)]
+    agents = []
+    for role, tokens in roles:
+        where = str(out / (role if cfg.mode == "roles" else adapters[0]))
+        agent = {"name": role, "sampling": greedy(tokens)}
+        agent.update({"adapter": where} if cfg.finetune == "lora" else {"model": where})
+        agents.append(agent)
+    team = {"layout": layout, "model": cfg.model, "agents": agents, "seed": cfg.seed, "batch_size": 128}
+    label = " ".join([layout, *(["joint"] if cfg.mode == "joint" else []), method])
+    eval_cfg = {
+        "task": {"name": "apps", "split": "dev", "limit": 100},
+        "team": team,
+        "method": method,
+        "label": label,
+        "output": str(out / "eval-dev"),
+    }
+    (out / "eval.yaml").write_text(json.dumps(eval_cfg, indent=1))  # JSON is YAML

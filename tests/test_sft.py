@@ -1,0 +1,227 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from teamtune.cli import main
+from teamtune.config import load_config
+from teamtune.evaluate import EvalConfig, run_eval
+from teamtune.train.data import encode_chat, load_records
+from teamtune.train.losses import IGNORE
+from teamtune.train.sft import (
+    Curriculum,
+    Interrupted,
+    SFTConfig,
+    chosen_subtasks,
+    collate,
+    epoch_examples,
+    train,
+)
+
+
+def _m(role, content, subtask=None):
+    return {"role": role, "content": content, "subtask": subtask}
+
+
+def toy_records():
+    """Task t: 3 sub-tasks (planner + executors of sub-tasks 0 and 1); task s: one sub-task."""
+    planner = {
+        "task_id": "t",
+        "role": "planner",
+        "messages": [
+            _m("system", "plan"),
+            _m("user", "task t"),
+            _m("assistant", "NEXT: a", 0),
+            _m("user", "Executor: REPORT: a done", 0),
+            _m("assistant", "NEXT: b", 1),
+            _m("user", "Executor: REPORT: b done", 1),
+            _m("assistant", "DONE: 7", 2),
+        ],
+    }
+    executors = [
+        {
+            "task_id": "t",
+            "role": "executor",
+            "messages": [
+                _m("system", "exec"),
+                _m("user", f"Sub-task: {x}", k),
+                _m("assistant", f"app.do_{x}()", k),
+                _m("user", "ok", k),
+                _m("assistant", f"REPORT: {x} done", k),
+            ],
+        }
+        for k, x in enumerate("ab")
+    ]
+    short = {
+        "task_id": "s",
+        "role": "planner",
+        "messages": [_m("system", "plan"), _m("user", "task s"), _m("assistant", "DONE", 0)],
+    }
+    return [planner, *executors, short]
+
+
+def _cuts(schedule, epoch, roles=None, start=1, step=1, seed=0):
+    recs = toy_records()
+    segs = [[([0], i, False) for i in range(len(r["messages"]))] for r in recs]  # lengths do not matter here
+    exs = epoch_examples(Curriculum(schedule, start, step), seed, recs, segs, epoch, roles, 10_000)
+    return {(ex.record, ex.cut, tuple(sorted(ex.trained))) for ex in exs}
+
+
+def test_prost_builds_the_expected_prefixes_per_epoch():
+    # epoch 0: first sub-task only; the short task is already complete
+    assert _cuts("prost", 0) == {(0, 3, (2,)), (1, 5, (2, 4)), (3, 3, (2,))}
+    assert _cuts("prost", 1) == {(0, 5, (2, 4)), (1, 5, (2, 4)), (2, 5, (2, 4)), (3, 3, (2,))}
+    full = {(0, 7, (2, 4, 6)), (1, 5, (2, 4)), (2, 5, (2, 4)), (3, 3, (2,))}
+    assert _cuts("prost", 2) == full and _cuts("prost", 9) == full
+    assert _cuts("none", 0) == full  # standard fine-tuning: everything from the first epoch
+    assert _cuts("prost", 0, step=2, start=2) == _cuts("prost", 1)  # a configurable start and step
+    assert _cuts("prost", 1, roles={"planner"}) == {(0, 5, (2, 4)), (3, 3, (2,))}
+
+
+def test_shuffled_schedule_adds_subtasks_in_a_fixed_random_order():
+    orders = set()
+    for seed in range(8):
+        sets = [chosen_subtasks(Curriculum("shuffled"), 3, e, "t", seed) for e in range(4)]
+        assert [len(s) for s in sets] == [1, 2, 3, 3] and sets[0] < sets[1] < sets[2]
+        orders.add(tuple(min(s - prev) for s, prev in zip(sets[:3], [set(), *sets[:2]], strict=True)))
+        # every record of the task follows the same order: the planner trains what its executors train
+        cuts = _cuts("shuffled", 0, seed=seed)
+        (k,) = sets[0]
+        planner = next(c for c in cuts if c[0] == 0)
+        assert planner[2] == ((2, 4, 6)[k],)
+        assert {c[0] for c in cuts if c[0] in (1, 2)} == ({k + 1} if k < 2 else set())
+    assert len(orders) > 1  # not always first-to-last
+
+
+def test_loss_mask_covers_only_the_trained_roles_tokens(tiny):
+    tok = tiny.tokenizer
+    rec = toy_records()[0]
+    segs = encode_chat(tok, rec["messages"])
+    clean = [{"role": m["role"], "content": m["content"]} for m in rec["messages"]]
+    whole = tok.apply_chat_template(clean, tokenize=False)
+    assert tok.decode([t for s, _, _ in segs for t in s]) == whole
+    # ProST epoch 1: the first two planner turns, cut after the second
+    (ex,) = [e for e in epoch_examples(Curriculum("prost"), 0, [rec], [segs], 1, {"planner"}, 10_000)]
+    ids, mask, labels = collate([ex], [segs], 0, 10_000, "cpu")
+    assert tok.decode(ids[0][mask[0].bool()]) == tok.apply_chat_template(clean[:5], tokenize=False)
+    trained = tok.decode(labels[0][labels[0] != IGNORE])
+    assert trained == "NEXT: a<|im_end|>\nNEXT: b<|im_end|>\n"
+    # another role's turns in the same conversation are not trained
+    for m in rec["messages"]:
+        m["agent"] = "critic" if m["content"] == "NEXT: b" else "planner"
+    (ex,) = epoch_examples(Curriculum("none"), 0, [rec], [segs], 0, {"planner"}, 10_000)
+    _, _, labels = collate([ex], [segs], 0, 10_000, "cpu")
+    assert tok.decode(labels[0][labels[0] != IGNORE]) == "NEXT: a<|im_end|>\nDONE: 7<|im_end|>\n"
+
+
+def _chat_data(path, n=24):
+    with path.open("w") as f:
+        for i in range(n):
+            msgs = [
+                {"role": "user", "content": f"What is {i} plus {i}?"},
+                {"role": "assistant", "content": str(2 * i)},
+            ]
+            f.write(json.dumps({"messages": msgs}) + "\n")
+    return str(path)
+
+
+def _cfg(tmp_path, data, out, **kw):
+    base = dict(
+        model="tiny-random",
+        data=data,
+        mode="single",
+        epochs=2,
+        batch_tokens=200,
+        save_every=2,
+        device="cpu",
+        output=str(tmp_path / out),
+        lora={"dropout": 0.1},  # dropout draws random numbers: resume must restore them too
+        optim={"lr": 1e-3, "warmup_steps": 2},
+    )
+    base.update(kw)
+    return load_config(SFTConfig, None, [f"{k}={json.dumps(v)}" for k, v in base.items()])
+
+
+def test_resume_after_a_kill_gives_the_same_weights(tmp_path):
+    data = _chat_data(tmp_path / "chat.jsonl")
+    whole = train(_cfg(tmp_path, data, "whole"))
+    cfg = _cfg(tmp_path, data, "killed")
+    with pytest.raises(Interrupted):
+        train(cfg, stop_after=3)  # step 3 is lost: the last checkpoint is step 2
+    assert sorted(p.name for p in (tmp_path / "killed/agent/checkpoints").iterdir()) == ["step-0000002"]
+    resumed = train(cfg)
+    a = load_file(whole / "agent/adapter_model.safetensors")
+    b = load_file(resumed / "agent/adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = [json.loads(x) for x in (resumed / "agent/log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, len(rows) + 1))  # no step logged twice
+    whole_rows = [json.loads(x) for x in (whole / "agent/log.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in rows] == [r["loss"] for r in whole_rows]
+    assert (resumed / "agent/tb").is_dir()
+    m = json.loads((resumed / "train_metrics.json").read_text())
+    assert m["total"]["tokens"] > 0 and m["total"]["flops"] > 0
+
+
+def test_roles_mode_trains_one_adapter_per_role_and_eval_loads_them(tmp_path):
+    out = train(
+        _cfg(
+            tmp_path,
+            "apps:train:2",
+            "roles",
+            mode="roles",
+            epochs=1,
+            batch_tokens=4096,
+            curriculum={"schedule": "prost"},
+        )
+    )
+    for role in ("planner", "executor"):
+        assert (out / role / "adapter_config.json").is_file()
+        assert (out / role / "adapter_model.safetensors").is_file()
+    stats = json.loads((out / "train_metrics.json").read_text())
+    assert [a["adapter"] for a in stats["adapters"]] == ["executor", "planner"]
+    cfg = load_config(
+        EvalConfig, out / "eval.yaml", ["task.limit=1", "team.device=cpu", f"output={tmp_path / 'ev'}"]
+    )
+    assert cfg.method == "prost" and [a.adapter for a in cfg.team.agents] == [
+        str(out / "planner"),
+        str(out / "executor"),
+    ]
+    for a in cfg.team.agents:
+        a.sampling.max_new_tokens = 8
+    _, metrics = run_eval(cfg)
+    assert metrics["method"] == "prost" and metrics["agents"]["planner"]["adapter_parameters"] > 0
+
+
+def test_full_finetuning_saves_a_loadable_model(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    data = _chat_data(tmp_path / "chat.jsonl", n=4)
+    out = train(_cfg(tmp_path, data, "full", finetune="full", epochs=1, mode="joint"))
+    model = AutoModelForCausalLM.from_pretrained(out / "team")
+    assert sum(p.numel() for p in model.parameters()) > 0
+    assert json.loads((out / "eval.yaml").read_text())["team"]["agents"][0]["model"] == str(out / "team")
+
+
+def test_cli_train_refuses_to_overwrite_and_names_bad_data(tmp_path, capsys):
+    data = _chat_data(tmp_path / "chat.jsonl", n=2)
+    cfg = tmp_path / "sft.yaml"
+    cfg.write_text(f"method: sft\nmodel: tiny-random\ndata: {data}\nmode: single\nepochs: 1\ndevice: cpu\n")
+    assert main(["train", "--config", str(cfg), f"output={tmp_path / 'r'}"]) == 0
+    assert main(["train", "--config", str(cfg), f"output={tmp_path / 'r'}"]) == 2
+    assert "--resume" in capsys.readouterr().out
+    assert main(["train", "--config", str(cfg), "data=nope.jsonl", f"output={tmp_path / 'r2'}"]) == 2
+    assert "nope.jsonl" in capsys.readouterr().out
+    assert main(["train", "--config", str(cfg), "epochs=0", f"output={tmp_path / 'r3'}"]) == 2
+    assert main(["train", "--config", str(cfg), "method=ppo"]) == 2
+    assert "unknown method" in capsys.readouterr().out
+
+
+def test_load_records_apps_spec_errors():
+    from teamtune.tasks import DataError
+
+    with pytest.raises(DataError, match="apps:<split>"):
+        load_records("apps:train")
+    with pytest.raises(DataError, match="unknown apps split"):
+        load_records("apps:nosuch:3")
+    assert {r["role"] for r in load_records("apps:train:2", "single")} == {"agent"}

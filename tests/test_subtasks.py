@@ -1,0 +1,59 @@
+import json
+
+import pytest
+
+from teamtune.analysis.pareto import RunError
+from teamtune.analysis.subtasks import subtasks
+from teamtune.cli import main
+
+
+def _run(folder, label, seed, completion, by_pos, by_kind, split="dev"):
+    folder.mkdir(parents=True)
+    errors = list(by_pos.values())
+    m = {
+        "task": "apps",
+        "split": split,
+        "accuracy": completion,
+        "n": 10,
+        "layout": "planner-executor",
+        "model": "m",
+        "label": label,
+        "seed": seed,
+        "tokens_per_problem": 100,
+        "apps": {
+            "task_goal_completion": completion,
+            "subtask_error_rate": sum(errors) / len(errors),
+            "subtask_error_by_position": {str(k): v for k, v in by_pos.items()},
+            "subtask_error_by_kind": by_kind,
+        },
+    }
+    (folder / "metrics.json").write_text(json.dumps(m))
+    return str(folder)
+
+
+def test_subtask_table_averages_seeds_and_draws_png(tmp_path):
+    runs = [
+        _run(tmp_path / "a0", "sft", 0, 0.2, {1: 0.5, 2: 0.9}, {"act": 0.6, "lookup": 0.4}),
+        _run(tmp_path / "a1", "sft", 1, 0.4, {1: 0.3, 2: 0.7}, {"act": 0.4, "lookup": 0.2}),
+        _run(tmp_path / "b0", "prost", 0, 0.5, {1: 0.1, 2: 0.2, 3: 0.6}, {"act": 0.2}),
+    ]
+    md = subtasks(runs, tmp_path / "out").read_text()
+    assert (
+        "| run | seeds | task goal completion | sub-task error | pos 1 | pos 2 | pos 3 | act | lookup |" in md
+    )
+    assert "| sft | 2 | 30.0% (20.0%–40.0%) | 60.0% (50.0%–70.0%) | 40% | 80% |  | 50% | 30% |" in md
+    assert "| prost | 1 | 50.0% | 30.0% | 10% | 20% | 60% | 20% |  |" in md
+    png = (tmp_path / "out" / "subtasks.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_subtasks_refuses_non_apps_and_mixed_splits(tmp_path, capsys):
+    a = _run(tmp_path / "a", "x", 0, 0.1, {1: 0.5}, {"act": 0.5})
+    b = _run(tmp_path / "b", "x", 0, 0.1, {1: 0.5}, {"act": 0.5}, split="test_unseen")
+    with pytest.raises(RunError, match="different tasks or splits"):
+        subtasks([a, b], tmp_path / "o")
+    m = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    del m["apps"]
+    (tmp_path / "b" / "metrics.json").write_text(json.dumps(m))
+    assert main(["subtasks", a, str(tmp_path / "b"), "--out", str(tmp_path / "o")]) == 2
+    assert "not an apps run" in " ".join(capsys.readouterr().out.split())
