@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
 # The ProST comparison of RESULTS.md: {single agent, planner-executor} x {standard SFT, ProST} per seed, each
-# trained with configs/prost_apps.yaml and evaluated on the apps dev (100 tasks) and test_unseen (60) splits.
-# Runs JOBS trainings/evaluations at once (one GPU holds several 135M runs).
-# usage: experiments/prost_apps.sh MODEL RUNS_DIR JOBS SEED...
+# trained with configs/prost_apps.yaml, then evaluated on the apps dev (100 tasks) and test_unseen (60) splits.
+# All trainings run first (TRAIN_JOBS at once: GPU-bound), then all evaluations (EVAL_JOBS at once: these are
+# bound by the host, and sharing the GPU with training would slow them most). Finished steps are skipped.
+# usage: [MODES="single roles"] experiments/prost_apps.sh MODEL RUNS_DIR TRAIN_JOBS EVAL_JOBS SEED...
 set -euo pipefail
-model=$1 runs=$2 jobs=$3
-shift 3
+model=$1 runs=$2 train_jobs=$3 eval_jobs=$4
+shift 4
 tt=${TEAMTUNE:-teamtune}
 mkdir -p "$runs"
+names=()
 for seed in "$@"; do
-  for mode in single roles; do
-    for sched in none prost; do
-      out=$runs/$mode-$sched-s$seed
-      echo "$tt train --config configs/prost_apps.yaml model=$model mode=$mode curriculum.schedule=$sched \
-seed=$seed output=$out > $out.log 2>&1 && \
-$tt eval --config $out/eval.yaml task.split=dev task.limit=100 output=$out/eval-dev >> $out.log 2>&1 && \
-$tt eval --config $out/eval.yaml task.split=test_unseen task.limit=60 output=$out/eval-test_unseen >> $out.log 2>&1"
-    done
+  for mode in ${MODES:-single roles}; do
+    for sched in none prost; do names+=("$mode-$sched-s$seed"); done
   done
-done | xargs -P "$jobs" -I{} bash -c {}
+done
+for name in "${names[@]}"; do
+  IFS=- read -r mode sched s <<<"$name"
+  [ -f "$runs/$name/eval.yaml" ] || echo "$tt train --resume --config configs/prost_apps.yaml model=$model \
+mode=$mode curriculum.schedule=$sched seed=${s#s} output=$runs/$name >> $runs/$name.log 2>&1"
+done | xargs -P "$train_jobs" -I{} bash -c {}
+for name in "${names[@]}"; do
+  for split in dev:100 test_unseen:60; do
+    [ -f "$runs/$name/eval-${split%:*}/metrics.json" ] || echo "$tt eval --config $runs/$name/eval.yaml \
+task.split=${split%:*} task.limit=${split#*:} output=$runs/$name/eval-${split%:*} >> $runs/$name.log 2>&1"
+  done
+done | xargs -P "$eval_jobs" -I{} bash -c {}

@@ -161,6 +161,9 @@ def test_resume_after_a_kill_gives_the_same_weights(tmp_path):
     assert (resumed / "agent/tb").is_dir()
     m = json.loads((resumed / "train_metrics.json").read_text())
     assert m["total"]["tokens"] > 0 and m["total"]["flops"] > 0
+    assert main(["report", str(resumed)]) == 0  # the training report: curves per adapter and the cost
+    text = (resumed / "report.md").read_text()
+    assert "curriculum none" in text and f"| agent | {m['adapters'][0]['steps']} |" in text and "![curves](curves.png) (loss" in text
 
 
 def test_roles_mode_trains_one_adapter_per_role_and_eval_loads_them(tmp_path):

@@ -1,11 +1,12 @@
 """`teamtune report RUN`: a run's curves as PNG and a one-page summary (config, data, results, cost).
 
-Training recipes log one JSON object per step to `log.jsonl` in the run folder, with `step` and any of
-CURVES; eval runs have no log and get the summary alone.
+Training recipes log one JSON object per step to `log.jsonl` (in the run folder, or one per adapter in its
+sub-folders), with `step` and any of CURVES, and write train_metrics.json; eval runs write metrics.json.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -15,6 +16,7 @@ from .pareto import load_run
 
 CURVES = {
     "loss": "loss",
+    "eval_loss": "eval loss",
     "reward": "reward",
     "kl": "KL",
     "accuracy": "accuracy",
@@ -22,20 +24,23 @@ CURVES = {
 }
 
 
-def plot_curves(rows: list[dict], path: Path) -> list[str]:
-    """One panel per logged curve; returns the curves drawn."""
+def plot_curves(series: dict[str, list[dict]], path: Path) -> list[str]:
+    """One panel per logged curve, one line per series (adapter); returns the curves drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [k for k in CURVES if any(k in r for r in rows)]
+    names = [k for k in CURVES if any(k in r for rows in series.values() for r in rows)]
     if not names:
         return []
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
-        pts = [(r["step"], r[name]) for r in rows if name in r]
-        ax.plot([s for s, _ in pts], [v for _, v in pts], marker="." if len(pts) < 50 else None)
+        for label, rows in series.items():
+            pts = [(r["step"], r[name]) for r in rows if name in r]
+            ax.plot([s for s, _ in pts], [v for _, v in pts], marker="." if len(pts) < 50 else None, label=label)
+        if len(series) > 1:
+            ax.legend(fontsize=8)
         ax.set_title(CURVES[name])
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -45,19 +50,55 @@ def plot_curves(rows: list[dict], path: Path) -> list[str]:
     return names
 
 
+def _logs(folder: Path) -> dict[str, list[dict]]:
+    """The run's step logs: its own log.jsonl, or one per adapter sub-folder (named by the folder)."""
+    paths = [folder / "log.jsonl"] if (folder / "log.jsonl").is_file() else sorted(folder.glob("*/log.jsonl"))
+    return {p.parent.name: [r for _, r in read_jsonl(p, ("step",))] for p in paths}
+
+
+def _config(folder: Path) -> dict:
+    return yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else {}
+
+
+def training_summary(folder: Path, curves: list[str]) -> list[str]:
+    """The lines of a training run's report, from train_metrics.json."""
+    tm = json.loads((folder / "train_metrics.json").read_text())
+    cfg = _config(folder)
+    t = tm.get("total", tm)
+    schedule = cfg.get("curriculum", {}).get("schedule")
+    lines = [
+        f"# training run {folder.name}: {cfg.get('method', '?')}" + (f", curriculum {schedule}" if schedule else ""),
+        "",
+        f"- model: {cfg.get('model', '?')}; data: {cfg.get('data', '?')}; seed: {cfg.get('seed')}",
+        f"- in total: {t['tokens']:,} tokens trained on ({t['trained_tokens']:,} with a loss), "
+        f"{t['flops']:.3g} FLOPs, {t['seconds']:.0f} s",
+        "",
+        "| adapter | steps | trainable parameters | tokens | FLOPs | seconds | final eval loss |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for a in tm.get("adapters", [tm]):
+        lines.append(
+            f"| {a.get('adapter', '-')} | {a['steps']} | {a['trainable_parameters']:,} | {a['tokens']:,} | "
+            f"{a['flops']:.3g} | {a['seconds']:.0f} | {a.get('eval_loss', float('nan')):.4f} |"
+        )
+    if curves:
+        lines += ["", f"![curves](curves.png) ({', '.join(CURVES[c] for c in curves)})"]
+    return lines
+
+
 def report(folder: str | Path) -> Path:
     """Write curves.png (when the run has a log) and report.md into the run folder; return the report's path."""
     folder = Path(folder)
+    config = _config(folder)
+    logs = _logs(folder)
+    curves = plot_curves(logs, folder / "curves.png") if logs else []
+    if (folder / "train_metrics.json").is_file() and not (folder / "metrics.json").is_file():
+        lines = training_summary(folder, curves)
+        lines += ["", "## Config", "", "```yaml", yaml.safe_dump(config, sort_keys=False).rstrip(), "```", ""]
+        path = folder / "report.md"
+        path.write_text("\n".join(lines))
+        return path
     m = load_run(folder, "tokens")
-    config = (
-        yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else {}
-    )
-    log = folder / "log.jsonl"
-    curves = (
-        plot_curves([r for _, r in read_jsonl(log, ("step",))], folder / "curves.png")
-        if log.is_file()
-        else []
-    )
     t = m.get("total", {})
     lines = [
         f"# {m.get('label') or m['layout']}: {m['task']} / {m['split']}",
