@@ -7,11 +7,11 @@ from safetensors.torch import load_file
 from teamtune.cli import main
 from teamtune.config import load_config
 from teamtune.evaluate import EvalConfig, run_eval
+from teamtune.train.common import Interrupted
 from teamtune.train.data import encode_chat, load_records
 from teamtune.train.losses import IGNORE
 from teamtune.train.sft import (
     Curriculum,
-    Interrupted,
     SFTConfig,
     chosen_subtasks,
     collate,
@@ -163,7 +163,11 @@ def test_resume_after_a_kill_gives_the_same_weights(tmp_path):
     assert m["total"]["tokens"] > 0 and m["total"]["flops"] > 0
     assert main(["report", str(resumed)]) == 0  # the training report: curves per adapter and the cost
     text = (resumed / "report.md").read_text()
-    assert "curriculum none" in text and f"| agent | {m['adapters'][0]['steps']} |" in text and "![curves](curves.png) (loss" in text
+    assert (
+        "curriculum none" in text
+        and f"| agent | {m['adapters'][0]['steps']} |" in text
+        and "![curves](curves.png) (loss" in text
+    )
 
 
 def test_roles_mode_trains_one_adapter_per_role_and_eval_loads_them(tmp_path):

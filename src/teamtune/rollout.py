@@ -46,6 +46,9 @@ class Completion:
     text: str
     finish: str  # "stop" (a stop string), "eos" or "length"
     cost: Cost
+    tokens: list[int] = field(
+        default_factory=list
+    )  # the generated token ids (with the end token), for training
 
 
 class Engine:
@@ -162,4 +165,4 @@ class Engine:
             prefill_flops=fm.prefill(prompt_tokens),
             decode_flops=fm.decode(prompt_tokens, n_gen),
         )
-        return Completion(text=text.strip(), finish=finish, cost=cost)
+        return Completion(text=text.strip(), finish=finish, cost=cost, tokens=ids[:n_gen])

@@ -106,17 +106,11 @@ class Team:
         *peers, leader = self.agents
         if len(peers) == 1:
             peers = peers * self.cfg.peers
-        k = len(peers)
-        answers: list[list[str]] = [[] for _ in problems]
-        for r in range(1, self.cfg.rounds + 1):
-            calls, owners = [], []
-            for i, p in enumerate(problems):
-                for j, peer in enumerate(peers):
-                    others = [a for jj, a in enumerate(answers[i]) if jj != j]
-                    calls.append((peer, task.prompt(p) if r == 1 else revise_prompt(task.prompt(p), others)))
-                    owners.append(episodes[i])
-            texts = self._stage(calls, owners, r, f"peers round {r}")
-            answers = [texts[i * k : (i + 1) * k] for i in range(len(problems))]
+
+        def stage(calls, owners, r, desc):
+            return self._stage(calls, [episodes[i] for i in owners], r, desc)
+
+        answers = peer_answers(peers, task, problems, self.cfg.rounds, stage)
         calls = [(leader, leader_prompt(task.prompt(p), answers[i])) for i, p in enumerate(problems)]
         self._stage(calls, episodes, self.cfg.rounds + 1, leader.name)
 
@@ -127,6 +121,27 @@ class Team:
                 for p, ep in zip(problems, episodes, strict=True)
             ]
             self._stage(calls, episodes, step, agent.name)
+
+
+def peer_answers(
+    peers: list[Agent], task: Task, problems: list[Problem], rounds: int, stage
+) -> list[list[str]]:
+    """Each problem's peer answers after `rounds` rounds; from round 2 a peer sees the others' last answers.
+
+    `stage(calls, owners, round, desc) -> texts` runs one batched stage (owners: the problem index of each call).
+    """
+    k = len(peers)
+    answers: list[list[str]] = [[] for _ in problems]
+    for r in range(1, rounds + 1):
+        calls, owners = [], []
+        for i, p in enumerate(problems):
+            for j, peer in enumerate(peers):
+                others = [a for jj, a in enumerate(answers[i]) if jj != j]
+                calls.append((peer, task.prompt(p) if r == 1 else revise_prompt(task.prompt(p), others)))
+                owners.append(i)
+        texts = stage(calls, owners, r, f"peers round {r}")
+        answers = [texts[i * k : (i + 1) * k] for i in range(len(problems))]
+    return answers
 
 
 def majority(answers: list[str | None]) -> str | None:

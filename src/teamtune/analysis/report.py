@@ -38,7 +38,9 @@ def plot_curves(series: dict[str, list[dict]], path: Path) -> list[str]:
     for ax, name in zip(axes[0], names, strict=True):
         for label, rows in series.items():
             pts = [(r["step"], r[name]) for r in rows if name in r]
-            ax.plot([s for s, _ in pts], [v for _, v in pts], marker="." if len(pts) < 50 else None, label=label)
+            ax.plot(
+                [s for s, _ in pts], [v for _, v in pts], marker="." if len(pts) < 50 else None, label=label
+            )
         if len(series) > 1:
             ax.legend(fontsize=8)
         ax.set_title(CURVES[name])
@@ -67,7 +69,8 @@ def training_summary(folder: Path, curves: list[str]) -> list[str]:
     t = tm.get("total", tm)
     schedule = cfg.get("curriculum", {}).get("schedule")
     lines = [
-        f"# training run {folder.name}: {cfg.get('method', '?')}" + (f", curriculum {schedule}" if schedule else ""),
+        f"# training run {folder.name}: {cfg.get('method', '?')}"
+        + (f", curriculum {schedule}" if schedule else ""),
         "",
         f"- model: {cfg.get('model', '?')}; data: {cfg.get('data', '?')}; seed: {cfg.get('seed')}",
         f"- in total: {t['tokens']:,} tokens trained on ({t['trained_tokens']:,} with a loss), "

@@ -3,6 +3,6 @@
 
 def recipes() -> dict:
     """method name -> (config dataclass, run function taking (config, console) and returning the run folder)."""
-    from . import sft
+    from . import mlpo, sft
 
-    return {"sft": (sft.SFTConfig, sft.train)}
+    return {"sft": (sft.SFTConfig, sft.train), "mlpo": (mlpo.MLPOConfig, mlpo.train)}

@@ -14,6 +14,8 @@ from typing import Literal
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import get_scheduler
 
 from ..costs import FlopModel
@@ -197,6 +199,27 @@ def train_flops(fm: FlopModel, seq_lens: list[int], adapter_params: int = 0) -> 
     if not adapter_params:
         return 3.0 * forward
     return 2.0 * forward + 2.0 * adapter_params * sum(seq_lens)
+
+
+class Interrupted(RuntimeError):
+    """Raised by a recipe's `train(..., stop_after=n)`: stands in for a kill in tests of --resume."""
+
+
+@contextlib.contextmanager
+def step_bar(console: Console, desc: str, total: int, done: int, fields: list[str]):
+    """A progress bar over optimiser steps showing the latest value of `fields`; yields update(**values)."""
+    text = " · ".join(f"{f} {{task.fields[{f}]:.4g}}" for f in fields)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(text),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        bar = progress.add_task(desc, total=total, completed=done, **dict.fromkeys(fields, 0.0))
+        yield lambda **values: progress.update(bar, advance=1, **values)
 
 
 def seed_everything(seed: int) -> None:

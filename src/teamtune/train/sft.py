@@ -24,13 +24,13 @@ from typing import Literal
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..config import save_config
 from ..costs import FlopModel
 from ..models import load_model
 from ..tasks.base import DataError
 from .common import (
+    Interrupted,
     LoraSettings,
     OptimSettings,
     RunLog,
@@ -42,6 +42,7 @@ from .common import (
     save_checkpoint,
     save_trained,
     seed_everything,
+    step_bar,
     train_flops,
     trainable_parameters,
 )
@@ -92,10 +93,6 @@ class SFTConfig:
 
 
 METHOD = {"none": "sft", "prost": "prost", "shuffled": "prost-shuffled"}  # how reports name each schedule
-
-
-class Interrupted(RuntimeError):
-    """Raised by `train(..., stop_after=n)`: stands in for a kill in tests of --resume."""
 
 
 # ---- the curriculum
@@ -212,18 +209,6 @@ def collate(examples: list[Example], segments: list, pad_id: int, max_length: in
 # ---- training one adapter
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f} · {task.fields[tps]:,.0f} tok/s"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
-
-
 @torch.no_grad()
 def eval_loss(model, examples: list[Example], segments, cfg: SFTConfig, pad_id: int, device) -> float:
     model.eval()
@@ -283,8 +268,7 @@ def train_adapter(
     adapter = trainable_parameters(model) if cfg.finetune == "lora" else 0
     fm = FlopModel.from_model(model, adapter)
     log = RunLog(folder, start)
-    with _progress(console) as progress:
-        bar = progress.add_task(f"train {name}", total=len(plan), completed=start, loss=0.0, tps=0.0)
+    with step_bar(console, f"train {name}", len(plan), start, ["loss", "tok/s"]) as advance:
         for step in range(start, len(plan)):
             epoch, micro = plan[step]
             t0 = time.perf_counter()
@@ -330,7 +314,7 @@ def train_adapter(
             if eval_set and due:
                 row["eval_loss"] = eval_loss(model, eval_set, eval_segments, cfg, pad_id, device)
             log.write(row)
-            progress.update(bar, advance=1, loss=loss_sum, tps=tokens / dt)
+            advance(**{"loss": loss_sum, "tok/s": tokens / dt})
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(plan):
                 save_checkpoint(folder, step + 1, model, opt, sched, counters)
             if stop_after is not None and step + 1 - start >= stop_after:

@@ -1,0 +1,262 @@
+"""MLPO: train a leader that reads the answers of untrained peers and writes the final answer.
+
+Algorithm (one step):
+  1. draw `problems_per_step` training problems;
+  2. the k frozen peers answer each (sampled; `rounds` > 1: they revise after seeing each other);
+  3. the leader prompt holds the problem and the peers' answers (`with_team: false`: the problem alone);
+  4. the leader samples G completions per prompt; each is rewarded by the task's verifier (+ an optional
+     format reward for a readable answer);
+  5. advantages: rewards normalised within each group of G (no value network, no per-agent feedback);
+  6. `ppo_epochs` clipped policy-gradient steps, with an optional k3 KL penalty to the reference model
+     (LoRA: the same base with the adapter switched off, so no second copy).
+Only the leader's weights change; peers run on the base weights (or their own models) and stay frozen.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from rich.console import Console
+
+from ..agents import ROLE_PROMPTS, Agent, AgentConfig, ModelPool, run_calls
+from ..config import save_config
+from ..models import load_model
+from ..rollout import Engine, SamplingConfig
+from ..tasks import Task, TaskConfig, load_task
+from ..team import leader_prompt, peer_answers
+from .common import (
+    Interrupted,
+    LoraSettings,
+    OptimSettings,
+    RunLog,
+    latest_checkpoint,
+    load_checkpoint,
+    make_optimizer,
+    make_trainable,
+    save_checkpoint,
+    save_trained,
+    seed_everything,
+    step_bar,
+    trainable_parameters,
+)
+from .losses import group_advantages
+from .policy import PolicySettings, logprobs, make_batch, update
+
+
+@dataclass
+class MLPOConfig:
+    method: Literal["mlpo"] = "mlpo"
+    model: str = "smollm2-135m"  # the leader's base model; peers use it too unless peer_models is set
+    peer_models: list[str] = field(
+        default_factory=list
+    )  # one model per peer (different models); default: k x model
+    peers: int = 3  # k, when peer_models is empty
+    rounds: int = 1  # peer rounds; from round 2 each peer revises after reading the others
+    with_team: bool = True  # false: train the leader on the problem alone (the single-agent GRPO baseline)
+    task: TaskConfig = field(default_factory=lambda: TaskConfig(name="gsm8k", split="train"))
+    eval_task: TaskConfig | None = None  # greedy leader-with-team accuracy, every eval_every steps
+    peer_sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(256, temperature=0.7))
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    format_reward: float = 0.0  # added when the leader's answer can be read
+    problems_per_step: int = 8
+    steps: int = 100
+    finetune: Literal["lora", "full"] = "lora"
+    lora: LoraSettings = field(default_factory=lambda: LoraSettings(dropout=0.0))
+    optim: OptimSettings = field(
+        default_factory=lambda: OptimSettings(lr=1e-5, schedule="constant", warmup_steps=0)
+    )
+    batch_size: int = 64  # generation batch
+    eval_every: int = 0
+    save_every: int = 20
+    seed: int = 0
+    device: str = "auto"
+    output: str | None = None
+
+
+def _peer_agents(cfg: MLPOConfig, engine: Engine, pool: ModelPool) -> list[Agent]:
+    """Frozen peers: the leader's base without adapter (no extra weights), or models of their own."""
+    sampling = cfg.peer_sampling
+    if not cfg.peer_models:
+        return [Agent("peer", ROLE_PROMPTS["peer"], engine, sampling)] * cfg.peers
+    return [pool.agent(AgentConfig("peer", model=m, sampling=sampling), m) for m in cfg.peer_models]
+
+
+def train(
+    cfg: MLPOConfig,
+    console: Console | None = None,
+    stop_after: int | None = None,
+    task: Task | None = None,
+    pool: ModelPool | None = None,
+) -> Path:
+    """Run MLPO; `task` and `pool` (for peers of their own models) replace those the config would build."""
+    console = console or Console()
+    out = Path(cfg.output or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-mlpo-{cfg.task.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    seed_everything(cfg.seed)
+    task = task or load_task(cfg.task)
+    eval_task = load_task(cfg.eval_task) if cfg.eval_task else None
+    loaded = load_model(cfg.model, device=cfg.device, dtype="float32", seed=cfg.seed)
+    device = loaded.device
+    pool = pool or ModelPool(cfg.device, "auto", cfg.batch_size, cfg.seed)
+    if (
+        cfg.finetune == "full" and not cfg.peer_models
+    ):  # the leader's weights change: peers need their own copy
+        cfg.peer_models = [cfg.model] * cfg.peers
+    model = make_trainable(loaded, cfg.finetune, cfg.lora)
+    params = [p for p in model.parameters() if p.requires_grad]
+    engine = Engine(loaded, batch_size=cfg.batch_size, seed=cfg.seed)
+    peers = _peer_agents(cfg, engine, pool)
+    adapter = "default" if cfg.finetune == "lora" else None
+    sampling = SamplingConfig(cfg.policy.max_new_tokens, temperature=cfg.policy.temperature, top_p=1.0)
+    leader = Agent("leader", ROLE_PROMPTS["leader" if cfg.with_team else "solver"], engine, sampling, adapter)
+    ref_model = None
+    if cfg.policy.kl_coef > 0 and cfg.finetune == "full":
+        ref_model = load_model(cfg.model, device=cfg.device, dtype="auto").model.eval()
+    opt, sched = make_optimizer(model, cfg.optim, cfg.steps * cfg.policy.ppo_epochs)
+    counters = {"rollout_tokens": 0, "train_tokens": 0, "seconds": 0.0, "engine_calls": 0}
+    start = 0
+    ckpt = latest_checkpoint(out)
+    if ckpt is not None:
+        counters = {k: v for k, v in load_checkpoint(ckpt, model, opt, sched).items() if k != "step"}
+        start = int(ckpt.name.split("-")[1])
+        console.print(f"resuming from {ckpt} (step {start} of {cfg.steps})")
+    engine._calls = counters["engine_calls"]
+    log = RunLog(out, start)
+    tok = loaded.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def stage(calls, owners, r, desc):
+        done = run_calls(calls, desc)
+        counters["rollout_tokens"] += sum(c.cost.generated_tokens for c in done)
+        return [c.text for c in done]
+
+    def prompts_for(problems) -> list[str]:
+        if not cfg.with_team:
+            return [task.prompt(p) for p in problems]
+        answers = peer_answers(peers, task, problems, cfg.rounds, stage)
+        return [leader_prompt(task.prompt(p), a) for p, a in zip(problems, answers, strict=True)]
+
+    with step_bar(console, "mlpo", cfg.steps, start, ["reward", "kl"]) as advance:
+        for step in range(start, cfg.steps):
+            t0 = time.perf_counter()
+            problems = random.Random(cfg.seed * 1_000_003 + step).sample(
+                task.problems, min(cfg.problems_per_step, len(task.problems))
+            )
+            G = cfg.policy.group_size
+            model.eval()
+            prompts = prompts_for(problems)
+            calls = [(leader, prompts[i]) for i in range(len(problems)) for _ in range(G)]
+            done = run_calls(calls, "leader")
+            counters["rollout_tokens"] += sum(c.cost.generated_tokens for c in done)
+            correct = [task.reward(c.text, problems[j // G]) for j, c in enumerate(done)]
+            readable = [task.extract(c.text) is not None for c in done]
+            rewards = torch.tensor(
+                [r + cfg.format_reward * f for r, f in zip(correct, readable, strict=True)]
+            ).view(len(problems), G)
+            adv = group_advantages(rewards, cfg.policy.scale_advantages).flatten().tolist()
+            prompt_ids = [
+                tok(engine.render(leader.request(p).messages), add_special_tokens=False)["input_ids"]
+                for _, p in calls
+            ]
+            batch = make_batch(prompt_ids, [c.tokens for c in done], adv, pad_id)
+            micro = cfg.policy.micro_batch
+            batch.old_logp = logprobs(model, batch, micro, device)
+            if cfg.policy.kl_coef > 0:
+                batch.ref_logp = logprobs(
+                    ref_model or model, batch, micro, device, reference=ref_model is None
+                )
+            st = update(model, params, opt, sched, batch, cfg.policy, device)
+            dt = time.perf_counter() - t0
+            counters["train_tokens"] += int(batch.attention.sum()) * cfg.policy.ppo_epochs
+            counters["seconds"] += dt
+            counters["engine_calls"] = engine._calls
+            row = {
+                "step": step + 1,
+                "reward": float(rewards.mean()),
+                "accuracy": sum(correct) / len(correct),
+                "readable": sum(readable) / len(readable),
+                "kl": st["kl_ref"],
+                "clip_frac": st["clip_frac"],
+                "loss": st["loss"],
+                "completion_tokens": sum(len(c.tokens) for c in done) / len(done),
+                "seconds": dt,
+            }
+            if eval_task and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
+                row["eval_accuracy"] = evaluate_leader(eval_task, prompts_for, leader, engine)
+            log.write(row)
+            advance(reward=row["reward"], kl=row["kl"])
+            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+                save_checkpoint(out, step + 1, model, opt, sched, counters)
+            if stop_after is not None and step + 1 - start >= stop_after:
+                log.close()
+                raise Interrupted(f"stopped after step {step + 1}")
+    log.close()
+    save_trained(loaded, out / "leader")
+    stats = {"steps": cfg.steps, "trainable_parameters": trainable_parameters(model), **counters}
+    (out / "train_metrics.json").write_text(json.dumps(stats, indent=1))
+    write_eval_configs(cfg, out)
+    return out
+
+
+def evaluate_leader(task, prompts_for, leader: Agent, engine: Engine) -> float:
+    """Greedy accuracy of the leader (with the team when training with it) on held-out problems."""
+    greedy = Agent(
+        leader.name,
+        leader.system_prompt,
+        engine,
+        SamplingConfig(leader.sampling.max_new_tokens, do_sample=False),
+        leader.adapter,
+    )
+    prompts = prompts_for(task.problems)
+    done = run_calls([(greedy, p) for p in prompts], "eval leader")
+    return sum(task.reward(c.text, p) for c, p in zip(done, task.problems, strict=True)) / len(task.problems)
+
+
+def write_eval_configs(cfg: MLPOConfig, out: Path) -> None:
+    """eval-<baseline>.yaml for the five baselines of the MLPO comparison, on the task's test split."""
+    adapter = str(out / "leader")
+    trained = {"adapter": adapter} if cfg.finetune == "lora" else {"model": adapter}
+    greedy = {"max_new_tokens": cfg.policy.max_new_tokens, "do_sample": False}
+    peer = {"name": "peer", "sampling": asdict(cfg.peer_sampling)}
+    peers = [dict(peer, name=f"peer{j}", model=m) for j, m in enumerate(cfg.peer_models, 1)] or [peer]
+    k = len(cfg.peer_models) or cfg.peers
+    layouts = {
+        "single": ("single", [{"name": "solver", "sampling": greedy}], "untrained"),
+        "vote": ("vote", [peer], "untrained"),
+        "leader-untrained": ("leader", [*peers, {"name": "leader", "sampling": greedy}], "untrained"),
+        "leader-trained": ("leader", [*peers, {"name": "leader", "sampling": greedy, **trained}], "mlpo"),
+        "leader-alone": ("single", [{"name": "solver", "sampling": greedy, **trained}], "mlpo"),
+    }
+    labels = {
+        "single": "single",
+        "vote": f"vote x{k} (peers)",
+        "leader-untrained": f"leader {k}+1 untrained",
+        "leader-trained": f"leader {k}+1 MLPO",
+        "leader-alone": "MLPO leader alone",
+    }
+    for name, (layout, agents, method) in layouts.items():
+        team = {
+            "layout": layout,
+            "model": cfg.model,
+            "agents": agents,
+            "seed": cfg.seed,
+            "peers": k,
+            "samples": k,
+            "rounds": cfg.rounds,
+            "batch_size": cfg.batch_size,
+        }
+        ev = {
+            "task": {**asdict(cfg.task), "split": "test"},
+            "team": team,
+            "method": method,
+            "label": labels[name],
+            "output": str(out / f"eval-{name}"),
+        }
+        (out / f"eval-{name}.yaml").write_text(json.dumps(ev, indent=1))

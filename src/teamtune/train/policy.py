@@ -1,0 +1,143 @@
+"""The policy-gradient step that MLPO and TeamTR share: sampled completions -> token batch -> log-probs ->
+clipped updates with an optional KL penalty to a reference and an optional trust region on the KL to the
+pre-update policy. The losses themselves are in losses.py."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from peft import PeftModel
+
+from .common import autocast
+from .losses import grpo_loss, k3_kl, masked_mean, token_logprobs
+
+
+@dataclass
+class PolicySettings:
+    group_size: int = 8  # completions sampled per prompt (GRPO's G)
+    temperature: float = 1.0
+    max_new_tokens: int = 256
+    clip: float = 0.2
+    kl_coef: float = 0.0  # k3 KL to the reference model (the base without adapter when LoRA)
+    ppo_epochs: int = 2  # optimisation steps on each batch of rollouts
+    micro_batch: int = 16  # sequences per forward/backward
+    scale_advantages: bool = True  # divide by the group's std (GRPO); False: only centre (Dr. GRPO)
+
+    def validate(self) -> None:
+        if self.group_size < 2:
+            raise ValueError("group_size must be at least 2: advantages compare completions of one prompt")
+
+
+@dataclass
+class Batch:
+    ids: torch.Tensor  # [B, T] prompt then completion, right-padded
+    attention: torch.Tensor  # [B, T]
+    mask: torch.Tensor  # [B, T-1] 1.0 where position t+1 is a completion token
+    advantages: torch.Tensor  # [B]
+    old_logp: torch.Tensor | None = None  # [B, T-1] under the policy that sampled
+    ref_logp: torch.Tensor | None = None  # [B, T-1] under the reference
+
+
+def make_batch(
+    prompts: list[list[int]], completions: list[list[int]], advantages: list[float], pad_id: int
+) -> Batch:
+    rows = [p + c for p, c in zip(prompts, completions, strict=True)]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width - 1))
+    for b, (p, r) in enumerate(zip(prompts, rows, strict=True)):
+        ids[b, : len(r)] = torch.tensor(r)
+        attention[b, : len(r)] = 1
+        mask[b, len(p) - 1 : len(r) - 1] = 1.0
+    return Batch(ids, attention, mask, torch.tensor(advantages, dtype=torch.float32))
+
+
+def _slices(batch: Batch, micro: int):
+    for s in range(0, batch.ids.shape[0], micro):
+        yield slice(s, s + micro)
+
+
+def _logp(model, batch: Batch, sl: slice, device) -> torch.Tensor:
+    with autocast(device):
+        logits = model(
+            input_ids=batch.ids[sl].to(device), attention_mask=batch.attention[sl].to(device)
+        ).logits
+    return token_logprobs(logits, batch.ids[sl].to(device))
+
+
+@torch.no_grad()
+def logprobs(model, batch: Batch, micro: int, device, reference: bool = False) -> torch.Tensor:
+    """Log-probs of every token of the batch [B, T-1]; `reference`: with the LoRA adapters switched off."""
+    was_training = model.training
+    model.eval()
+    ctx = model.disable_adapter() if reference and isinstance(model, PeftModel) else contextlib.nullcontext()
+    with ctx:
+        out = torch.cat([_logp(model, batch, sl, device).cpu() for sl in _slices(batch, micro)])
+    model.train(was_training)
+    return out
+
+
+def update(
+    model,
+    params: list[torch.nn.Parameter],
+    opt,
+    sched,
+    batch: Batch,
+    s: PolicySettings,
+    device,
+    max_kl: float | None = None,
+) -> dict:
+    """`s.ppo_epochs` optimiser steps of the clipped objective on `batch`.
+
+    With `max_kl` (a trust region): after each step the mean k3 KL between the pre-update and the new policy
+    is measured on the batch; a step that takes it past `max_kl` is undone and the update stops there.
+    """
+    assert batch.old_logp is not None
+    n_tokens = float(batch.mask.sum().clamp(min=1.0))
+    stats = {"loss": 0.0, "clip_frac": 0.0, "kl_ref": 0.0, "kl_old": 0.0, "steps": 0, "stopped": False}
+    model.train()
+    for _ in range(s.ppo_epochs):
+        before = [p.detach().clone() for p in params] if max_kl is not None else None
+        for sl in _slices(batch, s.micro_batch):
+            logp = _logp(model, batch, sl, device)
+            mask = batch.mask[sl].to(device)
+            ref = batch.ref_logp[sl].to(device) if batch.ref_logp is not None else None
+            loss, st = grpo_loss(
+                logp,
+                batch.old_logp[sl].to(device),
+                ref,
+                batch.advantages[sl].to(device),
+                mask,
+                s.clip,
+                s.kl_coef,
+            )
+            share = float(mask.sum()) / n_tokens  # micro-batch losses are token means: weight by tokens
+            (loss * share).backward()
+            stats["loss"] += float(loss.detach()) * share / s.ppo_epochs
+            stats["clip_frac"] += float(st["clip_frac"]) * share / s.ppo_epochs
+            stats["kl_ref"] += float(st["kl"]) * share / s.ppo_epochs
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        stats["steps"] += 1
+        if max_kl is not None:
+            kl = policy_kl(model, batch, s.micro_batch, device)
+            if kl > max_kl:
+                with torch.no_grad():
+                    for p, b in zip(params, before, strict=True):
+                        p.copy_(b)
+                stats["steps"] -= 1
+                stats["stopped"] = True
+                break
+            stats["kl_old"] = kl
+    return stats
+
+
+def policy_kl(model, batch: Batch, micro: int, device) -> float:
+    """Mean per-token KL(old || new) on the batch's completions (k3 on samples of the old policy)."""
+    new = logprobs(model, batch, micro, device)
+    return float(masked_mean(k3_kl(batch.old_logp, new), batch.mask))
