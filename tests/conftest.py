@@ -22,3 +22,24 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny():
     return load_model("tiny-random", device="cpu", dtype="float32", seed=0)
+
+
+def even_length_task(n: int = 4):
+    from teamtune.tasks.base import Problem, Task
+
+    class Even(Task):
+        name = "even"
+
+        def extract(self, text):
+            return text.strip() or None
+
+        def is_correct(self, predicted, problem):
+            return predicted is not None and len(predicted) % 2 == 0
+
+    return Even([Problem(f"p{i}", f"Write a word ({i}).", "") for i in range(n)], "train")
+
+
+@pytest.fixture
+def toy_task():
+    """A toy verifier whose reward varies among a random model's samples: is the answer's length even?"""
+    return even_length_task()

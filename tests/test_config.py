@@ -56,3 +56,15 @@ def test_missing_file_and_bad_override(tmp_path):
         load_config(EvalConfig, tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="key=value"):
         load_config(EvalConfig, None, ["team.samples"])
+
+
+def test_float_fields_take_yaml_exponents_without_a_dot(tmp_path):
+    # PyYAML reads `lr: 1e-5` as the string '1e-5'; a float field takes it as the number
+    from teamtune.train.common import OptimSettings
+
+    path = tmp_path / "o.yaml"
+    path.write_text("lr: 1e-5\n")
+    assert load_config(OptimSettings, path).lr == 1e-5
+    path.write_text("lr: fast\n")
+    with pytest.raises(ConfigError, match="expected float"):
+        load_config(OptimSettings, path)

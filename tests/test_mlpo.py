@@ -4,27 +4,8 @@ import torch
 
 from teamtune.config import load_config
 from teamtune.evaluate import EvalConfig, run_eval
-from teamtune.tasks.base import Problem, Task
 from teamtune.train import mlpo
 from teamtune.train.mlpo import MLPOConfig
-
-
-class LetterTask(Task):
-    """A toy verifier whose reward varies among a random model's samples: is the answer's length even?"""
-
-    name = "letters"
-
-    def extract(self, text):
-        return text.strip() or None
-
-    def is_correct(self, predicted, problem):
-        return predicted is not None and len(predicted) % 2 == 0
-
-
-def toy_task(n=4):
-    return LetterTask(
-        [Problem(f"p{i}", f"Write a word with the letter e ({i}).", "e") for i in range(n)], "train"
-    )
 
 
 def _cfg(tmp_path, **kw):
@@ -47,7 +28,7 @@ def _snapshot(model, lora: bool):
     return {n: p.detach().clone() for n, p in model.named_parameters() if ("lora_" in n) == lora}
 
 
-def test_one_step_changes_only_the_leader(tmp_path, monkeypatch):
+def test_one_step_changes_only_the_leader(tmp_path, monkeypatch, toy_task):
     """Peers as their own model and as the leader's shared base: both stay byte-identical."""
     seen = {}
     real_load = mlpo.load_model
@@ -62,7 +43,7 @@ def test_one_step_changes_only_the_leader(tmp_path, monkeypatch):
         n: p.detach().clone()
         for n, p in real_load("tiny-random", device="cpu", dtype="float32").model.named_parameters()
     }
-    out = mlpo.train(_cfg(tmp_path), task=toy_task())
+    out = mlpo.train(_cfg(tmp_path), task=toy_task)
     model = seen["leader"].model
     base_after = {
         n.replace("base_model.model.", "").replace(".base_layer", ""): p
@@ -77,13 +58,13 @@ def test_one_step_changes_only_the_leader(tmp_path, monkeypatch):
     assert (out / "leader" / "adapter_config.json").is_file()
 
 
-def test_peers_of_their_own_model_stay_frozen(tmp_path):
+def test_peers_of_their_own_model_stay_frozen(tmp_path, toy_task):
     from teamtune.agents import ModelPool
 
     pool = ModelPool("cpu", "float32", 64, 0)
     policy = {"group_size": 4, "max_new_tokens": 6, "kl_coef": 0.1, "micro_batch": 4}
     out = mlpo.train(
-        _cfg(tmp_path, peer_models=["tiny-random", "tiny-random"], policy=policy), task=toy_task(), pool=pool
+        _cfg(tmp_path, peer_models=["tiny-random", "tiny-random"], policy=policy), task=toy_task, pool=pool
     )
     fresh = mlpo.load_model("tiny-random", device="cpu", dtype="float32").model.state_dict()
     (engine,) = pool.engines.values()  # both peers share one frozen copy

@@ -21,6 +21,7 @@ ROLE_PROMPTS = {
     ),
     "critic": "You review a solution written by a teammate: check each step and point out any mistake.",
     "refiner": "You write the final solution, using the teammates' work above and fixing any mistake they found.",
+    "verifier": "You check the team's final solution once more and state the final answer, correcting it if wrong.",
 }
 DEFAULT_PROMPT = "You are a helpful assistant working in a team."
 

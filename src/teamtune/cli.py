@@ -80,6 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("runs", nargs="+", metavar="RUN", help="apps run folders written by teamtune eval")
     st.add_argument("--out", default="subtasks", help="folder for subtasks.png and subtasks.md")
 
+    cv = verbs.add_parser(
+        "curves", help="one metric of several training runs against step or stage, as a PNG"
+    )
+    cv.add_argument("runs", nargs="+", metavar="RUN", help="training run folders (with log.jsonl)")
+    cv.add_argument("--y", default="accuracy", help="logged metric (accuracy, reward, kl, loss, ...)")
+    cv.add_argument("--x", default="step", help="step, or stage for TeamTR")
+    cv.add_argument("--out", default="curves.png")
+
     rp = verbs.add_parser("report", help="a run's curves (curves.png) and one-page summary (report.md)")
     rp.add_argument("run", help="run folder")
 
@@ -107,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
             from .analysis.report import report
 
             console.print(f"wrote {report(args.run)}")
+            return 0
+        if args.verb == "curves":
+            from .analysis.report import compare_curves
+
+            console.print(f"wrote {compare_curves(args.runs, args.y, args.x, args.out)}")
             return 0
         if args.verb == "pareto":
             return _pareto(args, console)

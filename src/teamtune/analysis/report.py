@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from ..tasks.base import read_jsonl
-from .pareto import load_run
+from .pareto import RunError, load_run
 
 CURVES = {
     "loss": "loss",
@@ -138,4 +138,33 @@ def report(folder: str | Path) -> Path:
     lines += ["", "## Config", "", "```yaml", yaml.safe_dump(config, sort_keys=False).rstrip(), "```", ""]
     path = folder / "report.md"
     path.write_text("\n".join(lines))
+    return path
+
+
+def compare_curves(folders: list[str], y: str, x: str, path: str | Path) -> Path:
+    """One line per training run of `y` against `x` (e.g. accuracy per stage), from each run's step log.
+
+    Where several log rows share an x (TeamTR logs every agent update of a stage), the last one is drawn.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for f in folders:
+        rows = [r for rs in _logs(Path(f)).values() for r in rs if y in r and x in r]
+        if not rows:
+            raise RunError(f"{f}: its log.jsonl has no rows with both {y!r} and {x!r}")
+        last = {r[x]: r[y] for r in rows}
+        ax.plot(list(last), list(last.values()), marker="o", label=Path(f).name)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return path

@@ -3,6 +3,10 @@
 
 def recipes() -> dict:
     """method name -> (config dataclass, run function taking (config, console) and returning the run folder)."""
-    from . import mlpo, sft
+    from . import mlpo, sft, teamtr
 
-    return {"sft": (sft.SFTConfig, sft.train), "mlpo": (mlpo.MLPOConfig, mlpo.train)}
+    return {
+        "sft": (sft.SFTConfig, sft.train),
+        "mlpo": (mlpo.MLPOConfig, mlpo.train),
+        "teamtr": (teamtr.TeamTRConfig, teamtr.train),
+    }

@@ -100,19 +100,35 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _weights(model) -> dict[str, torch.nn.Parameter]:
+    """What a checkpoint keeps: every LoRA adapter's weights (all roles), or the trainable weights."""
+    return {n: p for n, p in model.named_parameters() if p.requires_grad or "lora_" in n}
+
+
+def _states(x) -> dict:
+    """state_dict of an optimiser or schedule, or of each in a dict of them (one per agent)."""
+    return {k: v.state_dict() for k, v in x.items()} if isinstance(x, dict) else x.state_dict()
+
+
+def _load_states(x, state) -> None:
+    if isinstance(x, dict):
+        for k, v in x.items():
+            v.load_state_dict(state[k])
+    else:
+        x.load_state_dict(state)
+
+
 def save_checkpoint(folder: Path, step: int, model, opt, sched, counters: dict, keep: int = 2) -> Path:
-    """Trainable weights, optimiser, schedule, RNG and counters after `step`; keeps the newest `keep`."""
+    """Weights, optimiser(s), schedule(s), RNG and counters after `step`; keeps the newest `keep`."""
     root = folder / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:07d}"
     tmp = root / f".step-{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    weights = {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
-    torch.save(weights, tmp / "trainable.pt")
+    torch.save({n: p.detach().cpu() for n, p in _weights(model).items()}, tmp / "trainable.pt")
     torch.save(
-        {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state()},
-        tmp / "state.pt",
+        {"optimizer": _states(opt), "scheduler": _states(sched), "rng": _rng_state()}, tmp / "state.pt"
     )
     (tmp / "counters.json").write_text(json.dumps({"step": step, **counters}))
     shutil.rmtree(final, ignore_errors=True)
@@ -130,7 +146,7 @@ def latest_checkpoint(folder: Path) -> Path | None:
 def load_checkpoint(path: Path, model, opt, sched) -> dict:
     """Restore what `save_checkpoint` wrote into live objects; returns the counters."""
     weights = torch.load(path / "trainable.pt", map_location="cpu")
-    live = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    live = _weights(model)
     if set(weights) != set(live):
         raise RuntimeError(
             f"{path}: its weights do not match this run's trainable parameters (changed config?)"
@@ -139,8 +155,8 @@ def load_checkpoint(path: Path, model, opt, sched) -> dict:
         for n, p in live.items():
             p.copy_(weights[n])
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
+    _load_states(opt, state["optimizer"])
+    _load_states(sched, state["scheduler"])
     _set_rng_state(state["rng"])
     return json.loads((path / "counters.json").read_text())
 

@@ -1,0 +1,283 @@
+"""TeamTR: sequential trust-region fine-tuning of a shared-context team (the `pipeline` layout).
+
+Algorithm (one stage; `mode: teamtr`):
+  for each agent i in order:
+    1. sample fresh team rollouts with the current agents (G chains per problem; every agent sees the work of
+       the agents before it);
+    2. reward each chain by the verifier on its final answer; advantages normalised within each problem's G;
+    3. update agent i's adapter with the clipped objective on its own turns, measuring the KL to its
+       pre-update policy on these rollouts; a step that leaves the trust region delta is undone and ends
+       the update;
+  then the next agent, on rollouts sampled after this update.
+Baselines (`mode`): `stale` (rollouts sampled once per stage and re-used for every agent), `simultaneous`
+(every agent updated from one rollout batch) and `single` (one agent, the same number of updates).
+Every agent has its own LoRA adapter on one shared base. Plug-and-play: `init_adapters` starts agents from
+trained adapters and `train_agents` names the agents to update (re-run one agent's stage after a swap).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from rich.console import Console
+
+from ..agents import ROLE_PROMPTS, Agent, Turn, run_calls
+from ..config import save_config
+from ..models import load_model
+from ..rollout import Engine, SamplingConfig
+from ..tasks import Problem, Task, TaskConfig, load_task
+from ..team import pipeline_prompt
+from .common import (
+    Interrupted,
+    LoraSettings,
+    OptimSettings,
+    RunLog,
+    latest_checkpoint,
+    load_checkpoint,
+    make_optimizer,
+    save_checkpoint,
+    seed_everything,
+    step_bar,
+)
+from .losses import group_advantages
+from .policy import PolicySettings, logprobs, make_batch, update
+
+CHAINS = {
+    1: ["solver"],
+    2: ["solver", "refiner"],
+    3: ["solver", "critic", "refiner"],
+    4: ["solver", "critic", "refiner", "verifier"],
+}
+
+
+@dataclass
+class TeamTRConfig:
+    method: Literal["teamtr"] = "teamtr"
+    model: str = "smollm2-135m"
+    agents: int = 3  # 2: solver -> refiner; 3: solver -> critic -> refiner; 4: ... -> verifier
+    mode: Literal["teamtr", "stale", "simultaneous", "single"] = "teamtr"
+    task: TaskConfig = field(default_factory=lambda: TaskConfig(name="gsm8k", split="train"))
+    eval_task: TaskConfig | None = None  # greedy team accuracy and regressions after every update
+    policy: PolicySettings = field(default_factory=lambda: PolicySettings(group_size=4))
+    delta: float = 0.05  # per-agent trust region: mean token KL(pre-update || updated) on the fresh rollouts
+    stages: int = 10
+    problems_per_stage: int = 16
+    init_adapters: dict[str, str] = field(default_factory=dict)  # role -> peft folder to start from
+    train_agents: list[str] | None = None  # roles to update (default all)
+    lora: LoraSettings = field(default_factory=lambda: LoraSettings(dropout=0.0))
+    optim: OptimSettings = field(
+        default_factory=lambda: OptimSettings(lr=2e-5, schedule="constant", warmup_steps=0)
+    )
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "auto"
+    output: str | None = None
+
+    def validate(self) -> None:
+        if self.agents not in (2, 3, 4):
+            raise ValueError(
+                f"agents must be 2, 3 or 4 (mode single trains one agent with their budget), not {self.agents}"
+            )
+        if self.delta <= 0:
+            raise ValueError("delta (the trust region) must be positive")
+
+
+@dataclass
+class Chain:
+    problem: int
+    turns: list[Turn] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)  # what each agent read
+    tokens: list[list[int]] = field(default_factory=list)  # what each agent wrote
+
+
+def roles_of(cfg: TeamTRConfig) -> list[str]:
+    return CHAINS[1 if cfg.mode == "single" else cfg.agents]
+
+
+def rollout(agents: list[Agent], task: Task, problems: list[Problem], g: int) -> list[Chain]:
+    """`g` independent chains per problem through the pipeline, each agent one batched stage."""
+    chains = [Chain(i) for i in range(len(problems)) for _ in range(g)]
+    for agent in agents:
+        prompts = [pipeline_prompt(task.prompt(problems[c.problem]), c.turns, agent.name) for c in chains]
+        for c, prompt, done in zip(
+            chains, prompts, run_calls([(agent, p) for p in prompts], agent.name), strict=True
+        ):
+            c.turns.append(Turn(agent.name, len(c.turns) + 1, [], done.text, done.finish, done.cost))
+            c.prompts.append(prompt)
+            c.tokens.append(done.tokens)
+    return chains
+
+
+def build_team(cfg: TeamTRConfig, loaded) -> list[str]:
+    """One LoRA adapter per role on the shared base (fresh, or from `init_adapters`)."""
+    roles = roles_of(cfg)
+    lcfg = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    for role in roles:
+        path = cfg.init_adapters.get(role)
+        if isinstance(loaded.model, PeftModel):
+            if path:
+                loaded.model.load_adapter(path, adapter_name=role, is_trainable=True)
+            else:
+                loaded.model.add_adapter(role, lcfg)
+        elif path:
+            loaded.model = PeftModel.from_pretrained(loaded.model, path, adapter_name=role, is_trainable=True)
+        else:
+            loaded.model = get_peft_model(loaded.model, lcfg, adapter_name=role)
+    unknown = sorted(set(cfg.init_adapters) - set(roles))
+    if unknown:
+        raise ValueError(f"init_adapters names roles {unknown} that this team lacks (roles: {roles})")
+    return roles
+
+
+def adapter_params(model, role: str) -> list[torch.nn.Parameter]:
+    return [p for n, p in model.named_parameters() if "lora_" in n and f".{role}." in n]
+
+
+def train(
+    cfg: TeamTRConfig, console: Console | None = None, stop_after: int | None = None, task: Task | None = None
+) -> Path:
+    console = console or Console()
+    out = Path(cfg.output or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-teamtr-{cfg.mode}")
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    seed_everything(cfg.seed)
+    task = task or load_task(cfg.task)
+    eval_task = load_task(cfg.eval_task) if cfg.eval_task else None
+    loaded = load_model(cfg.model, device=cfg.device, dtype="float32", seed=cfg.seed)
+    roles = build_team(cfg, loaded)
+    model, device, tok = loaded.model, loaded.device, loaded.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    engine = Engine(loaded, batch_size=cfg.batch_size, seed=cfg.seed)
+    s = cfg.policy
+    sampling = SamplingConfig(s.max_new_tokens, temperature=s.temperature, top_p=1.0)
+    greedy = SamplingConfig(s.max_new_tokens, do_sample=False)
+    agents = [Agent(r, ROLE_PROMPTS[r], engine, sampling, r) for r in roles]
+    judges = [Agent(r, ROLE_PROMPTS[r], engine, greedy, r) for r in roles]
+    train_roles = cfg.train_agents or roles
+    updates = len(CHAINS[cfg.agents]) if cfg.mode == "single" else len(train_roles)  # same budget for single
+    opts, scheds = {}, {}
+    for r in train_roles:
+        model.set_adapter(r)
+        opts[r], scheds[r] = make_optimizer(model, cfg.optim, cfg.stages * updates * s.ppo_epochs)
+    counters = {"rollouts": 0, "generated_tokens": 0, "seconds": 0.0, "engine_calls": 0, "regressions": 0}
+    start = 0
+    ckpt = latest_checkpoint(out)
+    if ckpt is not None:
+        counters = {k: v for k, v in load_checkpoint(ckpt, model, opts, scheds).items() if k != "step"}
+        start = int(ckpt.name.split("-")[1])
+        console.print(f"resuming from {ckpt} (stage {start} of {cfg.stages})")
+    engine._calls = counters["engine_calls"]
+    log = RunLog(out, start)
+    step = start * updates
+
+    def judge() -> list[bool]:
+        chains = rollout(judges, eval_task, eval_task.problems, 1)
+        return [bool(eval_task.reward(c.turns[-1].text, eval_task.problems[c.problem])) for c in chains]
+
+    def sample(problems: list[Problem]) -> tuple[list[Chain], torch.Tensor]:
+        chains = rollout(agents, task, problems, s.group_size)
+        counters["rollouts"] += len(chains)
+        counters["generated_tokens"] += sum(sum(t.cost.generated_tokens for t in c.turns) for c in chains)
+        rewards = torch.tensor([task.reward(c.turns[-1].text, problems[c.problem]) for c in chains])
+        return chains, group_advantages(
+            rewards.view(len(problems), s.group_size), s.scale_advantages
+        ).flatten()
+
+    correct = judge() if eval_task else []
+    with step_bar(console, f"teamtr ({cfg.mode})", cfg.stages * updates, step, ["accuracy", "kl"]) as advance:
+        for stage in range(start, cfg.stages):
+            problems = random.Random(cfg.seed * 1_000_003 + stage).sample(
+                task.problems, min(cfg.problems_per_stage, len(task.problems))
+            )
+            model.eval()
+            shared = sample(problems) if cfg.mode in ("stale", "simultaneous") else None
+            for k in range(updates):
+                role = train_roles[0] if cfg.mode == "single" else train_roles[k]
+                t0 = time.perf_counter()
+                model.eval()
+                chains, adv = shared or sample(problems)  # teamtr and single: fresh rollouts for every update
+                i = roles.index(role)
+                prompt_ids = [
+                    tok(engine.render(agents[i].request(c.prompts[i]).messages), add_special_tokens=False)[
+                        "input_ids"
+                    ]
+                    for c in chains
+                ]
+                batch = make_batch(prompt_ids, [c.tokens[i] for c in chains], adv.tolist(), pad_id)
+                model.set_adapter(role)
+                batch.old_logp = logprobs(model, batch, s.micro_batch, device)
+                if s.kl_coef > 0:
+                    batch.ref_logp = logprobs(model, batch, s.micro_batch, device, reference=True)
+                params = adapter_params(model, role)
+                st = update(model, params, opts[role], scheds[role], batch, s, device, max_kl=cfg.delta)
+                step += 1
+                row = {
+                    "step": step,
+                    "stage": stage + 1,
+                    "agent": role,
+                    "reward": float(
+                        torch.tensor(
+                            [task.reward(c.turns[-1].text, problems[c.problem]) for c in chains]
+                        ).mean()
+                    ),
+                    "kl": st["kl_old"],
+                    "kl_ref": st["kl_ref"],
+                    "clip_frac": st["clip_frac"],
+                    "optimiser_steps": st["steps"],
+                    "trust_region_stop": st["stopped"],
+                }
+                if eval_task:
+                    now = judge()
+                    row["regressions"] = sum(a and not b for a, b in zip(correct, now, strict=True))
+                    row["accuracy"] = sum(now) / len(now)
+                    counters["regressions"] += row["regressions"]
+                    correct = now
+                dt = time.perf_counter() - t0
+                counters["seconds"] += dt
+                row["seconds"] = dt
+                log.write(row)
+                advance(accuracy=row.get("accuracy", row["reward"]), kl=row["kl"])
+            counters["engine_calls"] = engine._calls
+            save_checkpoint(out, stage + 1, model, opts, scheds, counters)
+            if stop_after is not None and stage + 1 - start >= stop_after:
+                log.close()
+                raise Interrupted(f"stopped after stage {stage + 1}")
+    log.close()
+    for r in roles:
+        model.save_pretrained(str(out / "adapters"), selected_adapters=[r])
+    (out / "train_metrics.json").write_text(json.dumps({"stages": cfg.stages, **counters}, indent=1))
+    write_eval_config(cfg, out, roles)
+    return out
+
+
+def write_eval_config(cfg: TeamTRConfig, out: Path, roles: list[str]) -> None:
+    """eval.yaml: the trained team (pipeline, or single) on the task's test split, greedy."""
+    greedy = {"max_new_tokens": cfg.policy.max_new_tokens, "do_sample": False}
+    agents = [{"name": r, "adapter": str(out / "adapters" / r), "sampling": greedy} for r in roles]
+    team = {
+        "layout": "single" if len(roles) == 1 else "pipeline",
+        "model": cfg.model,
+        "agents": agents,
+        "seed": cfg.seed,
+    }
+    ev = {
+        "task": {"name": cfg.task.name, "subset": cfg.task.subset, "split": "test"},
+        "team": team,
+        "method": f"teamtr-{cfg.mode}" if cfg.mode != "teamtr" else "teamtr",
+        "label": f"{len(roles)} agent(s), {cfg.mode}",
+        "output": str(out / "eval-test"),
+    }
+    (out / "eval.yaml").write_text(json.dumps(ev, indent=1))

@@ -1,0 +1,128 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from teamtune.cli import main
+from teamtune.config import ConfigError, load_config
+from teamtune.evaluate import EvalConfig, run_eval
+from teamtune.train import teamtr
+from teamtune.train.teamtr import TeamTRConfig
+
+
+def _cfg(tmp_path, name="run", **kw):
+    base = dict(
+        model="tiny-random",
+        agents=2,
+        stages=1,
+        problems_per_stage=2,
+        device="cpu",
+        output=str(tmp_path / name),
+        delta=100.0,
+        policy={"group_size": 4, "max_new_tokens": 6, "ppo_epochs": 2, "micro_batch": 8, "temperature": 1.0},
+        optim={"lr": 1e-2, "schedule": "constant", "warmup_steps": 0},
+    )
+    base.update(kw)
+    return load_config(TeamTRConfig, None, [f"{k}={json.dumps(v)}" for k, v in base.items()])
+
+
+def _spy_rollouts(monkeypatch):
+    """Record, for each training rollout, how far the solver's adapter has moved from zero (lora_B starts at 0)."""
+    seen = []
+    real = teamtr.rollout
+
+    def spy(agents, task, problems, g):
+        model = agents[0].engine.model
+        moved = sum(
+            float(p.detach().abs().sum())
+            for n, p in model.named_parameters()
+            if "lora_B" in n and ".solver." in n
+        )
+        if g > 1:  # training rollouts (the judge samples one greedy chain)
+            seen.append(moved)
+        return real(agents, task, problems, g)
+
+    monkeypatch.setattr(teamtr, "rollout", spy)
+    return seen
+
+
+def _rows(out):
+    return [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_teamtr_resamples_after_each_agent_update(tmp_path, monkeypatch, toy_task):
+    seen = _spy_rollouts(monkeypatch)
+    out = teamtr.train(_cfg(tmp_path), task=toy_task)
+    # two agents, one stage: two rollout batches; the second is sampled after the solver was updated
+    assert len(seen) == 2 and seen[0] == 0.0 and seen[1] > 0.0
+    metrics = json.loads((out / "train_metrics.json").read_text())
+    assert metrics["rollouts"] == 2 * 2 * 4
+    assert [r["agent"] for r in _rows(out)] == ["solver", "refiner"]
+    for role in ("solver", "refiner"):
+        assert (out / "adapters" / role / "adapter_config.json").is_file()
+
+
+def test_stale_mode_reuses_one_rollout_batch(tmp_path, monkeypatch, toy_task):
+    seen = _spy_rollouts(monkeypatch)
+    out = teamtr.train(_cfg(tmp_path, mode="stale"), task=toy_task)
+    assert len(seen) == 1  # both agents updated from rollouts sampled before either update
+    assert json.loads((out / "train_metrics.json").read_text())["rollouts"] == 2 * 4
+
+
+def test_trust_region_stops_an_update_past_delta(tmp_path, toy_task):
+    out = teamtr.train(_cfg(tmp_path, delta=1e-12), task=toy_task)
+    rows = _rows(out)
+    assert all(r["trust_region_stop"] and r["optimiser_steps"] == 0 for r in rows)
+    for role in ("solver", "refiner"):  # every step was undone: the adapters are still at their start
+        w = load_file(out / "adapters" / role / "adapter_model.safetensors")
+        assert all(float(v.abs().sum()) == 0.0 for k, v in w.items() if "lora_B" in k)
+    loose = teamtr.train(_cfg(tmp_path, "loose"), task=toy_task)
+    assert all(not r["trust_region_stop"] and r["optimiser_steps"] == 2 and r["kl"] > 0 for r in _rows(loose))
+    # runs side by side: reward per stage as a PNG
+    assert (
+        main(
+            [
+                "curves",
+                str(out),
+                str(loose),
+                "--y",
+                "reward",
+                "--x",
+                "stage",
+                "--out",
+                str(tmp_path / "c.png"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["curves", str(out), "--y", "nothing", "--out", str(tmp_path / "d.png")]) == 2
+
+
+def test_plug_and_play_retrains_only_the_named_agent(tmp_path, toy_task, data_dir, monkeypatch):
+    first = teamtr.train(_cfg(tmp_path, "first"), task=toy_task)
+    adapters = {r: str(first / "adapters" / r) for r in ("solver", "refiner")}
+    second = teamtr.train(
+        _cfg(tmp_path, "second", init_adapters=adapters, train_agents=["refiner"]), task=toy_task
+    )
+    for role, same in (("solver", True), ("refiner", False)):
+        a = load_file(first / "adapters" / role / "adapter_model.safetensors")
+        b = load_file(second / "adapters" / role / "adapter_model.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a) == same
+    # the trained team runs in `teamtune eval` as a pipeline
+    monkeypatch.setenv("TEAMTUNE_DATA", str(data_dir))
+    cfg = load_config(
+        EvalConfig,
+        second / "eval.yaml",
+        ["task.name=gsm8k", "task.limit=2", "team.device=cpu", f"output={tmp_path / 'ev'}"],
+    )
+    _, m = run_eval(cfg)
+    assert m["layout"] == "pipeline" and set(m["agents"]) == {"solver", "refiner"}
+
+
+def test_single_mode_has_the_teams_update_budget(tmp_path, toy_task):
+    out = teamtr.train(_cfg(tmp_path, mode="single", agents=3), task=toy_task)
+    assert [r["agent"] for r in _rows(out)] == ["solver"] * 3
+    with pytest.raises(ConfigError, match="agents must be 2, 3 or 4"):
+        _cfg(tmp_path, agents=5)
