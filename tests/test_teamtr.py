@@ -126,3 +126,17 @@ def test_single_mode_has_the_teams_update_budget(tmp_path, toy_task):
     assert [r["agent"] for r in _rows(out)] == ["solver"] * 3
     with pytest.raises(ConfigError, match="agents must be 2, 3 or 4"):
         _cfg(tmp_path, agents=5)
+
+
+def test_resume_after_a_kill_gives_the_same_adapters(tmp_path, toy_task):
+    from teamtune.train.common import Interrupted
+
+    whole = teamtr.train(_cfg(tmp_path, "whole", stages=2), task=toy_task)
+    with pytest.raises(Interrupted):
+        teamtr.train(_cfg(tmp_path, "killed", stages=2), stop_after=1, task=toy_task)
+    resumed = teamtr.train(_cfg(tmp_path, "killed", stages=2), task=toy_task)
+    for role in ("solver", "refiner"):
+        a = load_file(whole / "adapters" / role / "adapter_model.safetensors")
+        b = load_file(resumed / "adapters" / role / "adapter_model.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["step"] for r in _rows(resumed)] == [1, 2, 3, 4]

@@ -180,8 +180,8 @@ def train(
         start = int(ckpt.name.split("-")[1])
         console.print(f"resuming from {ckpt} (stage {start} of {cfg.stages})")
     engine._calls = counters["engine_calls"]
-    log = RunLog(out, start)
-    step = start * updates
+    step = start * updates  # log rows count agent updates, checkpoints count stages
+    log = RunLog(out, step)
 
     def judge() -> list[bool]:
         chains = rollout(judges, eval_task, eval_task.problems, 1)
