@@ -190,10 +190,15 @@ def plot(points: list[Point], front: set[int], axis: str, path: Path) -> None:
     from matplotlib.ticker import PercentFormatter
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
+    placed: list[tuple[float, float]] = []
+    span_x = (max(p.x for p in points) - min(p.x for p in points)) or 1.0
     for i, p in enumerate(points):
         color = "tab:red" if i in front else "tab:blue"
         ax.errorbar(p.x, p.accuracy, yerr=p.ci or None, fmt="o", color=color, capsize=4)
-        ax.annotate(p.label, (p.x, p.accuracy), textcoords="offset points", xytext=(6, 6), fontsize=9)
+        # points close to an earlier labelled one get their label lower down, so labels do not overlap
+        near = sum(abs(p.x - x) < 0.25 * span_x and abs(p.accuracy - y) < 0.03 for x, y in placed)
+        placed.append((p.x, p.accuracy))
+        ax.annotate(p.label, (p.x, p.accuracy), textcoords="offset points", xytext=(6, 6 - 14 * near), fontsize=9)
     fr = sorted((points[i].x, points[i].accuracy) for i in front)
     if len(fr) > 1:
         ax.step(
@@ -204,7 +209,7 @@ def plot(points: list[Point], front: set[int], axis: str, path: Path) -> None:
             alpha=0.6,
             label="Pareto frontier",
         )
-        ax.legend(loc="lower right")
+        ax.legend(loc="best")
     if (
         axis != "cost"
         and min(p.x for p in points) > 0
