@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -163,7 +164,10 @@ def _train(args, console: Console) -> int:
     out = Path(cfg.output) if cfg.output else None
     if args.resume and out is None:
         raise ConfigError("--resume needs the run's folder: output=<the folder of the run to continue>")
-    if out is not None and (out / "config.yaml").is_file() and not args.resume:
+    first_rank = (
+        os.environ.get("RANK", "0") == "0"
+    )  # under torchrun, rank 0 alone checks (the others race it)
+    if out is not None and first_rank and (out / "config.yaml").is_file() and not args.resume:
         raise ConfigError(
             f"{out} already holds a run: pass --resume to continue it, or choose another output"
         )

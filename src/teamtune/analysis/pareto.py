@@ -198,7 +198,9 @@ def plot(points: list[Point], front: set[int], axis: str, path: Path) -> None:
         # points close to an earlier labelled one get their label lower down, so labels do not overlap
         near = sum(abs(p.x - x) < 0.25 * span_x and abs(p.accuracy - y) < 0.03 for x, y in placed)
         placed.append((p.x, p.accuracy))
-        ax.annotate(p.label, (p.x, p.accuracy), textcoords="offset points", xytext=(6, 6 - 14 * near), fontsize=9)
+        ax.annotate(
+            p.label, (p.x, p.accuracy), textcoords="offset points", xytext=(6, 6 - 14 * near), fontsize=9
+        )
     fr = sorted((points[i].x, points[i].accuracy) for i in front)
     if len(fr) > 1:
         ax.step(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from accelerate import Accelerator
 from rich.console import Console
 
 from ..config import save_config
@@ -234,11 +235,20 @@ def train_adapter(
     console: Console,
     stop_after: int | None = None,
 ) -> dict:
-    """Train one adapter (or the full model) on `records`; resume from folder/checkpoints; save to folder."""
+    """Train one adapter (or the full model) on `records`; resume from folder/checkpoints; save to folder.
+
+    Under `torchrun` / `accelerate launch` every process takes its share of each micro-batch and DDP (gloo on
+    CPU, NCCL on GPU) adds up the gradients, so all ranks take the same steps; rank 0 logs and saves.
+    """
     seed_everything(cfg.seed)
-    loaded = load_model(cfg.model, device=cfg.device, dtype="float32", seed=cfg.seed)
+    acc = accelerator(cfg.device)
+    world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
+    loaded = load_model(
+        cfg.model, device=str(acc.device) if world > 1 else cfg.device, dtype="float32", seed=cfg.seed
+    )
     model = make_trainable(loaded, cfg.finetune, cfg.lora)
     model.train()
+    net = acc.prepare_model(model) if world > 1 else model
     device, tok = loaded.device, loaded.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     segments = [encode_chat(tok, r["messages"]) for r in records]
@@ -267,8 +277,10 @@ def train_adapter(
         console.print(f"[{name}] resuming from {ckpt} (step {start} of {len(plan)})")
     adapter = trainable_parameters(model) if cfg.finetune == "lora" else 0
     fm = FlopModel.from_model(model, adapter)
-    log = RunLog(folder, start)
-    with step_bar(console, f"train {name}", len(plan), start, ["loss", "tok/s"]) as advance:
+    log = RunLog(folder, start) if main else None
+    with step_bar(
+        console if main else Console(quiet=True), f"train {name}", len(plan), start, ["loss", "tok/s"]
+    ) as advance:
         for step in range(start, len(plan)):
             epoch, micro = plan[step]
             t0 = time.perf_counter()
@@ -277,15 +289,20 @@ def train_adapter(
                 for mb in micro
                 for ex in mb
             )
-            loss_sum, tokens, lens = 0.0, 0, []
+            loss_sum = 0.0
             for mb in micro:
-                ids, mask, labels = collate(mb, segments, pad_id, cfg.max_length, device)
+                # every rank runs one backward per micro-batch (DDP needs as many); an empty share counts 0
+                part = mb[rank::world] or mb[:1]
+                share = float(world) if mb[rank::world] else 0.0  # DDP averages over ranks: x world sums
+                ids, mask, labels = collate(part, segments, pad_id, cfg.max_length, device)
                 with autocast(device):
-                    logits = model(input_ids=ids, attention_mask=mask).logits
+                    logits = net(input_ids=ids, attention_mask=mask).logits
                 loss = sft_loss(logits, labels, float(max(n_lab, 1)))
-                loss.backward()
-                loss_sum += float(loss.detach())
-                lens += mask.sum(1).tolist()
+                (loss * share).backward()
+                loss_sum += float(loss.detach()) * (share > 0)
+            if world > 1:
+                loss_sum = float(acc.reduce(torch.tensor(loss_sum, device=device), "sum"))
+            lens = [ex.length for mb in micro for ex in mb]
             tokens = sum(lens)
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 [p for p in model.parameters() if p.requires_grad], cfg.optim.max_grad_norm
@@ -313,13 +330,20 @@ def train_adapter(
             due = step + 1 == len(plan) or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)
             if eval_set and due:
                 row["eval_loss"] = eval_loss(model, eval_set, eval_segments, cfg, pad_id, device)
-            log.write(row)
             advance(**{"loss": loss_sum, "tok/s": tokens / dt})
-            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(plan):
-                save_checkpoint(folder, step + 1, model, opt, sched, counters)
+            if main:
+                log.write(row)
+                if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(plan):
+                    save_checkpoint(folder, step + 1, model, opt, sched, counters)
             if stop_after is not None and step + 1 - start >= stop_after:
-                log.close()
+                if log:
+                    log.close()
                 raise Interrupted(f"stopped after step {step + 1}")
+    if world > 1:  # what each rank ends with, so a run can be checked: all ranks must hold the same weights
+        (folder / f"weights-rank{rank}.sha256").write_text(weights_digest(model))
+        acc.wait_for_everyone()
+    if not main:
+        return {}
     log.close()
     save_trained(loaded, folder)
     stats = {
@@ -340,6 +364,20 @@ def train_adapter(
 # ---- the recipe
 
 
+def accelerator(device: str) -> Accelerator:
+    """accelerate's view of this process: one process, or a rank of a torchrun / accelerate launch group."""
+    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    return Accelerator(cpu=cpu)
+
+
+def weights_digest(model) -> str:
+    h = hashlib.sha256()
+    for n, p in sorted(model.named_parameters()):
+        if p.requires_grad:
+            h.update(n.encode() + p.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()
+
+
 def adapters_of(cfg: SFTConfig, records: list[dict]) -> dict[str, set[str] | None]:
     """Adapter name -> the roles it is trained on (None: every assistant turn)."""
     present = sorted({r.get("role", "agent") for r in records})
@@ -357,7 +395,11 @@ def train(cfg: SFTConfig, console: Console | None = None, stop_after: int | None
     console = console or Console()
     out = Path(cfg.output or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-sft-{cfg.mode}")
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    main = accelerator(cfg.device).is_main_process
+    if main:
+        save_config(cfg, out / "config.yaml")
+    else:
+        console = Console(quiet=True)
     layout = "single" if cfg.mode == "single" else "planner-executor"
     records = load_records(cfg.data, layout)
     eval_records = load_records(cfg.eval_data, layout) if cfg.eval_data else []
@@ -373,6 +415,8 @@ def train(cfg: SFTConfig, console: Console | None = None, stop_after: int | None
             f"[bold]{name}[/]: {len(use)} trajectories, {cfg.epochs} epochs, curriculum {cfg.curriculum.schedule}"
         )
         stats.append(train_adapter(cfg, name, use, held, roles, folder, console, stop_after))
+    if not main:
+        return out
     total = {
         k: sum(s[k] for s in stats) for k in ("tokens", "trained_tokens", "sequences", "seconds", "flops")
     }
