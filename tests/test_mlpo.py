@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 
 from teamtune.config import load_config
@@ -95,3 +96,40 @@ def test_eval_configs_cover_the_five_baselines(tmp_path, data_dir, monkeypatch):
         assert m["task"] == "gsm8k" and m["split"] == "test" and m["n"] == 2
         if name != "vote":
             assert m["method"] == "mlpo" and sum(a["adapter_parameters"] for a in m["agents"].values()) > 0
+
+
+def test_leader_without_team_and_multi_round_peers(tmp_path, toy_task, monkeypatch):
+    prompts = []
+    real = mlpo.run_calls
+
+    def spy(calls, desc):
+        prompts.extend((desc, p) for _, p in calls)
+        return real(calls, desc)
+
+    monkeypatch.setattr(mlpo, "run_calls", spy)
+    mlpo.train(_cfg(tmp_path, with_team=False), task=toy_task)
+    assert {d for d, _ in prompts} == {"leader"}  # no peer calls: the leader reads the problem alone
+    assert not any("Your team's answers" in p for _, p in prompts)
+    prompts.clear()
+    mlpo.train(_cfg(tmp_path, rounds=2, output=str(tmp_path / "r2")), task=toy_task)
+    stages = [d for d, _ in prompts]
+    assert stages.count("peers round 1") == stages.count("peers round 2") == 2 * 2  # 2 problems x 2 peers
+    assert sum("Other agents answered" in p for d, p in prompts if d == "peers round 2") == 4
+    assert all("Your team's answers" in p for d, p in prompts if d == "leader")
+
+
+def test_resume_after_a_kill_gives_the_same_leader(tmp_path, toy_task):
+    from safetensors.torch import load_file
+
+    from teamtune.train.common import Interrupted
+
+    whole = mlpo.train(_cfg(tmp_path, steps=2, save_every=1, output=str(tmp_path / "w")), task=toy_task)
+    cfg = _cfg(tmp_path, steps=2, save_every=1, output=str(tmp_path / "k"))
+    with pytest.raises(Interrupted):
+        mlpo.train(cfg, stop_after=1, task=toy_task)
+    resumed = mlpo.train(cfg, task=toy_task)
+    a = load_file(whole / "leader" / "adapter_model.safetensors")
+    b = load_file(resumed / "leader" / "adapter_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = [json.loads(x) for x in (resumed / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
