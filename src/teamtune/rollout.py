@@ -65,7 +65,7 @@ class Engine:
         self.batch_size = batch_size
         self.seed = seed
         self.progress = progress
-        self._calls = 0
+        self.calls = 0  # generate batches so far; batch n samples with seed + n (resumed runs restore it)
         self._flop_models: dict[str | None, FlopModel] = {}
 
     @property
@@ -120,8 +120,8 @@ class Engine:
             # Always name each row's adapter: otherwise peft applies its active adapter to base-model agents.
             kwargs["adapter_names"] = [a or "__base__" for a in adapters]
         if self.seed is not None:
-            torch.manual_seed(self.seed + self._calls)
-        self._calls += 1
+            torch.manual_seed(self.seed + self.calls)
+        self.calls += 1
         t0 = time.perf_counter()
         seqs = model.generate(**enc, **kwargs)
         if self.loaded.device.type == "cuda":

@@ -3,9 +3,14 @@ per-message boundaries (so a loss can be taken on chosen assistant messages only
 
 from __future__ import annotations
 
+import random
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ..tasks.base import DataError
+from .losses import IGNORE
 
 
 def load_records(spec: str, layout: str = "planner-executor") -> list[dict]:
@@ -81,3 +86,57 @@ def encode_chat(tok, messages: list[dict]) -> list[tuple[list[int], int, bool]]:
         else:
             done = add(done, _render(tok, clean[: i + 1]), i, False)
     return segments
+
+
+@dataclass(frozen=True)
+class Example:
+    record: int  # index into the encoded records
+    cut: int  # keep messages [0, cut)
+    trained: frozenset[int]  # indices of the messages whose tokens the loss counts
+    length: int
+
+
+def plan_epoch(examples: list[Example], batch_tokens: int, grad_accum: int, rng: random.Random) -> list:
+    """Steps of micro-batches: shuffled, grouped by length (little padding), each under batch_tokens."""
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    batches: list[list[int]] = []
+    for start in range(0, len(order), 256):  # sort within random chunks: similar lengths, still shuffled
+        chunk = sorted(order[start : start + 256], key=lambda i: examples[i].length)
+        cur: list[int] = []
+        for i in chunk:
+            longest = max([examples[j].length for j in cur] + [examples[i].length])
+            if cur and longest * (len(cur) + 1) > batch_tokens:
+                batches.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            batches.append(cur)
+    rng.shuffle(batches)
+    return [
+        [[examples[i] for i in b] for b in batches[s : s + grad_accum]]
+        for s in range(0, len(batches), grad_accum)
+    ]
+
+
+def collate(examples: list[Example], segments: list, pad_id: int, max_length: int, device) -> tuple:
+    """Right-padded input_ids, attention_mask and labels (IGNORE except on trained messages' content)."""
+    rows = []
+    for ex in examples:
+        ids: list[int] = []
+        labels: list[int] = []
+        for seg, msg, content in segments[ex.record]:
+            if msg >= ex.cut:
+                break
+            ids += seg
+            labels += seg if content and msg in ex.trained else [IGNORE] * len(seg)
+        rows.append((ids[:max_length], labels[:max_length]))
+    width = max(len(i) for i, _ in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    label_t = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, (ids, labels) in enumerate(rows):
+        input_ids[b, : len(ids)] = torch.tensor(ids)
+        label_t[b, : len(ids)] = torch.tensor(labels)
+        mask[b, : len(ids)] = 1
+    return input_ids.to(device), mask.to(device), label_t.to(device)

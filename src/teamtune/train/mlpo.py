@@ -127,7 +127,7 @@ def train(
         counters = {k: v for k, v in load_checkpoint(ckpt, model, opt, sched).items() if k != "step"}
         start = int(ckpt.name.split("-")[1])
         console.print(f"resuming from {ckpt} (step {start} of {cfg.steps})")
-    engine._calls = counters["engine_calls"]
+    engine.calls = counters["engine_calls"]
     log = RunLog(out, start)
     tok = loaded.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -176,7 +176,7 @@ def train(
             dt = time.perf_counter() - t0
             counters["train_tokens"] += int(batch.attention.sum()) * cfg.policy.ppo_epochs
             counters["seconds"] += dt
-            counters["engine_calls"] = engine._calls
+            counters["engine_calls"] = engine.calls
             row = {
                 "step": step + 1,
                 "reward": float(rewards.mean()),

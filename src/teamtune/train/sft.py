@@ -47,7 +47,7 @@ from .common import (
     train_flops,
     trainable_parameters,
 )
-from .data import encode_chat, load_records
+from .data import Example, collate, encode_chat, load_records, plan_epoch
 from .losses import IGNORE, sft_loss
 
 
@@ -97,14 +97,6 @@ METHOD = {"none": "sft", "prost": "prost", "shuffled": "prost-shuffled"}  # how 
 
 
 # ---- the curriculum
-
-
-@dataclass(frozen=True)
-class Example:
-    record: int  # index into the encoded records
-    cut: int  # keep messages [0, cut)
-    trained: frozenset[int]  # indices of the messages whose tokens the loss counts
-    length: int
 
 
 def chosen_subtasks(cur: Curriculum, n_subtasks: int, epoch: int, task_key: str, seed: int) -> set[int]:
@@ -159,52 +151,6 @@ def epoch_examples(
             length = sum(len(ids) for ids, msg, _ in segments[i] if msg < cut[0])
             out.append(Example(i, cut[0], cut[1], min(length, max_length)))
     return out
-
-
-def plan_epoch(examples: list[Example], batch_tokens: int, grad_accum: int, rng: random.Random) -> list:
-    """Steps of micro-batches: shuffled, grouped by length (little padding), each under batch_tokens."""
-    order = list(range(len(examples)))
-    rng.shuffle(order)
-    batches: list[list[int]] = []
-    for start in range(0, len(order), 256):  # sort within random chunks: similar lengths, still shuffled
-        chunk = sorted(order[start : start + 256], key=lambda i: examples[i].length)
-        cur: list[int] = []
-        for i in chunk:
-            longest = max([examples[j].length for j in cur] + [examples[i].length])
-            if cur and longest * (len(cur) + 1) > batch_tokens:
-                batches.append(cur)
-                cur = []
-            cur.append(i)
-        if cur:
-            batches.append(cur)
-    rng.shuffle(batches)
-    return [
-        [[examples[i] for i in b] for b in batches[s : s + grad_accum]]
-        for s in range(0, len(batches), grad_accum)
-    ]
-
-
-def collate(examples: list[Example], segments: list, pad_id: int, max_length: int, device) -> tuple:
-    """Right-padded input_ids, attention_mask and labels (IGNORE except on trained messages' content)."""
-    rows = []
-    for ex in examples:
-        ids: list[int] = []
-        labels: list[int] = []
-        for seg, msg, content in segments[ex.record]:
-            if msg >= ex.cut:
-                break
-            ids += seg
-            labels += seg if content and msg in ex.trained else [IGNORE] * len(seg)
-        rows.append((ids[:max_length], labels[:max_length]))
-    width = max(len(i) for i, _ in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    label_t = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for b, (ids, labels) in enumerate(rows):
-        input_ids[b, : len(ids)] = torch.tensor(ids)
-        label_t[b, : len(ids)] = torch.tensor(labels)
-        mask[b, : len(ids)] = 1
-    return input_ids.to(device), mask.to(device), label_t.to(device)
 
 
 # ---- training one adapter

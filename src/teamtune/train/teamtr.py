@@ -179,7 +179,7 @@ def train(
         counters = {k: v for k, v in load_checkpoint(ckpt, model, opts, scheds).items() if k != "step"}
         start = int(ckpt.name.split("-")[1])
         console.print(f"resuming from {ckpt} (stage {start} of {cfg.stages})")
-    engine._calls = counters["engine_calls"]
+    engine.calls = counters["engine_calls"]
     step = start * updates  # log rows count agent updates, checkpoints count stages
     log = RunLog(out, step)
 
@@ -250,7 +250,7 @@ def train(
                 row["seconds"] = dt
                 log.write(row)
                 advance(accuracy=row.get("accuracy", row["reward"]), kl=row["kl"])
-            counters["engine_calls"] = engine._calls
+            counters["engine_calls"] = engine.calls
             save_checkpoint(out, stage + 1, model, opts, scheds, counters)
             if stop_after is not None and stage + 1 - start >= stop_after:
                 log.close()
