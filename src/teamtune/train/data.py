@@ -1,5 +1,6 @@
-"""Chat-format training data: where trajectories come from, and how a conversation becomes tokens with
-per-message boundaries (so a loss can be taken on chosen assistant messages only)."""
+"""Chat-format training data: where trajectories come from, how a conversation becomes tokens with
+per-message boundaries (so a loss can be taken on chosen assistant messages only), and length-grouped
+micro-batches of those tokens."""
 
 from __future__ import annotations
 
