@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from teamtune.cli import main
 from teamtune.config import load_config
 from teamtune.evaluate import EvalConfig, run_eval
 from teamtune.train import mlpo
@@ -57,6 +58,11 @@ def test_one_step_changes_only_the_leader(tmp_path, monkeypatch, toy_task):
     row = json.loads((out / "log.jsonl").read_text().splitlines()[0])
     assert 0 < row["accuracy"] < 1 and row["kl"] == 0.0  # rewards varied within groups: a real update
     assert (out / "leader" / "adapter_config.json").is_file()
+    m = json.loads((out / "train_metrics.json").read_text())
+    assert m["train_flops"] > 0 and m["rollout_flops"] > 0 and m["rollout_tokens"] > 0
+    assert main(["report", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "# training run run: mlpo" in text and "- train flops:" in text and "reward" in text
 
 
 def test_peers_of_their_own_model_stay_frozen(tmp_path, toy_task):

@@ -20,6 +20,7 @@ CURVES = {
     "reward": "reward",
     "kl": "KL",
     "accuracy": "accuracy",
+    "eval_accuracy": "held-out accuracy",
     "tokens_per_second": "tokens/s",
 }
 
@@ -63,27 +64,34 @@ def _config(folder: Path) -> dict:
 
 
 def training_summary(folder: Path, curves: list[str]) -> list[str]:
-    """The lines of a training run's report, from train_metrics.json."""
+    """The lines of a training run's report, from train_metrics.json (per adapter for SFT)."""
     tm = json.loads((folder / "train_metrics.json").read_text())
     cfg = _config(folder)
-    t = tm.get("total", tm)
     schedule = cfg.get("curriculum", {}).get("schedule")
+    task = cfg.get("task", {}).get("name") if isinstance(cfg.get("task"), dict) else None
     lines = [
         f"# training run {folder.name}: {cfg.get('method', '?')}"
         + (f", curriculum {schedule}" if schedule else ""),
         "",
-        f"- model: {cfg.get('model', '?')}; data: {cfg.get('data', '?')}; seed: {cfg.get('seed')}",
-        f"- in total: {t['tokens']:,} tokens trained on ({t['trained_tokens']:,} with a loss), "
-        f"{t['flops']:.3g} FLOPs, {t['seconds']:.0f} s",
-        "",
-        "| adapter | steps | trainable parameters | tokens | FLOPs | seconds | final eval loss |",
-        "|---|---|---|---|---|---|---|",
+        f"- model: {cfg.get('model', '?')}; data: {cfg.get('data') or task or '?'}; seed: {cfg.get('seed')}",
     ]
-    for a in tm.get("adapters", [tm]):
-        lines.append(
-            f"| {a.get('adapter', '-')} | {a['steps']} | {a['trainable_parameters']:,} | {a['tokens']:,} | "
+    total = tm.get("total", tm)
+    lines += [
+        f"- {k.replace('_', ' ')}: {v:.3g}" if isinstance(v, float) else f"- {k.replace('_', ' ')}: {v:,}"
+        for k, v in total.items()
+        if isinstance(v, int | float) and k != "engine_calls"
+    ]
+    if "adapters" in tm:
+        lines += [
+            "",
+            "| adapter | steps | trainable parameters | tokens | FLOPs | seconds | final eval loss |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {a['adapter']} | {a['steps']} | {a['trainable_parameters']:,} | {a['tokens']:,} | "
             f"{a['flops']:.3g} | {a['seconds']:.0f} | {a.get('eval_loss', float('nan')):.4f} |"
-        )
+            for a in tm["adapters"]
+        ]
     if curves:
         lines += ["", f"![curves](curves.png) ({', '.join(CURVES[c] for c in curves)})"]
     return lines

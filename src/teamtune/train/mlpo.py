@@ -26,6 +26,7 @@ from rich.console import Console
 
 from ..agents import ROLE_PROMPTS, Agent, AgentConfig, ModelPool, run_calls
 from ..config import save_config
+from ..costs import FlopModel
 from ..models import load_model
 from ..rollout import Engine, SamplingConfig
 from ..tasks import Task, TaskConfig, load_task
@@ -46,7 +47,7 @@ from .common import (
     trainable_parameters,
 )
 from .losses import group_advantages
-from .policy import PolicySettings, logprobs, make_batch, update
+from .policy import PolicySettings, logprobs, make_batch, update, update_flops
 
 
 @dataclass
@@ -120,7 +121,14 @@ def train(
     if cfg.policy.kl_coef > 0 and cfg.finetune == "full":
         ref_model = load_model(cfg.model, device=cfg.device, dtype="auto").model.eval()
     opt, sched = make_optimizer(model, cfg.optim, cfg.steps * cfg.policy.ppo_epochs)
-    counters = {"rollout_tokens": 0, "train_tokens": 0, "seconds": 0.0, "engine_calls": 0}
+    counters = {
+        "rollout_tokens": 0,
+        "rollout_flops": 0.0,
+        "train_tokens": 0,
+        "train_flops": 0.0,
+        "seconds": 0.0,
+    }
+    counters["engine_calls"] = 0
     start = 0
     ckpt = latest_checkpoint(out)
     if ckpt is not None:
@@ -128,6 +136,8 @@ def train(
         start = int(ckpt.name.split("-")[1])
         console.print(f"resuming from {ckpt} (step {start} of {cfg.steps})")
     engine.calls = counters["engine_calls"]
+    adapter_size = trainable_parameters(model) if cfg.finetune == "lora" else 0
+    fm = FlopModel.from_model(model, adapter_size)
     log = RunLog(out, start)
     tok = loaded.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -135,6 +145,7 @@ def train(
     def stage(calls, owners, r, desc):
         done = run_calls(calls, desc)
         counters["rollout_tokens"] += sum(c.cost.generated_tokens for c in done)
+        counters["rollout_flops"] += sum(c.cost.flops for c in done)
         return [c.text for c in done]
 
     def prompts_for(problems) -> list[str]:
@@ -143,7 +154,7 @@ def train(
         answers = peer_answers(peers, task, problems, cfg.rounds, stage)
         return [leader_prompt(task.prompt(p), a) for p, a in zip(problems, answers, strict=True)]
 
-    with step_bar(console, "mlpo", cfg.steps, start, ["reward", "kl"]) as advance:
+    with step_bar(console, "mlpo", cfg.steps, start, ["reward", "accuracy", "kl", "clip"]) as advance:
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
             problems = random.Random(cfg.seed * 1_000_003 + step).sample(
@@ -155,6 +166,7 @@ def train(
             calls = [(leader, prompts[i]) for i in range(len(problems)) for _ in range(G)]
             done = run_calls(calls, "leader")
             counters["rollout_tokens"] += sum(c.cost.generated_tokens for c in done)
+            counters["rollout_flops"] += sum(c.cost.flops for c in done)
             correct = [task.reward(c.text, problems[j // G]) for j, c in enumerate(done)]
             readable = [task.extract(c.text) is not None for c in done]
             rewards = torch.tensor(
@@ -175,6 +187,8 @@ def train(
             st = update(model, params, opt, sched, batch, cfg.policy, device)
             dt = time.perf_counter() - t0
             counters["train_tokens"] += int(batch.attention.sum()) * cfg.policy.ppo_epochs
+            forwards = 1 + (cfg.policy.kl_coef > 0)
+            counters["train_flops"] += update_flops(fm, batch, cfg.policy, adapter_size, forwards)
             counters["seconds"] += dt
             counters["engine_calls"] = engine.calls
             row = {
@@ -191,7 +205,7 @@ def train(
             if eval_task and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
                 row["eval_accuracy"] = evaluate_leader(eval_task, prompts_for, leader, engine)
             log.write(row)
-            advance(reward=row["reward"], kl=row["kl"])
+            advance(reward=row["reward"], accuracy=row["accuracy"], kl=row["kl"], clip=row["clip_frac"])
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
                 save_checkpoint(out, step + 1, model, opt, sched, counters)
             if stop_after is not None and step + 1 - start >= stop_after:

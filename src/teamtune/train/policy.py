@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 from peft import PeftModel
 
-from .common import autocast
+from ..costs import FlopModel
+from .common import autocast, train_flops
 from .losses import grpo_loss, k3_kl, masked_mean, token_logprobs
 
 
@@ -141,3 +142,10 @@ def policy_kl(model, batch: Batch, micro: int, device) -> float:
     """Mean per-token KL(old || new) on the batch's completions (k3 on samples of the old policy)."""
     new = logprobs(model, batch, micro, device)
     return float(masked_mean(k3_kl(batch.old_logp, new), batch.mask))
+
+
+def update_flops(fm: FlopModel, batch: Batch, s: PolicySettings, adapter_params: int, forwards: int) -> float:
+    """Training FLOPs of one batch: `ppo_epochs` forward+backward passes plus `forwards` scoring passes
+    (old policy, reference, trust-region checks)."""
+    lens = batch.attention.sum(1).tolist()
+    return s.ppo_epochs * train_flops(fm, lens, adapter_params) + forwards * sum(fm.prefill(n) for n in lens)

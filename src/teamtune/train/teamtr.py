@@ -47,7 +47,7 @@ from .common import (
     step_bar,
 )
 from .losses import group_advantages
-from .policy import PolicySettings, logprobs, make_batch, update
+from .policy import PolicySettings, logprobs, make_batch, update, update_flops
 
 CHAINS = {
     1: ["solver"],
@@ -172,7 +172,14 @@ def train(
     for r in train_roles:
         model.set_adapter(r)
         opts[r], scheds[r] = make_optimizer(model, cfg.optim, cfg.stages * updates * s.ppo_epochs)
-    counters = {"rollouts": 0, "generated_tokens": 0, "seconds": 0.0, "engine_calls": 0, "regressions": 0}
+    counters = {
+        "rollouts": 0,
+        "generated_tokens": 0,
+        "rollout_flops": 0.0,
+        "train_flops": 0.0,
+        "seconds": 0.0,
+    }
+    counters.update(engine_calls=0, regressions=0)
     start = 0
     ckpt = latest_checkpoint(out)
     if ckpt is not None:
@@ -191,6 +198,7 @@ def train(
         chains = rollout(agents, task, problems, s.group_size)
         counters["rollouts"] += len(chains)
         counters["generated_tokens"] += sum(sum(t.cost.generated_tokens for t in c.turns) for c in chains)
+        counters["rollout_flops"] += sum(sum(t.cost.flops for t in c.turns) for c in chains)
         rewards = torch.tensor([task.reward(c.turns[-1].text, problems[c.problem]) for c in chains])
         return chains, group_advantages(
             rewards.view(len(problems), s.group_size), s.scale_advantages
@@ -223,6 +231,11 @@ def train(
                     batch.ref_logp = logprobs(model, batch, s.micro_batch, device, reference=True)
                 params = adapter_params(model, role)
                 st = update(model, params, opts[role], scheds[role], batch, s, device, max_kl=cfg.delta)
+                fm = engine.flop_model(role)
+                forwards = 1 + (s.kl_coef > 0) + st["steps"] + st["stopped"]  # old, reference, trust checks
+                counters["train_flops"] += update_flops(
+                    fm, batch, s, sum(p.numel() for p in params), forwards
+                )
                 step += 1
                 row = {
                     "step": step,
