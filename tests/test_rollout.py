@@ -19,6 +19,15 @@ def test_left_padded_batch_matches_one_by_one(tiny):
     alone = [Engine(tiny, batch_size=1).generate([req(p)], GREEDY)[0] for p in prompts]
     assert [c.text for c in batched] == [c.text for c in alone]
     assert [c.cost.prompt_tokens for c in batched] == [c.cost.prompt_tokens for c in alone]
+    # what training recipes score: the unpadded prompt ids and the generated ids, the same in or out of a batch
+    engine = Engine(tiny)
+    for p, b, a in zip(prompts, batched, alone, strict=True):
+        assert (
+            b.prompt_ids
+            == a.prompt_ids
+            == tiny.tokenizer(engine.render(req(p).messages), add_special_tokens=False)["input_ids"]
+        )
+        assert b.tokens == a.tokens and len(b.tokens) == b.cost.generated_tokens
 
 
 def test_costs_are_counted(tiny):

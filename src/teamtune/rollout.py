@@ -47,9 +47,9 @@ class Completion:
     text: str
     finish: str  # "stop" (a stop string), "eos" or "length"
     cost: Cost
-    tokens: list[int] = field(
-        default_factory=list
-    )  # the generated token ids (with the end token), for training
+    # for training: the generated token ids (with the end token) and the rendered prompt's ids, unpadded
+    tokens: list[int] = field(default_factory=list)
+    prompt_ids: list[int] = field(default_factory=list)
 
 
 class Engine:
@@ -136,11 +136,14 @@ class Engine:
             torch.cuda.synchronize()
         seconds = (time.perf_counter() - t0) / len(texts)  # the batch's wall time, shared equally
         new = seqs[:, enc["input_ids"].shape[1] :].tolist()
-        prompt_lens = enc["attention_mask"].sum(1).tolist()
+        prompts = [
+            row[m.bool()].tolist()
+            for row, m in zip(enc["input_ids"].cpu(), enc["attention_mask"].cpu(), strict=True)
+        ]
         flop_models = [self.flop_model(a) for a in adapters]
         return [
             self._completion(ids, p, seconds, fm, s)
-            for ids, p, fm in zip(new, prompt_lens, flop_models, strict=True)
+            for ids, p, fm in zip(new, prompts, flop_models, strict=True)
         ]
 
     def flop_model(self, adapter: str | None) -> FlopModel:
@@ -151,7 +154,7 @@ class Engine:
         return self._flop_models[adapter]
 
     def _completion(
-        self, ids: list[int], prompt_tokens: int, seconds: float, fm: FlopModel, s: SamplingConfig
+        self, ids: list[int], prompt: list[int], seconds: float, fm: FlopModel, s: SamplingConfig
     ) -> Completion:
         tok = self.tokenizer
         ends = {tok.eos_token_id, tok.pad_token_id}
@@ -167,10 +170,10 @@ class Engine:
             finish, n_gen = "length", len(ids)
         cost = Cost(
             calls=1,
-            prompt_tokens=int(prompt_tokens),
+            prompt_tokens=len(prompt),
             generated_tokens=n_gen,
             seconds=seconds,
-            prefill_flops=fm.prefill(prompt_tokens),
-            decode_flops=fm.decode(prompt_tokens, n_gen),
+            prefill_flops=fm.prefill(len(prompt)),
+            decode_flops=fm.decode(len(prompt), n_gen),
         )
-        return Completion(text=text.strip(), finish=finish, cost=cost, tokens=ids[:n_gen])
+        return Completion(text=text.strip(), finish=finish, cost=cost, tokens=ids[:n_gen], prompt_ids=prompt)

@@ -8,6 +8,7 @@ import json
 import os
 import random
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import get_scheduler
 
+from ..config import save_config
 from ..costs import FlopModel
 from ..models import LoadedModel, save_model
 
@@ -141,6 +143,26 @@ def save_checkpoint(folder: Path, step: int, model, opt, sched, counters: dict, 
 def latest_checkpoint(folder: Path) -> Path | None:
     done = sorted(p for p in (folder / "checkpoints").glob("step-*") if (p / "counters.json").is_file())
     return done[-1] if done else None
+
+
+def resume(folder: Path, model, opt, sched, counters: dict, console: Console, unit: str) -> tuple[int, dict]:
+    """Restore the newest checkpoint under `folder`, if any; returns (`unit`s done, counters)."""
+    ckpt = latest_checkpoint(folder)
+    if ckpt is None:
+        return 0, counters
+    restored = load_checkpoint(ckpt, model, opt, sched)
+    done = restored.pop("step")
+    console.print(f"resuming from {ckpt} ({done} {unit}s done)")
+    return done, restored
+
+
+def run_folder(output: str | None, default: str, cfg=None) -> Path:
+    """The run's folder (`output`, or runs/<time>-<default>), created; with `cfg`, its config.yaml written."""
+    out = Path(output or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{default}")
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg is not None:
+        save_config(cfg, out / "config.yaml")
+    return out
 
 
 def load_checkpoint(path: Path, model, opt, sched) -> dict:

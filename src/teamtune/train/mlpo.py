@@ -25,7 +25,6 @@ import torch
 from rich.console import Console
 
 from ..agents import ROLE_PROMPTS, Agent, AgentConfig, ModelPool, run_calls
-from ..config import save_config
 from ..costs import FlopModel
 from ..models import load_model
 from ..rollout import Engine, SamplingConfig
@@ -36,10 +35,10 @@ from .common import (
     LoraSettings,
     OptimSettings,
     RunLog,
-    latest_checkpoint,
-    load_checkpoint,
     make_optimizer,
     make_trainable,
+    resume,
+    run_folder,
     save_checkpoint,
     save_trained,
     seed_everything,
@@ -83,9 +82,11 @@ class MLPOConfig:
 def _peer_agents(cfg: MLPOConfig, engine: Engine, pool: ModelPool) -> list[Agent]:
     """Frozen peers: the leader's base without adapter (no extra weights), or models of their own."""
     sampling = cfg.peer_sampling
-    if not cfg.peer_models:
+    if not cfg.peer_models and cfg.finetune == "lora":
         return [Agent("peer", ROLE_PROMPTS["peer"], engine, sampling)] * cfg.peers
-    return [pool.agent(AgentConfig("peer", model=m, sampling=sampling), m) for m in cfg.peer_models]
+    # full fine-tuning changes the leader's own weights: peers of the same model then need a frozen copy
+    models = cfg.peer_models or [cfg.model] * cfg.peers
+    return [pool.agent(AgentConfig("peer", model=m, sampling=sampling), m) for m in models]
 
 
 def train(
@@ -97,19 +98,13 @@ def train(
 ) -> Path:
     """Run MLPO; `task` and `pool` (for peers of their own models) replace those the config would build."""
     console = console or Console()
-    out = Path(cfg.output or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-mlpo-{cfg.task.name}")
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    out = run_folder(cfg.output, f"mlpo-{cfg.task.name}", cfg)
     seed_everything(cfg.seed)
     task = task or load_task(cfg.task)
     eval_task = load_task(cfg.eval_task) if cfg.eval_task else None
     loaded = load_model(cfg.model, device=cfg.device, dtype="float32", seed=cfg.seed)
     device = loaded.device
     pool = pool or ModelPool(cfg.device, "auto", cfg.batch_size, cfg.seed)
-    if (
-        cfg.finetune == "full" and not cfg.peer_models
-    ):  # the leader's weights change: peers need their own copy
-        cfg.peer_models = [cfg.model] * cfg.peers
     model = make_trainable(loaded, cfg.finetune, cfg.lora)
     params = [p for p in model.parameters() if p.requires_grad]
     engine = Engine(loaded, batch_size=cfg.batch_size, seed=cfg.seed)
@@ -129,18 +124,12 @@ def train(
         "seconds": 0.0,
     }
     counters["engine_calls"] = 0
-    start = 0
-    ckpt = latest_checkpoint(out)
-    if ckpt is not None:
-        counters = {k: v for k, v in load_checkpoint(ckpt, model, opt, sched).items() if k != "step"}
-        start = int(ckpt.name.split("-")[1])
-        console.print(f"resuming from {ckpt} (step {start} of {cfg.steps})")
+    start, counters = resume(out, model, opt, sched, counters, console, "step")
     engine.calls = counters["engine_calls"]
     adapter_size = trainable_parameters(model) if cfg.finetune == "lora" else 0
     fm = FlopModel.from_model(model, adapter_size)
     log = RunLog(out, start)
     tok = loaded.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
     def stage(calls, owners, r, desc):
         done = run_calls(calls, desc)
@@ -173,11 +162,7 @@ def train(
                 [r + cfg.format_reward * f for r, f in zip(correct, readable, strict=True)]
             ).view(len(problems), G)
             adv = group_advantages(rewards, cfg.policy.scale_advantages).flatten().tolist()
-            prompt_ids = [
-                tok(engine.render(leader.request(p).messages), add_special_tokens=False)["input_ids"]
-                for _, p in calls
-            ]
-            batch = make_batch(prompt_ids, [c.tokens for c in done], adv, pad_id)
+            batch = make_batch([c.prompt_ids for c in done], [c.tokens for c in done], adv, tok.pad_token_id)
             micro = cfg.policy.micro_batch
             batch.old_logp = logprobs(model, batch, micro, device)
             if cfg.policy.kl_coef > 0:

@@ -26,7 +26,6 @@ import torch
 from accelerate import Accelerator
 from rich.console import Console
 
-from ..config import save_config
 from ..costs import FlopModel
 from ..models import load_model
 from ..tasks.base import DataError
@@ -36,10 +35,10 @@ from .common import (
     OptimSettings,
     RunLog,
     autocast,
-    latest_checkpoint,
-    load_checkpoint,
     make_optimizer,
     make_trainable,
+    resume,
+    run_folder,
     save_checkpoint,
     save_trained,
     seed_everything,
@@ -196,7 +195,7 @@ def train_adapter(
     model.train()
     net = acc.prepare_model(model) if world > 1 else model
     device, tok = loaded.device, loaded.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    pad_id = tok.pad_token_id  # load_model always sets one
     segments = [encode_chat(tok, r["messages"]) for r in records]
     eval_segments = [encode_chat(tok, r["messages"]) for r in eval_records]
     rng = random.Random(cfg.seed)
@@ -215,12 +214,7 @@ def train_adapter(
     eval_set = epoch_examples(Curriculum("none"), 0, eval_records, eval_segments, 0, roles, cfg.max_length)
     opt, sched = make_optimizer(model, cfg.optim, len(plan))
     counters = {"tokens": 0, "trained_tokens": 0, "sequences": 0, "seconds": 0.0, "flops": 0.0}
-    ckpt = latest_checkpoint(folder)
-    start = 0
-    if ckpt is not None:
-        counters = {k: v for k, v in load_checkpoint(ckpt, model, opt, sched).items() if k != "step"}
-        start = int(ckpt.name.split("-")[1])
-        console.print(f"[{name}] resuming from {ckpt} (step {start} of {len(plan)})")
+    start, counters = resume(folder, model, opt, sched, counters, console, "step")
     adapter = trainable_parameters(model) if cfg.finetune == "lora" else 0
     fm = FlopModel.from_model(model, adapter)
     log = RunLog(folder, start) if main else None
@@ -339,12 +333,9 @@ def adapters_of(cfg: SFTConfig, records: list[dict]) -> dict[str, set[str] | Non
 def train(cfg: SFTConfig, console: Console | None = None, stop_after: int | None = None) -> Path:
     """Run the SFT/ProST recipe: one folder per adapter, train_metrics.json and an eval.yaml ready for eval."""
     console = console or Console()
-    out = Path(cfg.output or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-sft-{cfg.mode}")
-    out.mkdir(parents=True, exist_ok=True)
     main = accelerator(cfg.device).is_main_process
-    if main:
-        save_config(cfg, out / "config.yaml")
-    else:
+    out = run_folder(cfg.output, f"sft-{cfg.mode}", cfg if main else None)
+    if not main:
         console = Console(quiet=True)
     layout = "single" if cfg.mode == "single" else "planner-executor"
     records = load_records(cfg.data, layout)

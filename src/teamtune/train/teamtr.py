@@ -29,7 +29,6 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from rich.console import Console
 
 from ..agents import ROLE_PROMPTS, Agent, Turn, run_calls
-from ..config import save_config
 from ..models import load_model
 from ..rollout import Engine, SamplingConfig
 from ..tasks import Problem, Task, TaskConfig, load_task
@@ -39,9 +38,9 @@ from .common import (
     LoraSettings,
     OptimSettings,
     RunLog,
-    latest_checkpoint,
-    load_checkpoint,
     make_optimizer,
+    resume,
+    run_folder,
     save_checkpoint,
     seed_everything,
     step_bar,
@@ -93,7 +92,7 @@ class TeamTRConfig:
 class Chain:
     problem: int
     turns: list[Turn] = field(default_factory=list)
-    prompts: list[str] = field(default_factory=list)  # what each agent read
+    prompt_ids: list[list[int]] = field(default_factory=list)  # what each agent read
     tokens: list[list[int]] = field(default_factory=list)  # what each agent wrote
 
 
@@ -106,11 +105,9 @@ def rollout(agents: list[Agent], task: Task, problems: list[Problem], g: int) ->
     chains = [Chain(i) for i in range(len(problems)) for _ in range(g)]
     for agent in agents:
         prompts = [pipeline_prompt(task.prompt(problems[c.problem]), c.turns, agent.name) for c in chains]
-        for c, prompt, done in zip(
-            chains, prompts, run_calls([(agent, p) for p in prompts], agent.name), strict=True
-        ):
+        for c, done in zip(chains, run_calls([(agent, p) for p in prompts], agent.name), strict=True):
             c.turns.append(Turn(agent.name, len(c.turns) + 1, [], done.text, done.finish, done.cost))
-            c.prompts.append(prompt)
+            c.prompt_ids.append(done.prompt_ids)
             c.tokens.append(done.tokens)
     return chains
 
@@ -150,16 +147,13 @@ def train(
     cfg: TeamTRConfig, console: Console | None = None, stop_after: int | None = None, task: Task | None = None
 ) -> Path:
     console = console or Console()
-    out = Path(cfg.output or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-teamtr-{cfg.mode}")
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    out = run_folder(cfg.output, f"teamtr-{cfg.mode}", cfg)
     seed_everything(cfg.seed)
     task = task or load_task(cfg.task)
     eval_task = load_task(cfg.eval_task) if cfg.eval_task else None
     loaded = load_model(cfg.model, device=cfg.device, dtype="float32", seed=cfg.seed)
     roles = build_team(cfg, loaded)
     model, device, tok = loaded.model, loaded.device, loaded.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     engine = Engine(loaded, batch_size=cfg.batch_size, seed=cfg.seed)
     s = cfg.policy
     sampling = SamplingConfig(s.max_new_tokens, temperature=s.temperature, top_p=1.0)
@@ -180,12 +174,7 @@ def train(
         "seconds": 0.0,
     }
     counters.update(engine_calls=0, regressions=0)
-    start = 0
-    ckpt = latest_checkpoint(out)
-    if ckpt is not None:
-        counters = {k: v for k, v in load_checkpoint(ckpt, model, opts, scheds).items() if k != "step"}
-        start = int(ckpt.name.split("-")[1])
-        console.print(f"resuming from {ckpt} (stage {start} of {cfg.stages})")
+    start, counters = resume(out, model, opts, scheds, counters, console, "stage")
     engine.calls = counters["engine_calls"]
     step = start * updates  # log rows count agent updates, checkpoints count stages
     log = RunLog(out, step)
@@ -218,13 +207,12 @@ def train(
                 model.eval()
                 chains, adv = shared or sample(problems)  # teamtr and single: fresh rollouts for every update
                 i = roles.index(role)
-                prompt_ids = [
-                    tok(engine.render(agents[i].request(c.prompts[i]).messages), add_special_tokens=False)[
-                        "input_ids"
-                    ]
-                    for c in chains
-                ]
-                batch = make_batch(prompt_ids, [c.tokens[i] for c in chains], adv.tolist(), pad_id)
+                batch = make_batch(
+                    [c.prompt_ids[i] for c in chains],
+                    [c.tokens[i] for c in chains],
+                    adv.tolist(),
+                    tok.pad_token_id,
+                )
                 model.set_adapter(role)
                 batch.old_logp = logprobs(model, batch, s.micro_batch, device)
                 if s.kl_coef > 0:
