@@ -39,12 +39,25 @@ def test_gold_trajectories_round_trip(tmp_path):
 
 def test_read_trajectories_names_bad_line(tmp_path):
     p = tmp_path / "t.jsonl"
-    p.write_text('{"messages": []}\n{"nope": 1}\n')
-    with pytest.raises(DataError, match=r"t.jsonl:2: record lacks key 'messages'"):
-        read_trajectories(p)
-    p.write_text('{"messages": "hi"}\n')
-    with pytest.raises(DataError, match=r"t.jsonl:1: 'messages' must be a list"):
-        read_trajectories(p)
+    cases = [
+        (
+            '{"messages": [{"role": "user", "content": "hi"}]}\n{"nope": 1}\n',
+            r"t.jsonl:2: record lacks key 'messages'",
+        ),
+        ('{"messages": "hi"}\n', r"t.jsonl:1: 'messages' must be a list"),
+        (
+            '{"messages": [{"role": "bot", "content": "hi"}]}\n',
+            r"t.jsonl:1: message 0 needs a role of system, user or assistant",
+        ),
+        (
+            '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant"}]}\n',
+            r"t.jsonl:1: message 1 \(assistant\) needs a string 'content'",
+        ),
+    ]
+    for text, message in cases:
+        p.write_text(text)
+        with pytest.raises(DataError, match=message):
+            read_trajectories(p)
 
 
 @pytest.mark.parametrize(

@@ -222,6 +222,14 @@ def test_cli_train_refuses_to_overwrite_and_names_bad_data(tmp_path, capsys):
     assert main(["train", "--config", str(cfg), "epochs=0", f"output={tmp_path / 'r3'}"]) == 2
     assert main(["train", "--config", str(cfg), "method=ppo"]) == 2
     assert "unknown method" in capsys.readouterr().out
+    # resuming a run with another config would mix two runs: refused, naming what changed
+    assert main(["train", "--resume", "--config", str(cfg), "epochs=2", f"output={tmp_path / 'r'}"]) == 2
+    assert "epochs differ" in " ".join(capsys.readouterr().out.split())
+    assert (
+        main(["train", "--resume", "--config", str(cfg), f"output={tmp_path / 'r'}"]) == 0
+    )  # same config: fine
+    assert main(["train", "--config", str(tmp_path / "none.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().out
 
 
 def test_load_records_apps_spec_errors():

@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .analysis.pareto import RunError
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, to_dict
 from .models import ModelLoadError
 from .tasks import DataError
 
@@ -152,10 +152,12 @@ def _train(args, console: Console) -> int:
 
     from .train import recipes
 
+    if not Path(args.config).is_file():
+        raise ConfigError(f"config file not found: {args.config}")
     try:
         method = (yaml.safe_load(Path(args.config).read_text()) or {}).get("method", "sft")
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{args.config}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{args.config}: not valid YAML: {e}") from None
     method = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("method=")), method)
     if method not in recipes():
         raise ConfigError(f"{args.config}: unknown method {method!r} (methods: {', '.join(recipes())})")
@@ -171,9 +173,27 @@ def _train(args, console: Console) -> int:
         raise ConfigError(
             f"{out} already holds a run: pass --resume to continue it, or choose another output"
         )
+    if args.resume and out is not None and (out / "config.yaml").is_file():
+        changed = _changed_keys(yaml.safe_load((out / "config.yaml").read_text()), to_dict(cfg))
+        if changed:
+            raise ConfigError(
+                f"{out} was trained with another config ({', '.join(changed[:5])} differ): resuming it with this "
+                "one would mix two runs; use the same config, or another output"
+            )
     out = run(cfg, console)
     console.print(f"wrote {out}")
     return 0
+
+
+def _changed_keys(old, new, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two configs read as plain data."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            k
+            for key in sorted(set(old) | set(new))
+            for k in _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+        ]
+    return [] if old == new else [prefix.rstrip(".")]
 
 
 def _demo(args, console: Console) -> int:

@@ -52,6 +52,17 @@ class Task:
         return len(self.problems)
 
 
+def check_messages(messages, where: str) -> None:
+    """A chat conversation: a list of {"role": system|user|assistant, "content": str}; else DataError at `where`."""
+    if not isinstance(messages, list) or not messages:
+        raise DataError(f"{where}: 'messages' must be a list of chat messages (and not empty)")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
+            raise DataError(f"{where}: message {i} needs a role of system, user or assistant, got {m!r:.80}")
+        if not isinstance(m.get("content"), str):
+            raise DataError(f"{where}: message {i} ({m['role']}) needs a string 'content'")
+
+
 def read_jsonl(path: Path, required: Iterable[str]) -> list[tuple[str, dict]]:
     """(`file:line`, record) for each record of a JSONL file, each checked for the `required` keys."""
     if not path.is_file():

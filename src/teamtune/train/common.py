@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import get_scheduler
 
-from ..config import save_config
+from ..config import ConfigError, save_config
 from ..costs import FlopModel
 from ..models import LoadedModel, save_model
 
@@ -170,7 +170,7 @@ def load_checkpoint(path: Path, model, opt, sched) -> dict:
     weights = torch.load(path / "trainable.pt", map_location="cpu")
     live = _weights(model)
     if set(weights) != set(live):
-        raise RuntimeError(
+        raise ConfigError(
             f"{path}: its weights do not match this run's trainable parameters (changed config?)"
         )
     with torch.no_grad():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..tasks.base import DataError
+from ..tasks.base import DataError, check_messages
 from .losses import IGNORE
 
 
@@ -49,7 +49,10 @@ def load_records(spec: str, layout: str = "planner-executor") -> list[dict]:
         raise DataError(f"could not load dataset {name!r}: {e}") from None
     if "messages" not in ds.column_names:
         raise DataError(f"dataset {name!r} has no 'messages' column (columns: {', '.join(ds.column_names)})")
-    return [dict(r) for r in ds]
+    records = [dict(r) for r in ds]
+    for i, r in enumerate(records):
+        check_messages(r["messages"], f"{name} row {i}")
+    return records
 
 
 def _render(tok, messages: list[dict], generation_prompt: bool = False) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...tasks.base import DataError, read_jsonl
+from ...tasks.base import check_messages, read_jsonl
 from .api import docs
 from .world import AppsEnv, AppTask, Step
 
@@ -146,6 +146,5 @@ def read_trajectories(path: str | Path) -> list[dict]:
     """Trajectories written by `write_trajectories`; a bad line raises DataError naming file and line."""
     records = read_jsonl(Path(path), ("messages",))
     for where, rec in records:
-        if not isinstance(rec["messages"], list):
-            raise DataError(f"{where}: 'messages' must be a list of chat messages")
+        check_messages(rec["messages"], where)
     return [rec for _, rec in records]
