@@ -6,6 +6,7 @@ The engine knows nothing of teams or training methods: it turns requests into co
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import torch
 from peft import PeftModel
 from rich.progress import Progress
 
+from . import fastgen
 from .costs import Cost, FlopModel
 from .models import LoadedModel, adapter_parameters
 
@@ -53,7 +55,12 @@ class Completion:
 
 
 class Engine:
-    """Generates for many requests on one base model, left-padded, sorted by length, `batch_size` at a time."""
+    """Generates for many requests on one base model, left-padded, sorted by length, `batch_size` at a time.
+
+    `fast`: use `fastgen` (static cache, CUDA graphs, mixed adapters in one pass); None = on CUDA when the model
+    is supported, False = always transformers' `generate`, True = insist (an unsupported model is an error).
+    The environment variable TEAMTUNE_FAST=0 or 1 sets the default for every engine.
+    """
 
     def __init__(
         self,
@@ -61,8 +68,11 @@ class Engine:
         batch_size: int = 64,
         seed: int | None = 0,
         progress: Progress | None = None,
+        fast: bool | None = None,
     ):
         self.loaded = loaded
+        self.fast = fast if fast is not None else {"0": False, "1": True}.get(os.environ.get("TEAMTUNE_FAST", ""))
+        self._decoder = fastgen.FastDecoder()
         self.batch_size = batch_size
         self.seed = seed
         self.progress = progress
@@ -104,7 +114,55 @@ class Engine:
             self.progress.remove_task(bar)
         return out  # type: ignore[return-value]
 
+    def uses_fast_path(self) -> bool:
+        if self.fast is False:
+            return False
+        reason = fastgen.unsupported(self.model)
+        if reason and self.fast:
+            raise ValueError(f"fast decoding cannot run {self.loaded.name!r}: {reason}")
+        return reason is None and (self.fast or self.loaded.device.type == "cuda")
+
     def _batch(self, texts: list[str], adapters: list[str | None], s: SamplingConfig) -> list[Completion]:
+        seed = None if self.seed is None else self.seed + self.calls
+        self.calls += 1
+        t0 = time.perf_counter()
+        if self.uses_fast_path():
+            new, prompts = self._fast_batch(texts, adapters, s, seed)
+        else:
+            new, prompts = self._hf_batch(texts, adapters, s, seed)
+        if self.loaded.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - t0) / len(texts)  # the batch's wall time, shared equally
+        flop_models = [self.flop_model(a) for a in adapters]
+        return [
+            self._completion(ids, p, seconds, fm, s)
+            for ids, p, fm in zip(new, prompts, flop_models, strict=True)
+        ]
+
+    def _fast_batch(self, texts, adapters, s: SamplingConfig, seed):
+        tok = self.tokenizer
+        prompts = tok(texts, add_special_tokens=False)["input_ids"]
+
+        def stopped(ids: list[int]) -> bool:
+            text = tok.decode(ids, skip_special_tokens=True)
+            return any(x in text for x in s.stop)
+
+        new = self._decoder.generate(
+            self.model,
+            prompts,
+            adapters,
+            max_new_tokens=s.max_new_tokens,
+            do_sample=s.do_sample,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            pad=tok.pad_token_id,
+            eos=sorted({tok.eos_token_id, tok.pad_token_id}),
+            seed=seed,
+            stopped=stopped if s.stop else None,
+        )
+        return new, prompts
+
+    def _hf_batch(self, texts, adapters, s: SamplingConfig, seed):
         tok, model = self.tokenizer, self.model
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.loaded.device)
         kwargs = dict(
@@ -126,25 +184,16 @@ class Engine:
                 context = model.disable_adapter()
             else:  # one adapter for the whole batch: peft's plain path, much faster than the mixed one
                 model.set_adapter(adapters[0])
-        if self.seed is not None:
-            torch.manual_seed(self.seed + self.calls)
-        self.calls += 1
-        t0 = time.perf_counter()
+        if seed is not None:
+            torch.manual_seed(seed)
         with context:
             seqs = model.generate(**enc, **kwargs)
-        if self.loaded.device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = (time.perf_counter() - t0) / len(texts)  # the batch's wall time, shared equally
         new = seqs[:, enc["input_ids"].shape[1] :].tolist()
         prompts = [
             row[m.bool()].tolist()
             for row, m in zip(enc["input_ids"].cpu(), enc["attention_mask"].cpu(), strict=True)
         ]
-        flop_models = [self.flop_model(a) for a in adapters]
-        return [
-            self._completion(ids, p, seconds, fm, s)
-            for ids, p, fm in zip(new, prompts, flop_models, strict=True)
-        ]
+        return new, prompts
 
     def flop_model(self, adapter: str | None) -> FlopModel:
         """FLOPs per token of the base model, plus the adapter's weights when one is used."""

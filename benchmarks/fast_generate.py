@@ -1,0 +1,174 @@
+"""Generated tokens/s of teamtune's fast decoding against transformers' static-cache compiled `generate`.
+
+Three figures, each against a baseline measured in the same run:
+  1. raw decode at one batch size: `FastDecoder` vs `generate(cache_implementation="static")` (compiled);
+  2. a `leader` team rollout (3 peers + leader, GSM8K prompts) through `Engine`'s fast path vs the same baseline;
+  3. a 3-role team of LoRA adapters on one base, rows of all three mixed in one batch, vs the bare model
+     (tokens/s and peak memory).
+Random weights never stop early, so every row generates the full budget on both sides.
+
+    python benchmarks/fast_generate.py --model random:smollm2-135m --source .gpu/data/gsm8k
+    python benchmarks/fast_generate.py --model tiny-random --batch 8 --new-tokens 16 --problems 4 --no-compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from peft import LoraConfig, get_peft_model
+
+from teamtune.agents import AgentConfig, ModelPool
+from teamtune.fastgen import FastDecoder
+from teamtune.models import load_model
+from teamtune.rollout import SamplingConfig
+from teamtune.tasks import TaskConfig, load_task
+from teamtune.team import Team, TeamConfig
+
+from common import device_name, record, save_records, sync
+
+SAMPLING = dict(do_sample=True, temperature=0.7, top_p=0.95)
+
+
+def timed(fn, dev) -> float:
+    sync(dev)
+    t0 = time.perf_counter()
+    fn()
+    sync(dev)
+    return time.perf_counter() - t0
+
+
+def hf_static(model, ids, new: int, compile_: bool) -> float:
+    """Seconds for transformers' static-cache `generate` (compiled unless told not to), after warm-up."""
+    kw = dict(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=new,
+        min_new_tokens=new,
+        pad_token_id=2,
+        cache_implementation="static",
+        top_k=0,
+        **SAMPLING,
+    )
+    if not compile_:
+        model.generation_config.compile_config = None
+        kw["disable_compile"] = True
+    for _ in range(2):  # compilation and CUDA-graph recording happen here
+        model.generate(**kw)
+    return timed(lambda: model.generate(**kw), ids.device)
+
+
+def fast(model, prompts, adapters, new: int, dec: FastDecoder) -> float:
+    kw = dict(max_new_tokens=new, pad=2, eos=[10**9], seed=0, **SAMPLING)  # no end token: full length
+    dec.generate(model, prompts, adapters, **kw)  # capture
+    return timed(lambda: dec.generate(model, prompts, adapters, **kw), model.device)
+
+
+def measured(model, prompts, adapters, new: int) -> tuple[float, int]:
+    """Tokens/s of the fast path and the peak memory (weights, cache and all) while it ran (CUDA only)."""
+    dev = model.device
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        rate = len(prompts) * new / fast(model, prompts, adapters, new, FastDecoder())
+    return rate, torch.cuda.max_memory_allocated() if dev.type == "cuda" else 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="random:smollm2-135m")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--team-batch", type=int, default=1024, help="engine batch size of the team rollout")
+    ap.add_argument("--prompt", type=int, default=128)
+    ap.add_argument("--new-tokens", type=int, default=256)
+    ap.add_argument("--problems", type=int, default=256, help="GSM8K problems of the team rollout")
+    ap.add_argument("--source", default=None, help="GSM8K folder (default: the local shared datasets)")
+    ap.add_argument("--no-compile", action="store_true", help="baseline without torch.compile")
+    ap.add_argument("--out", default="benchmarks/results/fast_generate.json")
+    args = ap.parse_args()
+
+    m = load_model(args.model)
+    dev, name, new = m.device, device_name(m.device), args.new_tokens
+    torch.manual_seed(0)
+    ids = torch.randint(100, 40000, (args.batch, args.prompt), device=dev)
+    prompts = ids.tolist()
+    recs = []
+    with torch.inference_mode():
+        base_s = hf_static(m.model, ids, new, not args.no_compile)
+        base = args.batch * new / base_s
+        baseline = f"transformers generate, static cache{'' if args.no_compile else ', compiled'}, batch {args.batch}"
+        dec = FastDecoder()
+        ours = args.batch * new / fast(m.model, prompts, [None] * args.batch, new, dec)
+        print(f"decode batch {args.batch}: fast {ours:,.0f} tok/s, baseline {base:,.0f} tok/s, {ours / base:.2f}x")
+        recs.append(record("fast_decode", name, ours, "generated tokens/s", baseline, base, batch=args.batch))
+
+    # 2. leader team through the engine (GSM8K prompts, 3 peers + leader, each stage one batched call)
+    task = load_task(TaskConfig(name="gsm8k", split="test", source=args.source, limit=args.problems))
+    s = SamplingConfig(max_new_tokens=new, temperature=0.7, top_p=0.95)
+    pool = ModelPool("auto", "auto", batch_size=args.team_batch, seed=0)
+    agents = [AgentConfig("peer", sampling=s), AgentConfig("leader", sampling=s)]
+    team = Team(TeamConfig(layout="leader", model=args.model, peers=3, agents=agents), pool)
+    engine = team.agents[0].engine
+    team.run(task, task.problems)  # warm-up and graph capture
+    t0 = time.perf_counter()
+    episodes = team.run(task, task.problems)
+    sync(dev)
+    sec = time.perf_counter() - t0
+    tokens = sum(e.cost.generated_tokens for e in episodes)
+    team_rate = tokens / sec
+    print(f"leader team: {tokens:,} tokens in {sec:.1f} s = {team_rate:,.0f} tok/s ({team_rate / base:.2f}x)")
+    recs.append(
+        record(
+            "team_rollout_leader_3peers",
+            name,
+            team_rate,
+            "generated tokens/s",
+            baseline,
+            base,
+            problems=len(task.problems),
+            engine_batch=args.team_batch,
+            fast_path=engine.uses_fast_path(),
+        )
+    )
+
+    # 3. three LoRA roles on one base, mixed in one batch, vs the bare model (same batch, same tokens)
+    bare_rate, bare_peak = measured(m.model, prompts, [None] * args.batch, new)
+    cfg = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False)
+    roles = ["planner", "executor", "verifier"]
+    team_model = get_peft_model(m.model, cfg, adapter_name=roles[0])
+    for r in roles[1:]:
+        team_model.add_adapter(r, cfg)
+    team_model.to(dev).eval()
+    mixed_rate, mixed_peak = measured(team_model, prompts, [roles[i % 3] for i in range(args.batch)], new)
+    print(
+        f"3 LoRA roles mixed: {mixed_rate:,.0f} tok/s vs bare {bare_rate:,.0f} ({mixed_rate / bare_rate:.2f}x); "
+        f"peak memory {mixed_peak / 2**20:,.0f} MiB vs {bare_peak / 2**20:,.0f} MiB"
+    )
+    recs.append(
+        record(
+            "mixed_adapters_3roles_tokens",
+            name,
+            mixed_rate,
+            "generated tokens/s",
+            f"bare model, same batch ({args.batch})",
+            bare_rate,
+        )
+    )
+    recs.append(
+        record(
+            "mixed_adapters_3roles_memory",
+            name,
+            mixed_peak / 2**20,
+            "peak MiB while generating (base + 3 adapters r16 all-linear)",
+            "bare model, same batch (peak MiB)",
+            bare_peak / 2**20,
+        )
+    )
+    save_records(args.out, recs)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,362 @@
+"""Fast decoding for Llama-family models: a static KV cache, the LoRA adapters of one base mixed row by row in
+one forward pass, sampling on the device, and on CUDA one captured graph per decode step.
+
+`Engine` uses it on CUDA for the models it supports (`unsupported(model)` says why not) and falls back to
+transformers' `generate` elsewhere. The forward pass is written out here (embeddings, RMSNorm, rotary attention
+with grouped KV heads, SiLU MLP) because a captured graph must read fixed buffers; the tests check its logits
+and greedy tokens against transformers on the same weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from peft import PeftModel
+from peft.tuners.lora import LoraLayer
+from transformers.activations import ACT2FN
+
+SUPPORTED_TYPES = ("llama", "qwen2")
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+PREFILL_TOKENS = 32768  # prompt tokens per prefill chunk (bounds the attention mask and activations)
+CHECK_EVERY = 8  # decode steps between host checks for finished rows and stop strings
+
+
+def _base(model):
+    return model.get_base_model() if isinstance(model, PeftModel) else model
+
+
+def unsupported(model) -> str | None:
+    """Why the fast path cannot run `model` (None when it can)."""
+    cfg = _base(model).config
+    if cfg.model_type not in SUPPORTED_TYPES:
+        return f"model type {cfg.model_type!r} (fast decoding covers {', '.join(SUPPORTED_TYPES)})"
+    if getattr(cfg, "use_sliding_window", False):
+        return "sliding-window attention"
+    for name, module in model.named_modules():
+        if not isinstance(module, LoraLayer):
+            continue
+        if name.rsplit(".", 1)[-1] not in PROJECTIONS:
+            return f"a LoRA adapter on {name} (fast decoding covers the attention and MLP projections)"
+        if getattr(module, "merged_adapters", None):
+            return f"merged adapters on {name}"
+        if any(getattr(module, "use_dora", {}).values()):
+            return "DoRA adapters"
+    return None
+
+
+class _Linear:
+    """One projection: the base weight plus the LoRA of every adapter that has it, concatenated so that one
+    pair of matmuls serves a batch whose rows use different adapters (a row's mask picks its adapter's rank)."""
+
+    def __init__(self, module, adapters: list[str], dtype: torch.dtype, layouts: dict):
+        base = getattr(module, "base_layer", module)
+        self.weight, self.bias = base.weight, base.bias
+        self.pieces = []  # (lora_A weight, lora_B weight, scaling) per adapter present here
+        cols = []
+        if isinstance(module, LoraLayer):
+            for i, a in enumerate(adapters):
+                if a in module.lora_A:
+                    A, B = module.lora_A[a].weight, module.lora_B[a].weight
+                    self.pieces.append((A, B, module.scaling[a]))
+                    cols += [i + 1] * A.shape[0]  # adapter index 0 is "no adapter"
+        self.layout = tuple(cols)
+        if cols:
+            layouts.setdefault(self.layout, torch.tensor(cols, device=self.weight.device))
+            r = len(cols)
+            self.A = torch.empty(r, self.weight.shape[1], dtype=dtype, device=self.weight.device)
+            self.B = torch.empty(self.weight.shape[0], r, dtype=dtype, device=self.weight.device)
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Copy the live adapter weights into the fixed buffers (a captured graph reads these)."""
+        if self.pieces:
+            self.A.copy_(torch.cat([A for A, _, _ in self.pieces]))
+            self.B.copy_(torch.cat([B * s for _, B, s in self.pieces], dim=1))
+
+    def __call__(self, x: torch.Tensor, masks: dict) -> torch.Tensor:
+        y = F.linear(x, self.weight, self.bias)
+        if self.layout:
+            y = y + F.linear(F.linear(x, self.A) * masks[self.layout], self.B)
+        return y
+
+
+class _Weights:
+    """The model's tensors as the fast forward reads them (base weights by reference, adapters in buffers)."""
+
+    def __init__(self, model, adapters: list[str]):
+        base = _base(model)
+        inner = base.model
+        self.cfg = base.config
+        self.embed = inner.embed_tokens.weight
+        self.dtype = self.embed.dtype
+        self.rotary = inner.rotary_emb
+        self.norm = inner.norm
+        self.lm_head = base.lm_head.weight
+        self.act = ACT2FN[self.cfg.hidden_act]
+        self.layouts: dict[tuple, torch.Tensor] = {}
+        self.layers = []
+        for layer in inner.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            lin = {
+                p: _Linear(getattr(attn if p in PROJECTIONS[:4] else mlp, p), adapters, self.dtype, self.layouts)
+                for p in PROJECTIONS
+            }
+            self.layers.append((layer.input_layernorm, layer.post_attention_layernorm, lin))
+        self.heads = self.cfg.num_attention_heads
+        self.kv_heads = self.cfg.num_key_value_heads
+        self.head_dim = getattr(self.cfg, "head_dim", None) or self.cfg.hidden_size // self.heads
+        self.scale = self.head_dim**-0.5
+
+    def refresh(self) -> None:
+        for _, _, lin in self.layers:
+            for p in lin.values():
+                p.refresh()
+
+    def masks(self, rows: torch.Tensor) -> dict:
+        """Per layout, a (batch, 1, rank) 0/1 tensor keeping each row's own adapter columns."""
+        return {k: (cols == rows[:, None, None]).to(self.dtype) for k, cols in self.layouts.items()}
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+def _rms(norm, x: torch.Tensor) -> torch.Tensor:
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+    return norm.weight * h.to(x.dtype)
+
+
+def forward(
+    w: _Weights,
+    ids: torch.Tensor,  # (b, t)
+    pos: torch.Tensor,  # (b, t) rotary positions
+    masks: dict,
+    attend: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Hidden states after the final norm; `attend(layer, q, k, v)` stores k/v and returns the attention."""
+    b, t = ids.shape
+    x = F.embedding(ids, w.embed)
+    cos, sin = w.rotary(x, pos)
+    cos, sin = cos[:, None], sin[:, None]
+    for i, (ln1, ln2, lin) in enumerate(w.layers):
+        h = _rms(ln1, x)
+        q = lin["q_proj"](h, masks).view(b, t, w.heads, w.head_dim).transpose(1, 2)
+        k = lin["k_proj"](h, masks).view(b, t, w.kv_heads, w.head_dim).transpose(1, 2)
+        v = lin["v_proj"](h, masks).view(b, t, w.kv_heads, w.head_dim).transpose(1, 2)
+        a = attend(i, _rotate(q, cos, sin), _rotate(k, cos, sin), v)  # (b, heads, t, head_dim)
+        x = x + lin["o_proj"](a.transpose(1, 2).reshape(b, t, -1), masks)
+        h = _rms(ln2, x)
+        x = x + lin["down_proj"](w.act(lin["gate_proj"](h, masks)) * lin["up_proj"](h, masks), masks)
+    return _rms(w.norm, x)
+
+
+def sample(logits: torch.Tensor, do_sample: bool, temperature: float, top_p: float) -> torch.Tensor:
+    """Next tokens from (batch, vocab) logits: greedy, or temperature + nucleus sampling, without a host sync."""
+    if not do_sample:
+        return logits.argmax(-1)
+    logits = logits.float() / temperature
+    if top_p >= 1:
+        probs = logits.softmax(-1)
+        return (probs / torch.empty_like(probs).exponential_()).argmax(-1)
+    sorted_logits, order = logits.sort(-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    # keep the smallest head of the sorted tokens whose mass reaches top_p (as transformers' top-p does)
+    probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
+    choice = (probs / torch.empty_like(probs).exponential_()).argmax(-1, keepdim=True)
+    return order.gather(-1, choice).squeeze(-1)
+
+
+@dataclass(frozen=True)
+class _Key:
+    model: int
+    adapters: tuple
+    batch: int
+    prompt: int
+    new: int
+    sampling: tuple
+    ends: tuple  # pad, then the end tokens
+
+
+class _State:
+    """The fixed buffers of one decode shape: KV cache, current tokens, finished rows, output tokens."""
+
+    def __init__(self, w: _Weights, batch: int, prompt: int, new: int, pad: int, eos: list[int]):
+        dev, length = w.embed.device, prompt + new
+        shape = (batch, w.kv_heads, length, w.head_dim)
+        self.k = [torch.zeros(shape, dtype=w.dtype, device=dev) for _ in w.layers]
+        self.v = [torch.zeros(shape, dtype=w.dtype, device=dev) for _ in w.layers]
+        self.tokens = torch.full((batch,), pad, dtype=torch.long, device=dev)
+        self.start = torch.zeros(batch, dtype=torch.long, device=dev)  # first real prompt position per row
+        self.rows = torch.zeros(batch, dtype=torch.long, device=dev)  # adapter index per row
+        self.done = torch.zeros(batch, dtype=torch.bool, device=dev)
+        self.out = torch.full((batch, new), pad, dtype=torch.long, device=dev)
+        self.cur = torch.zeros((), dtype=torch.long, device=dev)  # cache position of `tokens`
+        self.step = torch.ones(1, dtype=torch.long, device=dev)  # output column the step writes
+        self.arange = torch.arange(length, device=dev)
+        self.eos = torch.tensor(eos, device=dev)
+        self.pad = pad
+
+
+class FastDecoder:
+    """Generates for a batch of token-id prompts on one model; rows may use different LoRA adapters."""
+
+    def __init__(self, use_graphs: bool | None = None):
+        self.use_graphs = use_graphs  # None: on CUDA
+        self._cached: tuple[_Key, _Weights, _State, torch.cuda.CUDAGraph | None] | None = None
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        model,
+        prompts: list[list[int]],
+        adapters: list[str | None],
+        max_new_tokens: int,
+        do_sample: bool,
+        temperature: float,
+        top_p: float,
+        pad: int,
+        eos: list[int],
+        seed: int | None = None,
+        stopped: Callable[[list[int]], bool] | None = None,
+    ) -> list[list[int]]:
+        """Generated ids per prompt, ending with the end token, or cut at the token for which `stopped`
+        (a check of the decoded text) first holds; rows that end early are not padded."""
+        names = sorted(model.peft_config) if isinstance(model, PeftModel) else []
+        for a in adapters:
+            if a is not None and a not in names:
+                raise ValueError(f"unknown adapter {a!r}; the model has {names}")
+        prompt_len = -(-max(len(p) for p in prompts) // 64) * 64  # bucketed so that graphs are reused
+        key = _Key(
+            id(model),
+            tuple(names),
+            len(prompts),
+            prompt_len,
+            max_new_tokens,
+            (do_sample, temperature, top_p),
+            (pad, *eos),
+        )
+        dev = _base(model).model.embed_tokens.weight.device
+        graphs = self.use_graphs if self.use_graphs is not None else dev.type == "cuda"
+        if self._cached is None or self._cached[0] != key:
+            self._cached = None  # free the old buffers and graph first
+            w = _Weights(model, names)
+            st = _State(w, len(prompts), prompt_len, max_new_tokens, pad, eos)
+            graph = self._capture(w, st, key) if graphs else None
+            self._cached = (key, w, st, graph)
+        _, w, st, graph = self._cached
+        w.refresh()
+        if seed is not None:
+            torch.manual_seed(seed)
+
+        st.rows.copy_(torch.tensor([0 if a is None else names.index(a) + 1 for a in adapters]))
+        first = self._prefill(w, st, prompts, key)
+        st.out[:, 0] = torch.where(st.done, st.pad, first)
+        st.done |= torch.isin(first, st.eos)
+        st.tokens.copy_(first)
+        st.cur.fill_(prompt_len)
+        st.step.fill_(1)
+
+        lengths = [None] * len(prompts)  # where a stop string cut a row
+        steps = 1
+        while steps < max_new_tokens:
+            for _ in range(min(CHECK_EVERY, max_new_tokens - steps)):
+                graph.replay() if graph is not None else self._step(w, st, key)
+                steps += 1
+            if stopped is not None:
+                self._check_stops(st, steps, stopped, lengths)
+            if bool(st.done.all()):
+                break
+        out = st.out[:, :steps].tolist()
+        return [row if n is None else row[:n] for row, n in zip(out, lengths, strict=True)]
+
+    def _check_stops(self, st: _State, steps: int, stopped, lengths: list) -> None:
+        rows = st.out[:, :steps].tolist()
+        done = st.done.tolist()
+        for r, row in enumerate(rows):
+            if done[r] or lengths[r] is not None or not stopped(row):
+                continue
+            lengths[r] = next(n for n in range(1, steps + 1) if stopped(row[:n]))
+            st.done[r] = True
+
+    def _prefill(self, w: _Weights, st: _State, prompts: list[list[int]], key: _Key) -> torch.Tensor:
+        """Fill the cache with the left-padded prompts; the first generated token of every row."""
+        P, dev = key.prompt, st.tokens.device
+        ids = torch.full((len(prompts), P), st.pad, dtype=torch.long)
+        for r, p in enumerate(prompts):
+            ids[r, P - len(p) :] = torch.tensor(p)
+        start = torch.tensor([P - len(p) for p in prompts])
+        st.start.copy_(start)
+        st.done.zero_()
+        ids, start = ids.to(dev), start.to(dev)
+        chunk = max(1, PREFILL_TOKENS // P)
+        ar = torch.arange(P, device=dev)
+        causal = ar[None, :] <= ar[:, None]
+        first = []
+        for a in range(0, len(prompts), chunk):
+            sl = slice(a, a + chunk)
+            s0 = start[sl]
+            pos = (ar[None, :] - s0[:, None]).clamp(min=0)
+            # keys: real prompt tokens up to the query; a pad query sees itself (never a fully masked row)
+            mask = (causal[None] & (ar[None, None, :] >= s0[:, None, None])) | torch.eye(
+                P, dtype=torch.bool, device=dev
+            )
+
+            def attend(i, q, k, v, sl=sl, mask=mask):
+                st.k[i][sl, :, :P] = k
+                st.v[i][sl, :, :P] = v
+                g = w.heads // w.kv_heads
+                return F.scaled_dot_product_attention(
+                    q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1), attn_mask=mask[:, None]
+                )
+
+            h = forward(w, ids[sl], pos, w.masks(st.rows[sl]), attend)[:, -1]
+            first.append(sample(F.linear(h, w.lm_head), *key.sampling))
+        return torch.cat(first)
+
+    def _step(self, w: _Weights, st: _State, key: _Key) -> None:
+        """One decode step on the fixed buffers (no host sync: it is what the CUDA graph captures)."""
+        b = st.tokens.shape[0]
+        valid = (st.arange[None, :] >= st.start[:, None]) & (st.arange[None, :] <= st.cur)
+        bias = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device).masked_fill(
+            ~valid, float("-inf")
+        )[:, None, None, :]
+        g = w.heads // w.kv_heads
+
+        def attend(i, q, k, v):
+            st.k[i].index_copy_(2, st.cur.view(1), k)
+            st.v[i].index_copy_(2, st.cur.view(1), v)
+            q = q.view(b, w.kv_heads, g, w.head_dim)
+            scores = (q @ st.k[i].transpose(-1, -2)).float() * w.scale + bias
+            a = scores.softmax(-1).to(v.dtype) @ st.v[i]  # (b, kv_heads, g, head_dim)
+            return a.view(b, w.heads, 1, w.head_dim)
+
+        pos = (st.cur - st.start)[:, None]
+        h = forward(w, st.tokens[:, None], pos, w.masks(st.rows), attend)[:, 0]
+        nxt = sample(F.linear(h, w.lm_head), *key.sampling)
+        nxt = torch.where(st.done, st.pad, nxt)
+        st.out.index_copy_(1, st.step, nxt[:, None])
+        st.done |= torch.isin(nxt, st.eos)
+        st.tokens.copy_(nxt)
+        st.cur += 1
+        st.step += 1
+
+    def _capture(self, w: _Weights, st: _State, key: _Key) -> torch.cuda.CUDAGraph:
+        st.cur.fill_(key.prompt)  # warm-up steps write where the first real step will write again
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self._step(w, st, key)
+                st.cur.fill_(key.prompt)
+                st.step.fill_(1)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._step(w, st, key)
+        return graph

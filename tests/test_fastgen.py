@@ -1,0 +1,148 @@
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from teamtune import fastgen
+from teamtune.models import LoadedModel
+from teamtune.rollout import Engine, Request, SamplingConfig
+
+GREEDY = SamplingConfig(max_new_tokens=24, do_sample=False)
+PROMPTS = ["Hi", "A much longer prompt with many more words in it than the first one", "Mid length one"]
+
+
+def req(text, adapter=None):
+    return Request(messages=[{"role": "user", "content": text}], adapter=adapter)
+
+
+def test_forward_matches_transformers_logits(tiny):
+    ids = tiny.tokenizer(["The cat sat on the mat and"], return_tensors="pt")["input_ids"]
+    w = fastgen._Weights(tiny.model, [])
+    pos = torch.arange(ids.shape[1])[None]
+    causal = torch.ones(ids.shape[1], ids.shape[1], dtype=torch.bool).tril()
+
+    def attend(i, q, k, v):
+        g = w.heads // w.kv_heads
+        return F.scaled_dot_product_attention(
+            q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1), attn_mask=causal
+        )
+
+    with torch.no_grad():
+        ours = F.linear(fastgen.forward(w, ids, pos, {}, attend), w.lm_head)
+        theirs = tiny.model(ids).logits
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_greedy_batch_matches_plain_generate(tiny):
+    reqs = [req(p) for p in PROMPTS]
+    plain = Engine(tiny, fast=False).generate(reqs, GREEDY)
+    fast = Engine(tiny, fast=True).generate(reqs, GREEDY)
+    for a, b in zip(plain, fast, strict=True):
+        assert a.tokens == b.tokens and a.prompt_ids == b.prompt_ids and a.text == b.text
+        assert a.cost == b.cost or (a.cost.generated_tokens, a.finish) == (b.cost.generated_tokens, b.finish)
+
+
+def test_stop_strings_end_rows_like_plain_generate(tiny):
+    free = Engine(tiny, fast=False).generate([req("Count")], GREEDY)[0]
+    stop = free.text[len(free.text) // 2 :][:3]
+    s = SamplingConfig(max_new_tokens=24, do_sample=False, stop=[stop])
+    reqs = [req("Count"), req("Something else entirely")]
+    plain = Engine(tiny, fast=False).generate(reqs, s)
+    fast = Engine(tiny, fast=True).generate(reqs, s)
+    assert fast[0].finish == "stop" and stop not in fast[0].text
+    for a, b in zip(plain, fast, strict=True):
+        assert (a.text, a.finish, a.tokens, a.cost.generated_tokens) == (
+            b.text,
+            b.finish,
+            b.tokens,
+            b.cost.generated_tokens,
+        )
+
+
+def test_end_token_stops_a_row_and_pads_after(tiny):
+    ids = tiny.tokenizer(["Tell me"], add_special_tokens=False)["input_ids"]
+    dec = fastgen.FastDecoder()
+    kw = dict(max_new_tokens=12, do_sample=False, temperature=1.0, top_p=1.0, pad=0)
+    free = dec.generate(tiny.model, ids * 2, [None, None], eos=[10**6], **kw)[0]
+    end = free[4]  # make the fifth greedy token an end token
+    out = dec.generate(tiny.model, ids * 2, [None, None], eos=[end], **kw)
+    first = free.index(end)
+    assert out[0][: first + 1] == free[: first + 1] and set(out[0][first + 1 :]) <= {0}
+
+
+@pytest.fixture(scope="module")
+def two_adapters(tiny):
+    base = copy.deepcopy(tiny.model)
+    torch.manual_seed(0)
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    model = get_peft_model(base, cfg, adapter_name="solver")
+    model.add_adapter("critic", LoraConfig(r=2, lora_alpha=2, target_modules=["q_proj", "down_proj"], init_lora_weights=False))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)  # large enough to change greedy tokens
+    return LoadedModel(model=model.eval(), tokenizer=tiny.tokenizer, name="tiny+lora")
+
+
+def test_mixed_adapter_rows_match_each_adapter_alone(two_adapters):
+    adapters = ["solver", None, "critic", "solver", "critic", None]
+    reqs = [req(PROMPTS[i % 3], a) for i, a in enumerate(adapters)]
+    mixed = Engine(two_adapters, fast=True, batch_size=8).generate(reqs, GREEDY)
+    alone = [Engine(two_adapters, fast=False).generate([r], GREEDY)[0] for r in reqs]
+    assert [c.tokens for c in mixed] == [c.tokens for c in alone]
+    # the adapters do matter: the same prompt under a, b and the base gives three different answers
+    assert len({tuple(mixed[i].tokens) for i in (0, 1, 2)} | {tuple(alone[3].tokens)}) >= 3
+
+
+def test_adapter_updates_are_seen_by_the_next_call(two_adapters):
+    eng = Engine(two_adapters, fast=True)
+    before = eng.generate([req("Hi", "solver")], GREEDY)[0].tokens
+    lora = [p for n, p in two_adapters.model.named_parameters() if "lora_B.solver" in n]
+    saved = [p.detach().clone() for p in lora]
+    with torch.no_grad():
+        for p in lora:
+            p.mul_(-3)
+    try:
+        after = eng.generate([req("Hi", "solver")], GREEDY)[0].tokens
+        plain = Engine(two_adapters, fast=False).generate([req("Hi", "solver")], GREEDY)[0].tokens
+    finally:
+        with torch.no_grad():
+            for p, s in zip(lora, saved, strict=True):
+                p.copy_(s)
+    assert after == plain != before
+
+
+def test_sampling_keeps_the_nucleus_and_its_proportions():
+    torch.manual_seed(0)
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = probs.log().expand(40000, 4)
+    got = fastgen.sample(logits, True, 1.0, 0.8)
+    freq = torch.bincount(got, minlength=4).float() / len(got)
+    assert freq[2] == 0 and freq[3] == 0  # 0.5 + 0.3 reaches 0.8: the rest is cut
+    assert abs(freq[0] - 0.625) < 0.01
+    full = torch.bincount(fastgen.sample(logits, True, 1.0, 1.0), minlength=4).float() / len(got)
+    torch.testing.assert_close(full, probs, atol=0.01, rtol=0)
+    assert (fastgen.sample(logits[:3], False, 1.0, 1.0) == 0).all()
+
+
+def test_seeded_sampling_repeats(tiny):
+    s = SamplingConfig(max_new_tokens=10, temperature=1.0)
+    reqs = [req("Tell me a story")] * 4
+    a = [c.tokens for c in Engine(tiny, seed=3, fast=True).generate(reqs, s)]
+    b = [c.tokens for c in Engine(tiny, seed=3, fast=True).generate(reqs, s)]
+    c = [c.tokens for c in Engine(tiny, seed=4, fast=True).generate(reqs, s)]
+    assert a == b != c and len(set(map(tuple, a))) > 1
+
+
+def test_unsupported_models_fall_back_or_fail_clearly(tiny):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt2 = LoadedModel(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2)), tiny.tokenizer, "gpt2-tiny")
+    assert "gpt2" in fastgen.unsupported(gpt2.model)
+    assert not Engine(gpt2).uses_fast_path()
+    with pytest.raises(ValueError, match="fast decoding cannot run 'gpt2-tiny'"):
+        Engine(gpt2, fast=True).uses_fast_path()
+    assert not Engine(tiny).uses_fast_path()  # CPU: transformers' generate unless asked
+    assert Engine(tiny, fast=True).uses_fast_path()
