@@ -51,8 +51,6 @@ def worker(args) -> None:
     with torch.inference_mode():
         dec.generate(loaded.model, prompts, [None] * args.batch, seed=0, **kw)
         roll_s = timed(lambda: dec.generate(loaded.model, prompts, [None] * args.batch, seed=1, **kw))
-    del loaded, dec
-    torch.cuda.empty_cache()
 
     train = load_model(args.model, device=str(dev), dtype="float32", seed=0).model.train()
     opt, _ = make_optimizer(train, OptimSettings(lr=1e-5), 10**6)
@@ -111,7 +109,9 @@ def main() -> None:
     one, many = launch(args, base_n), launch(args, n)
     recs = []
     for key, what in (("rollout_tokens_per_s", "generated"), ("train_tokens_per_s", "training")):
-        print(f"{what} tokens/s: {n} processes {many[key]:,.0f}, {base_n} {one[key]:,.0f}, {many[key] / one[key]:.2f}x")
+        print(
+            f"{what} tokens/s: {n} processes {many[key]:,.0f}, {base_n} {one[key]:,.0f}, {many[key] / one[key]:.2f}x"
+        )
         recs.append(
             record(
                 f"data_parallel_{key.split('_')[0]}_{n}gpu",

@@ -101,7 +101,9 @@ def main() -> None:
         baseline = f"transformers generate, static cache{'' if args.no_compile else ', compiled'}, batch {args.batch}"
         dec = FastDecoder()
         ours = args.batch * new / fast(m.model, prompts, [None] * args.batch, new, dec)
-        print(f"decode batch {args.batch}: fast {ours:,.0f} tok/s, baseline {base:,.0f} tok/s, {ours / base:.2f}x")
+        print(
+            f"decode batch {args.batch}: fast {ours:,.0f} tok/s, baseline {base:,.0f} tok/s, {ours / base:.2f}x"
+        )
         recs.append(record("fast_decode", name, ours, "generated tokens/s", baseline, base, batch=args.batch))
 
     # 2. leader team through the engine (GSM8K prompts, 3 peers + leader, each stage one batched call)

@@ -76,8 +76,11 @@ def main() -> None:
     recs = []
     for label, sec in (("plain", plain), ("compiled", fast)):
         mfu = flops / sec / peak if peak else None
-        print(f"{label}: {sec * 1000:.1f} ms/step, {tokens / sec:,.0f} tokens/s, MFU {mfu:.1%}" if mfu else
-              f"{label}: {sec * 1000:.1f} ms/step, {tokens / sec:,.0f} tokens/s")
+        print(
+            f"{label}: {sec * 1000:.1f} ms/step, {tokens / sec:,.0f} tokens/s, MFU {mfu:.1%}"
+            if mfu
+            else f"{label}: {sec * 1000:.1f} ms/step, {tokens / sec:,.0f} tokens/s"
+        )
     recs.append(
         record(
             "sft_step_tokens",

@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, get_peft_model
 
 from teamtune import fastgen
 from teamtune.models import LoadedModel
@@ -78,7 +78,10 @@ def two_adapters(tiny):
     torch.manual_seed(0)
     cfg = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
     model = get_peft_model(base, cfg, adapter_name="solver")
-    model.add_adapter("critic", LoraConfig(r=2, lora_alpha=2, target_modules=["q_proj", "down_proj"], init_lora_weights=False))
+    model.add_adapter(
+        "critic",
+        LoraConfig(r=2, lora_alpha=2, target_modules=["q_proj", "down_proj"], init_lora_weights=False),
+    )
     with torch.no_grad():
         for n, p in model.named_parameters():
             if "lora_B" in n:
@@ -139,7 +142,9 @@ def test_seeded_sampling_repeats(tiny):
 def test_unsupported_models_fall_back_or_fail_clearly(tiny):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    gpt2 = LoadedModel(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2)), tiny.tokenizer, "gpt2-tiny")
+    gpt2 = LoadedModel(
+        GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2)), tiny.tokenizer, "gpt2-tiny"
+    )
     assert "gpt2" in fastgen.unsupported(gpt2.model)
     assert not Engine(gpt2).uses_fast_path()
     with pytest.raises(ValueError, match="fast decoding cannot run 'gpt2-tiny'"):

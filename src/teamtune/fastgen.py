@@ -101,7 +101,9 @@ class _Weights:
         for layer in inner.layers:
             attn, mlp = layer.self_attn, layer.mlp
             lin = {
-                p: _Linear(getattr(attn if p in PROJECTIONS[:4] else mlp, p), adapters, self.dtype, self.layouts)
+                p: _Linear(
+                    getattr(attn if p in PROJECTIONS[:4] else mlp, p), adapters, self.dtype, self.layouts
+                )
                 for p in PROJECTIONS
             }
             self.layers.append((layer.input_layernorm, layer.post_attention_layernorm, lin))

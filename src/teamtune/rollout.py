@@ -71,7 +71,9 @@ class Engine:
         fast: bool | None = None,
     ):
         self.loaded = loaded
-        self.fast = fast if fast is not None else {"0": False, "1": True}.get(os.environ.get("TEAMTUNE_FAST", ""))
+        self.fast = (
+            fast if fast is not None else {"0": False, "1": True}.get(os.environ.get("TEAMTUNE_FAST", ""))
+        )
         self._decoder = fastgen.FastDecoder()
         self.batch_size = batch_size
         self.seed = seed
