@@ -200,6 +200,22 @@ def test_roles_mode_trains_one_adapter_per_role_and_eval_loads_them(tmp_path):
     assert metrics["method"] == "prost" and metrics["agents"]["planner"]["adapter_parameters"] > 0
 
 
+def test_compiled_step_trains_the_same_weights(tmp_path):
+    data = _chat_data(tmp_path / "chat.jsonl", n=4)
+    kw = dict(epochs=1, lora={"dropout": 0.0})
+    from torch._dynamo.utils import counters
+
+    plain = train(_cfg(tmp_path, data, "plain", **kw))
+    counters.clear()
+    fast = train(_cfg(tmp_path, data, "compiled", compile=True, **kw))
+    assert counters["stats"]["unique_graphs"] > 0  # the step did go through torch.compile
+    a = load_file(plain / "agent/adapter_model.safetensors")
+    b = load_file(fast / "agent/adapter_model.safetensors")
+    assert a.keys() == b.keys() and any(a[k].abs().sum() > 0 for k in a)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=1e-3)
+
+
 def test_full_finetuning_saves_a_loadable_model(tmp_path):
     from transformers import AutoModelForCausalLM
 
