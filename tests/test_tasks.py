@@ -119,3 +119,16 @@ def test_hub_names_go_to_datasets(monkeypatch):
     assert calls[-1] == ("someone/gsm8k-copy", None, "test")
     bbh = load_task(TaskConfig(name="bbh", split="all", subset="boolean_expressions"))
     assert calls[-1] == ("lukaemon/bbh", "boolean_expressions", "test") and len(bbh) == 10
+
+
+def test_default_data_dir_is_found_from_any_folder_below(tmp_path, monkeypatch):
+    from teamtune.tasks.base import default_data_dir
+
+    (tmp_path / "shared" / "datasets").mkdir(parents=True)
+    deep = tmp_path / "project" / "benchmarks"
+    deep.mkdir(parents=True)
+    monkeypatch.delenv("TEAMTUNE_DATA", raising=False)
+    monkeypatch.chdir(deep)
+    assert default_data_dir() == (tmp_path / "shared" / "datasets").resolve()
+    monkeypatch.setenv("TEAMTUNE_DATA", str(tmp_path / "elsewhere"))
+    assert default_data_dir() == tmp_path / "elsewhere"

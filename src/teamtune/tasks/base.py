@@ -105,13 +105,14 @@ def load_hub(name: str, config: str | None, split: str) -> list[dict]:
 
 
 def default_data_dir() -> Path | None:
-    """Local dataset folder: $TEAMTUNE_DATA, else shared/datasets beside or above the working folder."""
+    """Local dataset folder: $TEAMTUNE_DATA, else shared/datasets in the working folder or any folder above it."""
     env = os.environ.get("TEAMTUNE_DATA")
     if env:
         return Path(env)
-    for cand in (Path("shared/datasets"), Path("../shared/datasets")):
-        if cand.is_dir():
-            return cand.resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "shared" / "datasets").is_dir():
+            return folder / "shared" / "datasets"
     return None
 
 
