@@ -151,3 +151,15 @@ def test_unsupported_models_fall_back_or_fail_clearly(tiny):
         Engine(gpt2, fast=True).uses_fast_path()
     assert not Engine(tiny).uses_fast_path()  # CPU: transformers' generate unless asked
     assert Engine(tiny, fast=True).uses_fast_path()
+
+
+def test_one_decoder_follows_the_model_it_is_given(tiny):
+    from teamtune.models import load_model
+
+    other = load_model("tiny-random", device="cpu", dtype="float32", seed=1)
+    ids = tiny.tokenizer(["Tell me"], add_special_tokens=False)["input_ids"]
+    kw = dict(max_new_tokens=8, do_sample=False, temperature=1.0, top_p=1.0, pad=0, eos=[10**6])
+    dec = fastgen.FastDecoder()
+    a, b = dec.generate(tiny.model, ids, [None], **kw), dec.generate(other.model, ids, [None], **kw)
+    assert a == fastgen.FastDecoder().generate(tiny.model, ids, [None], **kw)
+    assert b == fastgen.FastDecoder().generate(other.model, ids, [None], **kw) != a

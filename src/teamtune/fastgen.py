@@ -176,7 +176,6 @@ def sample(logits: torch.Tensor, do_sample: bool, temperature: float, top_p: flo
 
 @dataclass(frozen=True)
 class _Key:
-    model: int
     adapters: tuple
     batch: int
     prompt: int
@@ -199,7 +198,6 @@ class _State:
         self.done = torch.zeros(batch, dtype=torch.bool, device=dev)
         self.out = torch.full((batch, new), pad, dtype=torch.long, device=dev)
         self.cur = torch.zeros((), dtype=torch.long, device=dev)  # cache position of `tokens`
-        self.step = torch.ones(1, dtype=torch.long, device=dev)  # output column the step writes
         self.arange = torch.arange(length, device=dev)
         self.eos = torch.tensor(eos, device=dev)
         self.pad = pad
@@ -208,9 +206,9 @@ class _State:
 class FastDecoder:
     """Generates for a batch of token-id prompts on one model; rows may use different LoRA adapters."""
 
-    def __init__(self, use_graphs: bool | None = None):
-        self.use_graphs = use_graphs  # None: on CUDA
-        self._cached: tuple[_Key, _Weights, _State, torch.cuda.CUDAGraph | None] | None = None
+    def __init__(self):
+        # the last shape's buffers and graph, with the model they read (held, so it is the same object)
+        self._cached: tuple[_Key, object, _Weights, _State, torch.cuda.CUDAGraph | None] | None = None
 
     @torch.inference_mode()
     def generate(
@@ -235,7 +233,6 @@ class FastDecoder:
                 raise ValueError(f"unknown adapter {a!r}; the model has {names}")
         prompt_len = -(-max(len(p) for p in prompts) // 64) * 64  # bucketed so that graphs are reused
         key = _Key(
-            id(model),
             tuple(names),
             len(prompts),
             prompt_len,
@@ -244,14 +241,13 @@ class FastDecoder:
             (pad, *eos),
         )
         dev = _base(model).model.embed_tokens.weight.device
-        graphs = self.use_graphs if self.use_graphs is not None else dev.type == "cuda"
-        if self._cached is None or self._cached[0] != key:
+        if self._cached is None or self._cached[0] != key or self._cached[1] is not model:
             self._cached = None  # free the old buffers and graph first
             w = _Weights(model, names)
             st = _State(w, len(prompts), prompt_len, max_new_tokens, pad, eos)
-            graph = self._capture(w, st, key) if graphs else None
-            self._cached = (key, w, st, graph)
-        _, w, st, graph = self._cached
+            graph = self._capture(w, st, key) if dev.type == "cuda" else None
+            self._cached = (key, model, w, st, graph)
+        _, _, w, st, graph = self._cached
         w.refresh()
         if seed is not None:
             torch.manual_seed(seed)
@@ -262,7 +258,6 @@ class FastDecoder:
         st.done |= torch.isin(first, st.eos)
         st.tokens.copy_(first)
         st.cur.fill_(prompt_len)
-        st.step.fill_(1)
 
         lengths = [None] * len(prompts)  # where a stop string cut a row
         steps = 1
@@ -342,11 +337,12 @@ class FastDecoder:
         h = forward(w, st.tokens[:, None], pos, w.masks(st.rows), attend)[:, 0]
         nxt = sample(F.linear(h, w.lm_head), *key.sampling)
         nxt = torch.where(st.done, st.pad, nxt)
-        st.out.index_copy_(1, st.step, nxt[:, None])
+        st.out.index_copy_(
+            1, (st.cur - (key.prompt - 1)).view(1), nxt[:, None]
+        )  # column j: the token that goes to cache P + j
         st.done |= torch.isin(nxt, st.eos)
         st.tokens.copy_(nxt)
         st.cur += 1
-        st.step += 1
 
     def _capture(self, w: _Weights, st: _State, key: _Key) -> torch.cuda.CUDAGraph:
         st.cur.fill_(key.prompt)  # warm-up steps write where the first real step will write again
@@ -356,7 +352,6 @@ class FastDecoder:
             for _ in range(2):
                 self._step(w, st, key)
                 st.cur.fill_(key.prompt)
-                st.step.fill_(1)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
