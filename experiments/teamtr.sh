@@ -2,22 +2,25 @@
 # The TeamTR comparison of RESULTS.md: TeamTR vs stale-occupancy sequential vs simultaneous vs a single agent
 # with the same number of updates, for teams of 2, 3 and 4 agents, per seed; then each trained team on the
 # GSM8K test split. TASK=bbh switches to BBH boolean_expressions (held-out 60%).
-# usage: [TASK=gsm8k] experiments/teamtr.sh MODEL RUNS_DIR SEED...     (TEAMTUNE: the command)
+# usage: [TASK=gsm8k] [AGENTS="2 3 4"] [MODES="teamtr stale simultaneous single"] [JOBS=1] \
+#        [OVERRIDES="stages=3"] [EVAL_OVERRIDES="task.limit=300"] experiments/teamtr.sh MODEL RUNS_DIR SEED...
+# (TEAMTUNE: the command; JOBS runs that many trainings, each followed by its evaluation, at once)
 set -euo pipefail
 model=$1 runs=$2
 shift 2
 tt=${TEAMTUNE:-teamtune}
 task=${TASK:-gsm8k}
-extra=()
-[ "$task" = bbh ] && extra=("task={name: bbh, subset: boolean_expressions, split: train}"
-  "eval_task={name: bbh, subset: boolean_expressions, split: test, limit: 64}")
+extra=""
+[ "$task" = bbh ] && extra="'task={name: bbh, subset: boolean_expressions, split: train}' \
+'eval_task={name: bbh, subset: boolean_expressions, split: test, limit: 64}'"
+mkdir -p "$runs"
 for seed in "$@"; do
-  for n in 2 3 4; do
-    for mode in teamtr stale simultaneous single; do
+  for n in ${AGENTS:-2 3 4}; do
+    for mode in ${MODES:-teamtr stale simultaneous single}; do
       out=$runs/teamtr-$task-$n-$mode-s$seed
-      $tt train --resume --config configs/teamtr_gsm8k.yaml model=$model agents=$n mode=$mode seed=$seed \
-        output=$out "${extra[@]}"
-      [ -f "$out/eval-test/metrics.json" ] || $tt eval --config "$out/eval.yaml"
+      [ -f "$out/eval-test/metrics.json" ] && continue
+      echo "$tt train --resume --config configs/teamtr_gsm8k.yaml model=$model agents=$n mode=$mode seed=$seed \
+output=$out $extra ${OVERRIDES:-} >> $out.log 2>&1 && $tt eval --config $out/eval.yaml ${EVAL_OVERRIDES:-} >> $out.log 2>&1"
     done
   done
-done
+done | xargs -d '\n' -P "${JOBS:-1}" -I{} bash -c {}

@@ -141,3 +141,18 @@ def test_resume_after_a_kill_gives_the_same_adapters(tmp_path, toy_task):
         b = load_file(resumed / "adapters" / role / "adapter_model.safetensors")
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert [r["step"] for r in _rows(resumed)] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("every", ["update", "stage"])
+def test_judge_counts_regressions_after_each_update_or_stage(tmp_path, toy_task, every):
+    out = teamtr.train(
+        _cfg(tmp_path, stages=2, judge_every=every), task=toy_task, eval_task=toy_task
+    )
+    rows = _rows(out)
+    judged = [r for r in rows if "accuracy" in r]
+    # two agents x two stages; judged after every update, or after each stage's last update
+    assert [r["step"] for r in judged] == ([1, 2, 3, 4] if every == "update" else [2, 4])
+    assert all(0 <= r["regressions"] <= 4 and 0.0 <= r["accuracy"] <= 1.0 for r in judged)
+    metrics = json.loads((out / "train_metrics.json").read_text())
+    assert metrics["regressions"] == sum(r["regressions"] for r in judged)
+    assert all(r["rollout_seconds"] > 0 and r["update_seconds"] > 0 for r in rows)

@@ -161,6 +161,7 @@ def train(
             rewards = torch.tensor(
                 [r + cfg.format_reward * f for r, f in zip(correct, readable, strict=True)]
             ).view(len(problems), G)
+            t1 = time.perf_counter()
             adv = group_advantages(rewards, cfg.policy.scale_advantages).flatten().tolist()
             batch = make_batch([c.prompt_ids for c in done], [c.tokens for c in done], adv, tok.pad_token_id)
             micro = cfg.policy.micro_batch
@@ -186,6 +187,7 @@ def train(
                 "loss": st["loss"],
                 "completion_tokens": sum(len(c.tokens) for c in done) / len(done),
                 "seconds": dt,
+                "rollout_seconds": t1 - t0,  # peers and leader sampling; the rest is scoring and the update
             }
             if eval_task and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
                 row["eval_accuracy"] = evaluate_leader(eval_task, prompts_for, leader, engine)

@@ -63,7 +63,8 @@ class TeamTRConfig:
     agents: int = 3  # 2: solver -> refiner; 3: solver -> critic -> refiner; 4: ... -> verifier
     mode: Literal["teamtr", "stale", "simultaneous", "single"] = "teamtr"
     task: TaskConfig = field(default_factory=lambda: TaskConfig(name="gsm8k", split="train"))
-    eval_task: TaskConfig | None = None  # greedy team accuracy and regressions after every update
+    eval_task: TaskConfig | None = None  # greedy team accuracy and regressions (see judge_every)
+    judge_every: Literal["update", "stage"] = "update"  # when to judge: after every agent update, or stage
     policy: PolicySettings = field(default_factory=lambda: PolicySettings(group_size=4))
     delta: float = 0.05  # per-agent trust region: mean token KL(pre-update || updated) on the fresh rollouts
     stages: int = 10
@@ -144,13 +145,17 @@ def adapter_params(model, role: str) -> list[torch.nn.Parameter]:
 
 
 def train(
-    cfg: TeamTRConfig, console: Console | None = None, stop_after: int | None = None, task: Task | None = None
+    cfg: TeamTRConfig,
+    console: Console | None = None,
+    stop_after: int | None = None,
+    task: Task | None = None,
+    eval_task: Task | None = None,
 ) -> Path:
     console = console or Console()
     out = run_folder(cfg.output, f"teamtr-{cfg.mode}", cfg)
     seed_everything(cfg.seed)
     task = task or load_task(cfg.task)
-    eval_task = load_task(cfg.eval_task) if cfg.eval_task else None
+    eval_task = eval_task or (load_task(cfg.eval_task) if cfg.eval_task else None)
     loaded = load_model(cfg.model, device=cfg.device, dtype="float32", seed=cfg.seed)
     roles = build_team(cfg, loaded)
     model, device, tok = loaded.model, loaded.device, loaded.tokenizer
@@ -200,12 +205,15 @@ def train(
                 task.problems, min(cfg.problems_per_stage, len(task.problems))
             )
             model.eval()
+            t_shared = time.perf_counter()
             shared = sample(problems) if cfg.mode in ("stale", "simultaneous") else None
+            shared_seconds = time.perf_counter() - t_shared  # counted with the stage's first update
             for k in range(updates):
                 role = train_roles[0] if cfg.mode == "single" else train_roles[k]
-                t0 = time.perf_counter()
+                t0 = time.perf_counter() - (shared_seconds if k == 0 else 0.0)
                 model.eval()
                 chains, adv = shared or sample(problems)  # teamtr and single: fresh rollouts for every update
+                t1 = time.perf_counter()
                 i = roles.index(role)
                 batch = make_batch(
                     [c.prompt_ids[i] for c in chains],
@@ -240,7 +248,8 @@ def train(
                     "optimiser_steps": st["steps"],
                     "trust_region_stop": st["stopped"],
                 }
-                if eval_task:
+                t2 = time.perf_counter()
+                if eval_task and (cfg.judge_every == "update" or k == updates - 1):
                     now = judge()
                     row["regressions"] = sum(a and not b for a, b in zip(correct, now, strict=True))
                     row["accuracy"] = sum(now) / len(now)
@@ -248,7 +257,7 @@ def train(
                     correct = now
                 dt = time.perf_counter() - t0
                 counters["seconds"] += dt
-                row["seconds"] = dt
+                row.update(seconds=dt, rollout_seconds=t1 - t0, update_seconds=t2 - t1)
                 log.write(row)
                 advance(accuracy=row.get("accuracy", row["reward"]), kl=row["kl"])
             counters["engine_calls"] = engine.calls
