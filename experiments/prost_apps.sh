@@ -19,8 +19,9 @@ for name in "${names[@]}"; do
   IFS=- read -r mode sched s <<<"$name"
   [ -f "$runs/$name/eval.yaml" ] || echo "$tt train --resume --config configs/prost_apps.yaml model=$model \
 mode=$mode curriculum.schedule=$sched seed=${s#s} output=$runs/$name >> $runs/$name.log 2>&1"
-done | xargs -P "$train_jobs" -I{} bash -c {}
+done | xargs -P "$train_jobs" -I{} bash -c {} || echo "some trainings failed (see their logs); evaluating the others"
 for name in "${names[@]}"; do
+  [ -f "$runs/$name/eval.yaml" ] || continue
   for split in dev:100 test_unseen:60; do
     [ -f "$runs/$name/eval-${split%:*}/metrics.json" ] || echo "$tt eval --config $runs/$name/eval.yaml \
 task.split=${split%:*} task.limit=${split#*:} output=$runs/$name/eval-${split%:*} >> $runs/$name.log 2>&1"

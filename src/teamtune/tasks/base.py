@@ -94,7 +94,11 @@ def load_hub(name: str, config: str | None, split: str) -> list[dict]:
     try:
         import datasets
     except ImportError:  # pragma: no cover - datasets is a dependency
-        raise DataError("reading a hub dataset needs the `datasets` package") from None
+        local = default_data_dir()
+        raise DataError(
+            f"no local copy of {name!r} was found (looked in {local or 'TEAMTUNE_DATA, shared/datasets'}), "
+            "and reading it from the hub needs the `datasets` package"
+        ) from None
     try:
         ds = datasets.load_dataset(name, config, split=split)
     except Exception as e:  # datasets raises many kinds; all mean the same to the user

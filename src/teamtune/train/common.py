@@ -78,6 +78,13 @@ def make_optimizer(model: torch.nn.Module, optim: OptimSettings, total_steps: in
     return opt, sched
 
 
+def release_cached_memory(device) -> None:
+    """Return the allocator's cached blocks to the GPU between steps, so that runs sharing one GPU see each
+    other's free memory (a step's peak stays reserved otherwise)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA (weights stay fp32); nothing elsewhere."""
     if device.type == "cuda":

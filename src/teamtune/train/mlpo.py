@@ -37,6 +37,7 @@ from .common import (
     RunLog,
     make_optimizer,
     make_trainable,
+    release_cached_memory,
     resume,
     run_folder,
     save_checkpoint,
@@ -192,6 +193,7 @@ def train(
             if eval_task and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
                 row["eval_accuracy"] = evaluate_leader(eval_task, prompts_for, leader, engine)
             log.write(row)
+            release_cached_memory(device)
             advance(reward=row["reward"], accuracy=row["accuracy"], kl=row["kl"], clip=row["clip_frac"])
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
                 save_checkpoint(out, step + 1, model, opt, sched, counters)

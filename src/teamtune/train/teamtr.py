@@ -39,6 +39,7 @@ from .common import (
     OptimSettings,
     RunLog,
     make_optimizer,
+    release_cached_memory,
     resume,
     run_folder,
     save_checkpoint,
@@ -259,6 +260,7 @@ def train(
                 counters["seconds"] += dt
                 row.update(seconds=dt, rollout_seconds=t1 - t0, update_seconds=t2 - t1)
                 log.write(row)
+                release_cached_memory(device)
                 advance(accuracy=row.get("accuracy", row["reward"]), kl=row["kl"])
             counters["engine_calls"] = engine.calls
             save_checkpoint(out, stage + 1, model, opts, scheds, counters)
