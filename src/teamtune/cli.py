@@ -180,6 +180,9 @@ def _train(args, console: Console) -> int:
                 f"{out} was trained with another config ({', '.join(changed[:5])} differ): resuming it with this "
                 "one would mix two runs; use the same config, or another output"
             )
+        if (out / "train_metrics.json").is_file():  # written last: the run is complete
+            console.print(f"{out} is already trained (train_metrics.json): nothing to resume")
+            return 0
     out = run(cfg, console)
     console.print(f"wrote {out}")
     return 0
