@@ -241,9 +241,11 @@ def test_cli_train_refuses_to_overwrite_and_names_bad_data(tmp_path, capsys):
     # resuming a run with another config would mix two runs: refused, naming what changed
     assert main(["train", "--resume", "--config", str(cfg), "epochs=2", f"output={tmp_path / 'r'}"]) == 2
     assert "epochs differ" in " ".join(capsys.readouterr().out.split())
-    assert (
-        main(["train", "--resume", "--config", str(cfg), f"output={tmp_path / 'r'}"]) == 0
-    )  # same config: fine
+    # same config on a finished run: left as it is (not trained again from its last checkpoint)
+    before = (tmp_path / "r" / "train_metrics.json").read_text()
+    assert main(["train", "--resume", "--config", str(cfg), f"output={tmp_path / 'r'}"]) == 0
+    assert "already trained" in " ".join(capsys.readouterr().out.split())
+    assert (tmp_path / "r" / "train_metrics.json").read_text() == before
     assert main(["train", "--config", str(tmp_path / "none.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().out
 
