@@ -96,9 +96,12 @@ def main() -> None:
         w, st, key = setup((True, 0.7, 0.95))
         base = step_ms(dec, w, st, key, steps)
         print(f"captured step, top-p 0.95: {base:.3f} ms (batch {args.batch}, cache {args.prompt + args.new})")
+        plain = {}  # the temperature-only step: compiled below (inductor fails on the top-p cumsum)
         for label, sampling in (("temperature only", (True, 0.7, 1.0)), ("greedy", (False, 1.0, 1.0))):
             w2, st2, key2 = setup(sampling)
             ms = step_ms(dec, w2, st2, key2, steps)
+            if label == "temperature only":
+                plain = dict(state=(w2, st2, key2), ms=ms)
             print(f"captured step, {label}: {ms:.3f} ms ({base / ms:.2f}x)")
             records.append(
                 record(
@@ -130,23 +133,28 @@ def main() -> None:
             )
         )
         if not args.no_compile:
+            # the temperature-only step (top-p 0.95 failed to compile on 2026-11-23: inductor's split scan of the
+            # cumsum over 49,152 words), compiled, then captured as a graph like the plain one
             t0 = time.perf_counter()
-            compiled = torch.compile(lambda: dec._step(w, st, key), fullgraph=True, dynamic=False)
+            w2, st2, key2 = plain["state"]
+            compiled = torch.compile(lambda: dec._step(w2, st2, key2), fullgraph=True, dynamic=False)
             try:
-                ms = step_ms(dec, w, st, key, steps, compiled)
+                ms = step_ms(dec, w2, st2, key2, steps, compiled)
             except Exception as e:  # report, do not hide: the figure is then missing
                 print(f"compiled step failed: {type(e).__name__}: {str(e)[:400]}")
             else:
-                print(f"compiled + captured step: {ms:.3f} ms ({base / ms:.2f}x; {time.perf_counter() - t0:.0f} s)")
+                took = time.perf_counter() - t0
+                print(f"compiled + captured step, temperature only: {ms:.3f} ms ({plain['ms'] / ms:.2f}x; {took:.0f} s)")
                 records.append(
                     record(
-                        "decode step, torch.compile then captured",
+                        "decode step, temperature only, torch.compile then captured",
                         dev,
                         ms,
                         "ms/step",
-                        "captured step, top-p 0.95",
-                        base,
-                        speedup=base / ms,
+                        "captured step, temperature only",
+                        plain["ms"],
+                        speedup=plain["ms"] / ms,
+                        compile_seconds=took,
                     )
                 )
     save_records(args.out, records)
