@@ -12,6 +12,7 @@ Random weights of the model's shape; the cache holds `--prompt` + `--new` positi
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections import defaultdict
 
@@ -25,17 +26,7 @@ from common import device_name, record, save_records
 
 def step_ms(dec: FastDecoder, w, st: _State, key: _Key, steps: int, step_fn=None) -> float:
     """Mean ms of a captured decode step (`step_fn`: the step to capture instead of fastgen's own)."""
-    if step_fn is None:
-        graph = dec._capture(w, st, key)
-    else:
-        st.cur.fill_(key.prompt)
-        for _ in range(3):  # compilation and warm-up, outside the graph
-            step_fn()
-            st.cur.fill_(key.prompt)
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            step_fn()
+    graph = dec._capture(step_fn or functools.partial(dec._step, w, st, key), st, key)
     st.cur.fill_(key.prompt)
     torch.cuda.synchronize()
     t0 = time.perf_counter()

@@ -163,3 +163,15 @@ def test_one_decoder_follows_the_model_it_is_given(tiny):
     a, b = dec.generate(tiny.model, ids, [None], **kw), dec.generate(other.model, ids, [None], **kw)
     assert a == fastgen.FastDecoder().generate(tiny.model, ids, [None], **kw)
     assert b == fastgen.FastDecoder().generate(other.model, ids, [None], **kw) != a
+
+
+def test_compiled_step_gives_the_same_greedy_tokens(tiny, monkeypatch):
+    reqs = [req(p) for p in PROMPTS]
+    plain = Engine(tiny, fast=True).generate(reqs, GREEDY)
+    monkeypatch.setenv("TEAMTUNE_COMPILE_DECODE", "1")
+    engine = Engine(tiny, fast=True)
+    assert engine._decoder.compile_step
+    torch._dynamo.reset()
+    compiled = engine.generate(reqs, GREEDY)
+    assert [c.tokens for c in compiled] == [c.tokens for c in plain]
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # the step did go through torch.compile

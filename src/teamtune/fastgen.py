@@ -9,6 +9,7 @@ and greedy tokens against transformers on the same weights.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -204,11 +205,17 @@ class _State:
 
 
 class FastDecoder:
-    """Generates for a batch of token-id prompts on one model; rows may use different LoRA adapters."""
+    """Generates for a batch of token-id prompts on one model; rows may use different LoRA adapters.
 
-    def __init__(self):
-        # the last shape's buffers and graph, with the model they read (held, so it is the same object)
-        self._cached: tuple[_Key, object, _Weights, _State, torch.cuda.CUDAGraph | None] | None = None
+    `compile_step`: run the decode step through `torch.compile` (fused kernels; on CUDA then captured as a graph),
+    for greedy and temperature-only sampling (inductor cannot compile the top-p cumsum in torch 2.11). Each new
+    shape compiles afresh (some 30 s on a GPU), so it pays for long runs of one shape.
+    """
+
+    def __init__(self, compile_step: bool = False):
+        self.compile_step = compile_step
+        # the last shape's buffers, step and graph, with the model they read (held, so it is the same object)
+        self._cached: tuple | None = None
 
     @torch.inference_mode()
     def generate(
@@ -245,9 +252,12 @@ class FastDecoder:
             self._cached = None  # free the old buffers and graph first
             w = _Weights(model, names)
             st = _State(w, len(prompts), prompt_len, max_new_tokens, pad, eos)
-            graph = self._capture(w, st, key) if dev.type == "cuda" else None
-            self._cached = (key, model, w, st, graph)
-        _, _, w, st, graph = self._cached
+            step = functools.partial(self._step, w, st, key)
+            if self.compile_step and (not do_sample or top_p >= 1):
+                step = torch.compile(step, fullgraph=True, dynamic=False)
+            graph = self._capture(step, st, key) if dev.type == "cuda" else None
+            self._cached = (key, model, w, st, step, graph)
+        _, _, w, st, step, graph = self._cached
         w.refresh()
         if seed is not None:
             torch.manual_seed(seed)
@@ -263,7 +273,7 @@ class FastDecoder:
         steps = 1
         while steps < max_new_tokens:
             for _ in range(min(CHECK_EVERY, max_new_tokens - steps)):
-                graph.replay() if graph is not None else self._step(w, st, key)
+                graph.replay() if graph is not None else step()
                 steps += 1
             if stopped is not None:
                 self._check_stops(st, steps, stopped, lengths)
@@ -344,16 +354,16 @@ class FastDecoder:
         st.tokens.copy_(nxt)
         st.cur += 1
 
-    def _capture(self, w: _Weights, st: _State, key: _Key) -> torch.cuda.CUDAGraph:
-        st.cur.fill_(key.prompt)  # warm-up steps write where the first real step will write again
+    def _capture(self, step: Callable[[], None], st: _State, key: _Key) -> torch.cuda.CUDAGraph:
+        st.cur.fill_(key.prompt)  # warm-up steps (and compilation) write where the first real step will again
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            for _ in range(2):
-                self._step(w, st, key)
+            for _ in range(3):
+                step()
                 st.cur.fill_(key.prompt)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self._step(w, st, key)
+            step()
         return graph
