@@ -12,7 +12,6 @@ Random weights of the model's shape; the cache holds `--prompt` + `--new` positi
 from __future__ import annotations
 
 import argparse
-import functools
 import time
 from collections import defaultdict
 
@@ -24,9 +23,9 @@ from teamtune.models import load_model
 from common import device_name, record, save_records
 
 
-def step_ms(dec: FastDecoder, w, st: _State, key: _Key, steps: int, step_fn=None) -> float:
-    """Mean ms of a captured decode step (`step_fn`: the step to capture instead of fastgen's own)."""
-    graph = dec._capture(step_fn or functools.partial(dec._step, w, st, key), st, key)
+def step_ms(dec: FastDecoder, w, st: _State, key: _Key, steps: int) -> float:
+    """Mean ms of the decode step as `dec` captures it (compiled first when `dec.compile_step`)."""
+    graph = dec._capture(dec._step_fn(w, st, key), st, key)
     st.cur.fill_(key.prompt)
     torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -86,13 +85,14 @@ def main() -> None:
     with torch.inference_mode():
         w, st, key = setup((True, 0.7, 0.95))
         base = step_ms(dec, w, st, key, steps)
-        print(f"captured step, top-p 0.95: {base:.3f} ms (batch {args.batch}, cache {args.prompt + args.new})")
-        plain = {}  # the temperature-only step: compiled below (inductor fails on the top-p cumsum)
+        print(
+            f"captured step, top-p 0.95: {base:.3f} ms (batch {args.batch}, cache {args.prompt + args.new})"
+        )
+        plain = {}  # per sampler label: its buffers and ms, for the compiled step below
         for label, sampling in (("temperature only", (True, 0.7, 1.0)), ("greedy", (False, 1.0, 1.0))):
-            w2, st2, key2 = setup(sampling)
-            ms = step_ms(dec, w2, st2, key2, steps)
-            if label == "temperature only":
-                plain = dict(state=(w2, st2, key2), ms=ms)
+            state = setup(sampling)
+            ms = step_ms(dec, *state, steps)
+            plain[label] = (state, ms)
             print(f"captured step, {label}: {ms:.3f} ms ({base / ms:.2f}x)")
             records.append(
                 record(
@@ -127,15 +127,16 @@ def main() -> None:
             # the temperature-only step (top-p 0.95 failed to compile on 2026-11-23: inductor's split scan of the
             # cumsum over 49,152 words), compiled, then captured as a graph like the plain one
             t0 = time.perf_counter()
-            w2, st2, key2 = plain["state"]
-            compiled = torch.compile(lambda: dec._step(w2, st2, key2), fullgraph=True, dynamic=False)
+            state, plain_ms = plain["temperature only"]
             try:
-                ms = step_ms(dec, w2, st2, key2, steps, compiled)
+                ms = step_ms(FastDecoder(compile_step=True), *state, steps)
             except Exception as e:  # report, do not hide: the figure is then missing
                 print(f"compiled step failed: {type(e).__name__}: {str(e)[:400]}")
             else:
                 took = time.perf_counter() - t0
-                print(f"compiled + captured step, temperature only: {ms:.3f} ms ({plain['ms'] / ms:.2f}x; {took:.0f} s)")
+                print(
+                    f"compiled + captured step, temperature only: {ms:.3f} ms ({plain_ms / ms:.2f}x; {took:.0f} s)"
+                )
                 records.append(
                     record(
                         "decode step, temperature only, torch.compile then captured",
@@ -143,8 +144,8 @@ def main() -> None:
                         ms,
                         "ms/step",
                         "captured step, temperature only",
-                        plain["ms"],
-                        speedup=plain["ms"] / ms,
+                        plain_ms,
+                        speedup=plain_ms / ms,
                         compile_seconds=took,
                     )
                 )

@@ -145,9 +145,7 @@ def test_resume_after_a_kill_gives_the_same_adapters(tmp_path, toy_task):
 
 @pytest.mark.parametrize("every", ["update", "stage"])
 def test_judge_counts_regressions_after_each_update_or_stage(tmp_path, toy_task, every):
-    out = teamtr.train(
-        _cfg(tmp_path, stages=2, judge_every=every), task=toy_task, eval_task=toy_task
-    )
+    out = teamtr.train(_cfg(tmp_path, stages=2, judge_every=every), task=toy_task, eval_task=toy_task)
     rows = _rows(out)
     judged = [r for r in rows if "accuracy" in r]
     # two agents x two stages; judged after every update, or after each stage's last update
