@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The TeamTR comparison of RESULTS.md: TeamTR vs stale-occupancy sequential vs simultaneous vs a single agent
 # with the same number of updates, for teams of 2, 3 and 4 agents, per seed; then each trained team on the
-# GSM8K test split. TASK=bbh switches to BBH boolean_expressions (held-out 60%).
+# GSM8K test split. TASK=bbh switches to BBH boolean_expressions (held-out 60%, 3-shot prompts).
 # usage: [TASK=gsm8k] [AGENTS="2 3 4"] [MODES="teamtr stale simultaneous single"] [JOBS=1] \
 #        [OVERRIDES="stages=3"] [EVAL_OVERRIDES="task.limit=300"] experiments/teamtr.sh MODEL RUNS_DIR SEED...
 # (TEAMTUNE: the command; JOBS runs that many trainings, each followed by its evaluation, at once)
@@ -11,8 +11,8 @@ shift 2
 tt=${TEAMTUNE:-teamtune}
 task=${TASK:-gsm8k}
 extra=""
-[ "$task" = bbh ] && extra="'task={name: bbh, subset: boolean_expressions, split: train}' \
-'eval_task={name: bbh, subset: boolean_expressions, split: test, limit: 64}'"
+[ "$task" = bbh ] && extra="'task={name: bbh, subset: boolean_expressions, split: train, shots: 3}' \
+'eval_task={name: bbh, subset: boolean_expressions, split: test, shots: 3, limit: 64}'"
 mkdir -p "$runs"
 for seed in "$@"; do
   for n in ${AGENTS:-2 3 4}; do

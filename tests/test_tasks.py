@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 
@@ -60,6 +61,28 @@ def test_bbh_split_and_exact_match(data_dir):
     date = next(p for p in everything.problems if p.meta["subtask"] == "date_understanding")
     assert date.answer.startswith("(") and everything.extract("So the answer is (B) 12/25/1937.") == "(B)"
     assert normalize("False.") == "false" and normalize("(c)") != "(C)"
+
+
+def test_bbh_shots_prompt_and_trim(data_dir, tmp_path):
+    kw = dict(name="bbh", source=str(data_dir / "bbh"), subset="boolean_expressions", split="test")
+    zero, three = load_task(TaskConfig(**kw)), load_task(TaskConfig(shots=3, **kw))
+    p0, p3 = zero.problems[0], three.problems[0]
+    assert p0.id == p3.id and p0.question == p3.question
+    assert three.prompt(p3).startswith("Evaluate the result of a random Boolean expression.\n\nQ: ")
+    assert three.prompt(p3).count("\nQ: ") == 4 and "canary" not in three.prompt(p3)
+    assert three.prompt(p3).endswith(f"Q: {p3.question}\nA: Let's think step by step.")
+    one = load_task(TaskConfig(shots=1, **kw))
+    assert one.prompt(one.problems[0]).count("\nQ: ") == 2
+    assert zero.prompt(p0).endswith("The answer is X.'")
+    # a completion that runs on into a question of its own: only the first part answers
+    text = "not False = True. So the answer is True.\n\nQ: True and False is\nA: So the answer is False."
+    assert three.trim(text) == "not False = True. So the answer is True." and three.extract(text) == "true"
+    with pytest.raises(ValueError, match="only for bbh"):
+        TaskConfig(name="gsm8k", shots=3).validate()
+    (tmp_path / "tasks").mkdir()
+    shutil.copy(data_dir / "bbh" / "tasks" / "boolean_expressions.json", tmp_path / "tasks")
+    with pytest.raises(DataError, match="cot-prompts"):
+        load_task(TaskConfig(**{**kw, "source": str(tmp_path)}, shots=3))
 
 
 def test_mmlu_records(tmp_path):

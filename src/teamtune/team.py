@@ -117,7 +117,7 @@ class Team:
     def _pipeline(self, task: Task, problems: list[Problem], episodes: list[Episode]) -> None:
         for step, agent in enumerate(self.agents, 1):
             calls = [
-                (agent, pipeline_prompt(task.prompt(p), ep.turns, agent.name))
+                (agent, pipeline_prompt(task.prompt(p), ep.turns, agent.name, task.trim))
                 for p, ep in zip(problems, episodes, strict=True)
             ]
             self._stage(calls, episodes, step, agent.name)
@@ -140,6 +140,7 @@ def peer_answers(
                 calls.append((peer, task.prompt(p) if r == 1 else revise_prompt(task.prompt(p), others)))
                 owners.append(i)
         texts = stage(calls, owners, r, f"peers round {r}")
+        texts = [task.trim(t) for t in texts]
         answers = [texts[i * k : (i + 1) * k] for i in range(len(problems))]
     return answers
 
@@ -169,8 +170,9 @@ def revise_prompt(problem: str, others: list[str]) -> str:
     )
 
 
-def pipeline_prompt(problem: str, turns: list[Turn], role: str) -> str:
+def pipeline_prompt(problem: str, turns: list[Turn], role: str, trim=str) -> str:
+    """What `role` reads: the problem and the earlier agents' turns (each cut by `trim`, e.g. Task.trim)."""
     if not turns:
         return problem
-    body = "\n\n".join(f"### {t.agent}\n{t.text}" for t in turns)
+    body = "\n\n".join(f"### {t.agent}\n{trim(t.text)}" for t in turns)
     return f"{problem}\n\nThe team's work so far:\n\n{body}\n\nYou are the {role}. Do your part now."

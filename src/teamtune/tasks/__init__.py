@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,12 +29,15 @@ class TaskConfig:
     subset: str | None = None  # BBH task names (comma separated; default all 27) or an MMLU subject
     limit: int | None = None  # keep the first N problems (after shuffling when shuffle_seed is set)
     shuffle_seed: int | None = None
+    shots: int = 0  # BBH: worked examples (0-3) from cot-prompts/<task>.txt before each question, as in the paper
 
     def validate(self) -> None:
         if self.name not in TASKS and self.name != "apps":
             raise ValueError(f"unknown task {self.name!r} (known: {', '.join(TASKS)})")
         if self.limit is not None and self.limit < 1:
             raise ValueError("limit must be at least 1")
+        if not 0 <= self.shots <= 3 or (self.shots and self.name != "bbh"):
+            raise ValueError("shots is 0-3 and only for bbh (its 3-shot chain-of-thought prompts)")
 
 
 def load_task(cfg: TaskConfig) -> Task:
@@ -112,6 +116,7 @@ def _bbh_problems(cfg: TaskConfig) -> list[Problem]:
         )
     problems = []
     for task in names:
+        shots = _bbh_shots(root, task, cfg.shots) if cfg.shots else ""
         if root is None:
             examples = [
                 (f"{cfg.source or BBH.hub[0]}/{task}[{i}]", r)
@@ -130,8 +135,25 @@ def _bbh_problems(cfg: TaskConfig) -> list[Problem]:
             raise DataError(str(e)) from None
         for i, (where, rec) in chosen:
             check_record(rec, BBH.fields, where)
-            problems.append(_problem(BBH.problem, where, rec, i, task))
+            problems.append(_problem(BBH.problem, where, rec, i, task, shots))
     return problems
+
+
+def _bbh_shots(root: Path | None, task: str, n: int) -> str:
+    """The task's description and first `n` worked examples from BBH's cot-prompts/<task>.txt."""
+    folder = root.parent / "cot-prompts" if root is not None else None
+    path = folder / f"{task}.txt" if folder is not None else None
+    if path is None or not path.is_file():
+        raise DataError(
+            f"shots={n} needs BBH's chain-of-thought prompts: {path or 'cot-prompts/<task>.txt'} not found "
+            "(get cot-prompts/ from github.com/suzgunmirac/BIG-Bench-Hard and set task.source to the folder "
+            "holding tasks/ and cot-prompts/)"
+        )
+    text = path.read_text(encoding="utf-8").split("-----", 1)[-1].strip()
+    head, *examples = re.split(r"\n\n(?=Q: )", text)
+    if len(examples) < n:
+        raise DataError(f"{path}: has {len(examples)} worked examples, shots={n} asks for more")
+    return "\n\n".join([head, *examples[:n]])
 
 
 def _bbh_file(path: Path) -> list[tuple[str, dict]]:

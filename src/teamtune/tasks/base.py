@@ -42,6 +42,10 @@ class Task:
         """The canonical answer written in `text`, or None."""
         raise NotImplementedError
 
+    def trim(self, text: str) -> str:
+        """The part of a completion that answers this problem (what other agents are shown)."""
+        return text
+
     def is_correct(self, predicted: str | None, problem: Problem) -> bool:
         return predicted is not None and predicted == problem.answer
 

@@ -37,16 +37,28 @@ class BBH(Task):
     hub = ("lukaemon/bbh", None)
 
     @classmethod
-    def problem(cls, rec: dict, index: int, subtask: str = "") -> Problem:
+    def problem(cls, rec: dict, index: int, subtask: str = "", shots: str = "") -> Problem:
+        meta = {"subtask": subtask, "shots": shots} if shots else {"subtask": subtask}
         return Problem(
             id=f"bbh-{subtask}-{index}",
             question=rec["input"],
             answer=normalize(rec["target"]),
-            meta={"subtask": subtask},
+            meta=meta,
         )
 
+    def prompt(self, problem: Problem) -> str:
+        """Zero-shot: question + instruction; with shots, BBH's own format (examples, then Q:/A:)."""
+        shots = problem.meta.get("shots")
+        if not shots:
+            return super().prompt(problem)
+        return f"{shots}\n\nQ: {problem.question}\nA: Let's think step by step."
+
+    def trim(self, text: str) -> str:
+        """Up to where a few-shot completion starts a question of its own ("Q: ...")."""
+        return re.split(r"\n\s*Q: ", text, maxsplit=1)[0]
+
     def extract(self, text: str) -> str | None:
-        span = last_answer_span(text)
+        span = last_answer_span(self.trim(text))
         if span is None:
             return None
         span = span.split("\n")[0]

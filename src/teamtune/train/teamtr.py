@@ -106,7 +106,7 @@ def rollout(agents: list[Agent], task: Task, problems: list[Problem], g: int) ->
     """`g` independent chains per problem through the pipeline, each agent one batched stage."""
     chains = [Chain(i) for i in range(len(problems)) for _ in range(g)]
     for agent in agents:
-        prompts = [pipeline_prompt(task.prompt(problems[c.problem]), c.turns, agent.name) for c in chains]
+        prompts = [pipeline_prompt(task.prompt(problems[c.problem]), c.turns, agent.name, task.trim) for c in chains]
         for c, done in zip(chains, run_calls([(agent, p) for p in prompts], agent.name), strict=True):
             c.turns.append(Turn(agent.name, len(c.turns) + 1, [], done.text, done.finish, done.cost))
             c.prompt_ids.append(done.prompt_ids)
@@ -286,7 +286,7 @@ def write_eval_config(cfg: TeamTRConfig, out: Path, roles: list[str]) -> None:
         "seed": cfg.seed,
     }
     ev = {
-        "task": {"name": cfg.task.name, "subset": cfg.task.subset, "split": "test"},
+        "task": {"name": cfg.task.name, "subset": cfg.task.subset, "shots": cfg.task.shots, "split": "test"},
         "team": team,
         "method": f"teamtr-{cfg.mode}" if cfg.mode != "teamtr" else "teamtr",
         "label": f"{len(roles)} agent(s), {cfg.mode}",
