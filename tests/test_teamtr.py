@@ -71,6 +71,17 @@ def test_stale_mode_reuses_one_rollout_batch(tmp_path, monkeypatch, toy_task):
     assert json.loads((out / "train_metrics.json").read_text())["rollouts"] == 2 * 4
 
 
+def test_stale_and_simultaneous_are_one_procedure_with_per_agent_adapters(tmp_path, toy_task):
+    # each agent's loss on fixed rollouts does not depend on the other adapters: same updates (docs say so)
+    a = teamtr.train(_cfg(tmp_path, "stale", mode="stale"), task=toy_task)
+    b = teamtr.train(_cfg(tmp_path, "simultaneous", mode="simultaneous"), task=toy_task)
+    for role in ("solver", "refiner"):
+        wa = load_file(a / "adapters" / role / "adapter_model.safetensors")
+        wb = load_file(b / "adapters" / role / "adapter_model.safetensors")
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+        assert any(float(wa[k].abs().sum()) > 0 for k in wa if "lora_B" in k)  # and they did move
+
+
 def test_trust_region_stops_an_update_past_delta(tmp_path, toy_task):
     out = teamtr.train(_cfg(tmp_path, delta=1e-12), task=toy_task)
     rows = _rows(out)

@@ -10,7 +10,9 @@ Algorithm (one stage; `mode: teamtr`):
        the update;
   then the next agent, on rollouts sampled after this update.
 Baselines (`mode`): `stale` (rollouts sampled once per stage and re-used for every agent), `simultaneous`
-(every agent updated from one rollout batch) and `single` (one agent, the same number of updates).
+(every agent updated from one rollout batch) and `single` (one agent, the same number of updates). With one
+adapter per agent, `stale` and `simultaneous` run the same updates (an agent's loss on fixed rollouts does not
+depend on the other adapters); both names are kept for the paper's two baselines.
 Every agent has its own LoRA adapter on one shared base. Plug-and-play: `init_adapters` starts agents from
 trained adapters and `train_agents` names the agents to update (re-run one agent's stage after a swap).
 """
