@@ -108,7 +108,9 @@ def rollout(agents: list[Agent], task: Task, problems: list[Problem], g: int) ->
     """`g` independent chains per problem through the pipeline, each agent one batched stage."""
     chains = [Chain(i) for i in range(len(problems)) for _ in range(g)]
     for agent in agents:
-        prompts = [pipeline_prompt(task.prompt(problems[c.problem]), c.turns, agent.name, task.trim) for c in chains]
+        prompts = [
+            pipeline_prompt(task.prompt(problems[c.problem]), c.turns, agent.name, task.trim) for c in chains
+        ]
         for c, done in zip(chains, run_calls([(agent, p) for p in prompts], agent.name), strict=True):
             c.turns.append(Turn(agent.name, len(c.turns) + 1, [], done.text, done.finish, done.cost))
             c.prompt_ids.append(done.prompt_ids)
