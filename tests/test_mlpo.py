@@ -108,9 +108,9 @@ def test_leader_without_team_and_multi_round_peers(tmp_path, toy_task, monkeypat
     prompts = []
     real = mlpo.run_calls
 
-    def spy(calls, desc):
+    def spy(calls, desc, stop=()):
         prompts.extend((desc, p) for _, p in calls)
-        return real(calls, desc)
+        return real(calls, desc, stop)
 
     monkeypatch.setattr(mlpo, "run_calls", spy)
     mlpo.train(_cfg(tmp_path, with_team=False), task=toy_task)

@@ -113,3 +113,24 @@ def test_adapters_share_one_base(tmp_path, toy):
     mixed = [c.text for c in eng.generate(reqs, greedy)]
     alone = [eng.generate([r], greedy)[0].text for r in reqs]
     assert mixed == alone and len(set(mixed)) == 3  # and the three roles really differ
+
+
+def test_a_tasks_stop_strings_reach_every_generation(pool, toy, monkeypatch):
+    from teamtune.tasks.bbh import BBH
+
+    t = team(pool, "leader", ["peer", "leader"], peers=2)
+    engine = t.agents[0].engine
+    seen, real = [], engine.generate
+
+    def spy(requests, sampling, desc=""):
+        seen.append(list(sampling.stop))
+        return real(requests, sampling, desc)
+
+    monkeypatch.setattr(engine, "generate", spy)
+    bbh = BBH([Problem("b1", "not True is", "false")], split="toy")
+    t.run(bbh)
+    assert seen == [["\nQ: "], ["\nQ: "]]  # the peers' stage and the leader's
+    assert SHORT.stop == [] and t.agents[0].sampling.stop == []  # the agents' own configs stay as they were
+    seen.clear()
+    t.run(toy)  # GSM8K has none
+    assert seen == [[], []]

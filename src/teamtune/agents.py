@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from peft import PeftModel
@@ -110,15 +111,22 @@ class ModelPool:
         )
 
 
-def run_calls(calls: list[tuple[Agent, str | list[dict]]], desc: str) -> list[Completion]:
-    """Run (agent, user message or conversation) calls, one batched generate per base model and sampling."""
+def run_calls(
+    calls: list[tuple[Agent, str | list[dict]]], desc: str, stop: Sequence[str] = ()
+) -> list[Completion]:
+    """Run (agent, user message or conversation) calls, one batched generate per base model and sampling.
+
+    `stop`: stop strings added to every agent's own (a task's, e.g. `Task.stop`)."""
     groups: dict[tuple, list[int]] = {}
     for i, (agent, _) in enumerate(calls):
         groups.setdefault((id(agent.engine), agent.sampling.key()), []).append(i)
     out: list[Completion | None] = [None] * len(calls)
     for idx in groups.values():
         agent0 = calls[idx[0]][0]
-        done = agent0.engine.generate([calls[i][0].request(calls[i][1]) for i in idx], agent0.sampling, desc)
+        sampling = agent0.sampling
+        if stop:
+            sampling = replace(sampling, stop=[*sampling.stop, *(x for x in stop if x not in sampling.stop)])
+        done = agent0.engine.generate([calls[i][0].request(calls[i][1]) for i in idx], sampling, desc)
         for i, c in zip(idx, done, strict=True):
             out[i] = c
     return out  # type: ignore[return-value]

@@ -67,10 +67,12 @@ class Team:
         self.cfg = cfg
         self.pool = pool or ModelPool(cfg.device, cfg.dtype, cfg.batch_size, cfg.seed)
         self.agents = [self.pool.agent(a, cfg.model) for a in cfg.agents]
+        self._stop: tuple[str, ...] = ()  # the task's stop strings, for the run under way
 
     def run(self, task: Task, problems: list[Problem] | None = None) -> list[Episode]:
         problems = task.problems if problems is None else problems
         episodes = [Episode(problem_id=p.id, question=p.question, gold=p.answer) for p in problems]
+        self._stop = task.stop
         getattr(self, f"_{self.cfg.layout}")(task, problems, episodes)
         for ep, p in zip(episodes, problems, strict=True):
             if ep.answer is None and ep.turns:
@@ -83,7 +85,7 @@ class Team:
         self, calls: list[tuple[Agent, str]], owners: list[Episode], round_: int, desc: str
     ) -> list[str]:
         """Run one stage and append each call's turn to its episode; returns the texts."""
-        done = run_calls(calls, desc)
+        done = run_calls(calls, desc, self._stop)
         for (agent, user), ep, c in zip(calls, owners, done, strict=True):
             msgs = agent.request(user).messages
             ep.turns.append(

@@ -30,6 +30,7 @@ class Task:
 
     name = "task"
     instruction = ANSWER_INSTRUCTION
+    stop: tuple[str, ...] = ()  # stop strings for every generation on this task (after the agents' own)
 
     def __init__(self, problems: list[Problem], split: str):
         self.problems = problems

@@ -35,6 +35,7 @@ class BBH(Task):
     name = "bbh"
     fields = ("input", "target")
     hub = ("lukaemon/bbh", None)
+    stop = ("\nQ: ",)  # a completion that starts a question of its own is done (see `trim`)
 
     @classmethod
     def problem(cls, rec: dict, index: int, subtask: str = "", shots: str = "") -> Problem:

@@ -133,7 +133,7 @@ def train(
     tok = loaded.tokenizer
 
     def stage(calls, owners, r, desc):
-        done = run_calls(calls, desc)
+        done = run_calls(calls, desc, task.stop)
         counters["rollout_tokens"] += sum(c.cost.generated_tokens for c in done)
         counters["rollout_flops"] += sum(c.cost.flops for c in done)
         return [c.text for c in done]
@@ -154,7 +154,7 @@ def train(
             model.eval()
             prompts = prompts_for(problems)
             calls = [(leader, prompts[i]) for i in range(len(problems)) for _ in range(G)]
-            done = run_calls(calls, "leader")
+            done = run_calls(calls, "leader", task.stop)
             counters["rollout_tokens"] += sum(c.cost.generated_tokens for c in done)
             counters["rollout_flops"] += sum(c.cost.flops for c in done)
             correct = [task.reward(c.text, problems[j // G]) for j, c in enumerate(done)]
@@ -218,7 +218,7 @@ def evaluate_leader(task, prompts_for, leader: Agent, engine: Engine) -> float:
         leader.adapter,
     )
     prompts = prompts_for(task.problems)
-    done = run_calls([(greedy, p) for p in prompts], "eval leader")
+    done = run_calls([(greedy, p) for p in prompts], "eval leader", task.stop)
     return sum(task.reward(c.text, p) for c, p in zip(done, task.problems, strict=True)) / len(task.problems)
 
 

@@ -111,7 +111,9 @@ def rollout(agents: list[Agent], task: Task, problems: list[Problem], g: int) ->
         prompts = [
             pipeline_prompt(task.prompt(problems[c.problem]), c.turns, agent.name, task.trim) for c in chains
         ]
-        for c, done in zip(chains, run_calls([(agent, p) for p in prompts], agent.name), strict=True):
+        for c, done in zip(
+            chains, run_calls([(agent, p) for p in prompts], agent.name, task.stop), strict=True
+        ):
             c.turns.append(Turn(agent.name, len(c.turns) + 1, [], done.text, done.finish, done.cost))
             c.prompt_ids.append(done.prompt_ids)
             c.tokens.append(done.tokens)
