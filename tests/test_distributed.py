@@ -57,3 +57,61 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path):
     assert any(float(b[k].abs().sum()) > 0 for k in b if "lora_B" in k)
     rows = [json.loads(x) for x in (tmp_path / "ddp" / "agent" / "log.jsonl").read_text().splitlines()]
     assert len(rows) == json.loads((one / "agent" / "train_metrics.json").read_text())["steps"]
+
+
+MLPO_SCRIPT = """
+import sys
+from teamtune.config import load_config
+from teamtune.tasks.base import Problem, Task
+from teamtune.train import mlpo
+
+
+class Even(Task):  # a reward a random model can earn: an answer of even length
+    name = "even"
+
+    def extract(self, text):
+        return text.strip() or None
+
+    def is_correct(self, predicted, problem):
+        return predicted is not None and len(predicted) % 2 == 0
+
+
+task = Even([Problem(f"p{i}", f"Write a word ({i}).", "") for i in range(8)], "train")
+mlpo.train(load_config(mlpo.MLPOConfig, None, sys.argv[1:]), task=task)
+"""
+
+
+def test_mlpo_two_gloo_processes_share_the_rollouts_and_end_with_identical_weights(tmp_path):
+    """MLPO under torchrun on the CPU: each rank rolls out half the problems, DDP averages the leader's grads."""
+    (tmp_path / "run_mlpo.py").write_text(MLPO_SCRIPT)
+    out = tmp_path / "ddp"
+    overrides = [
+        "model=tiny-random",
+        "device=cpu",
+        "peers=2",
+        "steps=2",
+        "problems_per_step=4",
+        "save_every=0",
+        f"output={out}",
+        "peer_sampling={max_new_tokens: 4, temperature: 1.0}",
+        "policy={group_size: 4, max_new_tokens: 6, micro_batch: 3, kl_coef: 0.1, temperature: 1.0}",
+        "optim={lr: 1.0e-2, schedule: constant, warmup_steps: 0}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519"]
+    done = subprocess.run(
+        [*cmd, str(tmp_path / "run_mlpo.py"), *overrides],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [(out / f"weights-rank{r}.sha256").read_text() for r in (0, 1)]
+    assert ranks[0] == ranks[1]  # the ranks saw different problems and samples: only averaged grads agree
+    leader = load_file(out / "leader" / "adapter_model.safetensors")
+    assert any(float(leader[k].abs().sum()) > 0 for k in leader if "lora_B" in k)
+    metrics = json.loads((out / "train_metrics.json").read_text())
+    assert metrics["problems"] == 2 * 4  # both ranks' shares counted: the whole of every step
+    rows = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(0 <= r["reward"] <= 1 for r in rows)

@@ -4,6 +4,7 @@ resume, the step log (log.jsonl + TensorBoard), saving the result the Hugging Fa
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from accelerate import Accelerator
 from peft import LoraConfig, PeftModel, get_peft_model
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -160,7 +162,7 @@ def resume(folder: Path, model, opt, sched, counters: dict, console: Console, un
     restored = load_checkpoint(ckpt, model, opt, sched)
     done = restored.pop("step")
     console.print(f"resuming from {ckpt} ({done} {unit}s done)")
-    return done, restored
+    return done, {**counters, **restored}  # a counter newer than the checkpoint starts from its initial value
 
 
 def run_folder(output: str | None, default: str, cfg=None) -> Path:
@@ -270,3 +272,17 @@ def step_bar(console: Console, desc: str, total: int, done: int, fields: list[st
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
+
+
+def accelerator(device: str) -> Accelerator:
+    """accelerate's view of this process: one process, or a rank of a torchrun / accelerate launch group."""
+    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    return Accelerator(cpu=cpu)
+
+
+def weights_digest(model) -> str:
+    h = hashlib.sha256()
+    for n, p in sorted(model.named_parameters()):
+        if p.requires_grad:
+            h.update(n.encode() + p.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()

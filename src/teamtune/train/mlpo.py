@@ -25,6 +25,7 @@ import torch
 from rich.console import Console
 
 from ..agents import ROLE_PROMPTS, Agent, AgentConfig, ModelPool, run_calls
+from ..config import ConfigError
 from ..costs import FlopModel
 from ..models import load_model
 from ..rollout import Engine, SamplingConfig
@@ -35,6 +36,7 @@ from .common import (
     LoraSettings,
     OptimSettings,
     RunLog,
+    accelerator,
     make_optimizer,
     make_trainable,
     release_cached_memory,
@@ -45,6 +47,7 @@ from .common import (
     seed_everything,
     step_bar,
     trainable_parameters,
+    weights_digest,
 )
 from .losses import group_advantages
 from .policy import PolicySettings, logprobs, make_batch, update, update_flops
@@ -90,6 +93,9 @@ def _peer_agents(cfg: MLPOConfig, engine: Engine, pool: ModelPool) -> list[Agent
     return [pool.agent(AgentConfig("peer", model=m, sampling=sampling), m) for m in models]
 
 
+SUMMED = ("rollout_tokens", "rollout_flops", "train_tokens", "train_flops", "problems")  # over ranks
+
+
 def train(
     cfg: MLPOConfig,
     console: Console | None = None,
@@ -97,18 +103,32 @@ def train(
     task: Task | None = None,
     pool: ModelPool | None = None,
 ) -> Path:
-    """Run MLPO; `task` and `pool` (for peers of their own models) replace those the config would build."""
+    """Run MLPO; `task` and `pool` (for peers of their own models) replace those the config would build.
+
+    Under `torchrun` / `accelerate launch` each process rolls out its share of every step's problems (peers and
+    leader) and DDP (gloo on CPU, NCCL on GPU) averages the leader's gradients; rank 0 logs, evaluates and saves.
+    """
+    acc = accelerator(cfg.device)
+    world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
+    if cfg.problems_per_step % world:
+        raise ConfigError(
+            f"problems_per_step ({cfg.problems_per_step}) must be a multiple of the {world} processes"
+        )
     console = console or Console()
-    out = run_folder(cfg.output, f"mlpo-{cfg.task.name}", cfg)
+    if not main:
+        console = Console(quiet=True)
+    out = run_folder(cfg.output, f"mlpo-{cfg.task.name}", cfg if main else None)
     seed_everything(cfg.seed)
     task = task or load_task(cfg.task)
-    eval_task = load_task(cfg.eval_task) if cfg.eval_task else None
-    loaded = load_model(cfg.model, device=cfg.device, dtype="float32", seed=cfg.seed)
+    eval_task = load_task(cfg.eval_task) if cfg.eval_task and main else None
+    device_name = str(acc.device) if world > 1 else cfg.device
+    loaded = load_model(cfg.model, device=device_name, dtype="float32", seed=cfg.seed)
     device = loaded.device
-    pool = pool or ModelPool(cfg.device, "auto", cfg.batch_size, cfg.seed)
+    pool = pool or ModelPool(device_name, "auto", cfg.batch_size, cfg.seed)
     model = make_trainable(loaded, cfg.finetune, cfg.lora)
     params = [p for p in model.parameters() if p.requires_grad]
-    engine = Engine(loaded, batch_size=cfg.batch_size, seed=cfg.seed)
+    dp = (acc, acc.prepare_model(model)) if world > 1 else None
+    engine = Engine(loaded, batch_size=cfg.batch_size, seed=cfg.seed + 1_000 * rank)  # ranks sample apart
     peers = _peer_agents(cfg, engine, pool)
     adapter = "default" if cfg.finetune == "lora" else None
     sampling = SamplingConfig(cfg.policy.max_new_tokens, temperature=cfg.policy.temperature, top_p=1.0)
@@ -123,13 +143,14 @@ def train(
         "train_tokens": 0,
         "train_flops": 0.0,
         "seconds": 0.0,
+        "problems": 0,
     }
     counters["engine_calls"] = 0
     start, counters = resume(out, model, opt, sched, counters, console, "step")
     engine.calls = counters["engine_calls"]
     adapter_size = trainable_parameters(model) if cfg.finetune == "lora" else 0
     fm = FlopModel.from_model(model, adapter_size)
-    log = RunLog(out, start)
+    log = RunLog(out, start) if main else None
     tok = loaded.tokenizer
 
     def stage(calls, owners, r, desc):
@@ -147,9 +168,10 @@ def train(
     with step_bar(console, "mlpo", cfg.steps, start, ["reward", "accuracy", "kl", "clip"]) as advance:
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
+            before = {k: counters[k] for k in SUMMED}
             problems = random.Random(cfg.seed * 1_000_003 + step).sample(
                 task.problems, min(cfg.problems_per_step, len(task.problems))
-            )
+            )[rank::world]  # this process's share (all of them in one process)
             G = cfg.policy.group_size
             model.eval()
             prompts = prompts_for(problems)
@@ -171,35 +193,60 @@ def train(
                 batch.ref_logp = logprobs(
                     ref_model or model, batch, micro, device, reference=ref_model is None
                 )
-            st = update(model, params, opt, sched, batch, cfg.policy, device)
+            st = update(model, params, opt, sched, batch, cfg.policy, device, dp=dp)
             dt = time.perf_counter() - t0
             counters["train_tokens"] += int(batch.attention.sum()) * cfg.policy.ppo_epochs
             forwards = 1 + (cfg.policy.kl_coef > 0)
             counters["train_flops"] += update_flops(fm, batch, cfg.policy, adapter_size, forwards)
+            counters["problems"] += len(problems)
             counters["seconds"] += dt
             counters["engine_calls"] = engine.calls
+            means = [
+                float(rewards.mean()),
+                sum(correct) / len(correct),
+                sum(readable) / len(readable),
+                sum(len(c.tokens) for c in done) / len(done),
+            ]
+            if dp is not None:  # every rank's share is the same size: the mean of the means is the mean
+                means = acc.reduce(torch.tensor(means, device=device), "mean").tolist()
+                totals = acc.reduce(
+                    torch.tensor(
+                        [counters[k] - before[k] for k in SUMMED], device=device, dtype=torch.float64
+                    ),
+                    "sum",
+                ).tolist()
+                counters.update(
+                    {k: type(before[k])(before[k] + v) for k, v in zip(SUMMED, totals, strict=True)}
+                )
             row = {
                 "step": step + 1,
-                "reward": float(rewards.mean()),
-                "accuracy": sum(correct) / len(correct),
-                "readable": sum(readable) / len(readable),
+                "reward": means[0],
+                "accuracy": means[1],
+                "readable": means[2],
                 "kl": st["kl_ref"],
                 "clip_frac": st["clip_frac"],
                 "loss": st["loss"],
-                "completion_tokens": sum(len(c.tokens) for c in done) / len(done),
+                "completion_tokens": means[3],
                 "seconds": dt,
                 "rollout_seconds": t1 - t0,  # peers and leader sampling; the rest is scoring and the update
             }
             if eval_task and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
                 row["eval_accuracy"] = evaluate_leader(eval_task, prompts_for, leader, engine)
-            log.write(row)
             release_cached_memory(device)
             advance(reward=row["reward"], accuracy=row["accuracy"], kl=row["kl"], clip=row["clip_frac"])
-            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
-                save_checkpoint(out, step + 1, model, opt, sched, counters)
+            if main:
+                log.write(row)
+                if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+                    save_checkpoint(out, step + 1, model, opt, sched, counters)
             if stop_after is not None and step + 1 - start >= stop_after:
-                log.close()
+                if log:
+                    log.close()
                 raise Interrupted(f"stopped after step {step + 1}")
+    if world > 1:  # what each rank ends with, so a run can be checked: all ranks must hold the same weights
+        (out / f"weights-rank{rank}.sha256").write_text(weights_digest(model))
+        acc.wait_for_everyone()
+    if not main:
+        return out
     log.close()
     save_trained(loaded, out / "leader")
     stats = {"steps": cfg.steps, "trainable_parameters": trainable_parameters(model), **counters}

@@ -90,33 +90,46 @@ def update(
     s: PolicySettings,
     device,
     max_kl: float | None = None,
+    dp=None,
 ) -> dict:
     """`s.ppo_epochs` optimiser steps of the clipped objective on `batch`.
 
     With `max_kl` (a trust region): after each step the mean k3 KL between the pre-update and the new policy
     is measured on the batch; a step that takes it past `max_kl` is undone and the update stops there.
+    `dp`: (accelerate's Accelerator, the DDP-wrapped model) when each process holds its share of the rollouts:
+    the loss is the token mean over every rank's batch, and DDP averages the gradients once per step.
     """
     assert batch.old_logp is not None
-    n_tokens = float(batch.mask.sum().clamp(min=1.0))
+    assert dp is None or max_kl is None, "the trust region runs in one process"
+    acc, net = dp if dp is not None else (None, model)
+    n_tokens = float(batch.mask.sum())
+    if acc is not None:
+        n_tokens = float(acc.reduce(torch.tensor(n_tokens, device=device), "sum"))
+    n_tokens = max(n_tokens, 1.0)
+    scale = acc.num_processes if acc is not None else 1  # DDP averages over ranks: x world sums
+    slices = list(_slices(batch, s.micro_batch))
     stats = {"loss": 0.0, "clip_frac": 0.0, "kl_ref": 0.0, "kl_old": 0.0, "steps": 0, "stopped": False}
     model.train()
     for _ in range(s.ppo_epochs):
         before = [p.detach().clone() for p in params] if max_kl is not None else None
-        for sl in _slices(batch, s.micro_batch):
-            logp = _logp(model, batch, sl, device)
-            mask = batch.mask[sl].to(device)
-            ref = batch.ref_logp[sl].to(device) if batch.ref_logp is not None else None
-            loss, st = grpo_loss(
-                logp,
-                batch.old_logp[sl].to(device),
-                ref,
-                batch.advantages[sl].to(device),
-                mask,
-                s.clip,
-                s.kl_coef,
-            )
-            share = float(mask.sum()) / n_tokens  # micro-batch losses are token means: weight by tokens
-            (loss * share).backward()
+        for j, sl in enumerate(slices):
+            # with DDP, gradients are exchanged on each rank's last micro-batch only (ranks may hold more or less)
+            sync = acc is None or j == len(slices) - 1
+            with contextlib.nullcontext() if sync else net.no_sync():
+                logp = _logp(net, batch, sl, device)
+                mask = batch.mask[sl].to(device)
+                ref = batch.ref_logp[sl].to(device) if batch.ref_logp is not None else None
+                loss, st = grpo_loss(
+                    logp,
+                    batch.old_logp[sl].to(device),
+                    ref,
+                    batch.advantages[sl].to(device),
+                    mask,
+                    s.clip,
+                    s.kl_coef,
+                )
+                share = float(mask.sum()) / n_tokens  # micro-batch losses are token means: weight by tokens
+                (loss * share * scale).backward()
             stats["loss"] += float(loss.detach()) * share / s.ppo_epochs
             stats["clip_frac"] += float(st["clip_frac"]) * share / s.ppo_epochs
             stats["kl_ref"] += float(st["kl"]) * share / s.ppo_epochs
@@ -135,6 +148,9 @@ def update(
                 stats["stopped"] = True
                 break
             stats["kl_old"] = kl
+    if acc is not None:  # each rank's share is weighted by its tokens over all ranks': the sum is the mean
+        for k in ("loss", "clip_frac", "kl_ref"):
+            stats[k] = float(acc.reduce(torch.tensor(stats[k], device=device), "sum"))
     return stats
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from accelerate import Accelerator
 from rich.console import Console
 
 from ..costs import FlopModel
@@ -34,6 +33,7 @@ from .common import (
     LoraSettings,
     OptimSettings,
     RunLog,
+    accelerator,
     autocast,
     make_optimizer,
     make_trainable,
@@ -45,6 +45,7 @@ from .common import (
     step_bar,
     train_flops,
     trainable_parameters,
+    weights_digest,
 )
 from .data import Example, collate, encode_chat, load_records, plan_epoch
 from .losses import IGNORE, sft_loss
@@ -306,20 +307,6 @@ def train_adapter(
 
 
 # ---- the recipe
-
-
-def accelerator(device: str) -> Accelerator:
-    """accelerate's view of this process: one process, or a rank of a torchrun / accelerate launch group."""
-    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    return Accelerator(cpu=cpu)
-
-
-def weights_digest(model) -> str:
-    h = hashlib.sha256()
-    for n, p in sorted(model.named_parameters()):
-        if p.requires_grad:
-            h.update(n.encode() + p.detach().cpu().float().numpy().tobytes())
-    return h.hexdigest()
 
 
 def adapters_of(cfg: SFTConfig, records: list[dict]) -> dict[str, set[str] | None]:
