@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedDataParallelKwargs
 from peft import LoraConfig, PeftModel, get_peft_model
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -274,10 +274,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def accelerator(device: str) -> Accelerator:
-    """accelerate's view of this process: one process, or a rank of a torchrun / accelerate launch group."""
+def accelerator(device: str, find_unused_parameters: bool = False) -> Accelerator:
+    """accelerate's view of this process: one process, or a rank of a torchrun / accelerate launch group.
+
+    `find_unused_parameters`: for DDP over a model whose forward passes use only some of its trainable weights
+    (one agent's adapter of several)."""
     cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    return Accelerator(cpu=cpu)
+    kwargs = [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused_parameters else []
+    return Accelerator(cpu=cpu, kwargs_handlers=kwargs)
+
+
+def over_ranks(
+    acc: Accelerator | None, means: list[float], counters: dict, before: dict, device
+) -> list[float]:
+    """Combine what each rank measured on its equal share: `means` averaged, and the counters' increments
+    since `before` summed over the ranks (in place). One process: the same values back."""
+    if acc is None or acc.num_processes == 1:
+        return means
+    means = acc.reduce(torch.tensor(means, dtype=torch.float64, device=device), "mean").tolist()
+    keys = sorted(before)
+    inc = torch.tensor([counters[k] - before[k] for k in keys], dtype=torch.float64, device=device)
+    for k, v in zip(keys, acc.reduce(inc, "sum").tolist(), strict=True):
+        counters[k] = type(before[k])(before[k] + v)
+    return means
 
 
 def weights_digest(model) -> str:

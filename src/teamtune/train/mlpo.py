@@ -39,6 +39,7 @@ from .common import (
     accelerator,
     make_optimizer,
     make_trainable,
+    over_ranks,
     release_cached_memory,
     resume,
     run_folder,
@@ -207,17 +208,7 @@ def train(
                 sum(readable) / len(readable),
                 sum(len(c.tokens) for c in done) / len(done),
             ]
-            if dp is not None:  # every rank's share is the same size: the mean of the means is the mean
-                means = acc.reduce(torch.tensor(means, device=device), "mean").tolist()
-                totals = acc.reduce(
-                    torch.tensor(
-                        [counters[k] - before[k] for k in SUMMED], device=device, dtype=torch.float64
-                    ),
-                    "sum",
-                ).tolist()
-                counters.update(
-                    {k: type(before[k])(before[k] + v) for k, v in zip(SUMMED, totals, strict=True)}
-                )
+            means = over_ranks(acc, means, counters, before, device)
             row = {
                 "step": step + 1,
                 "reward": means[0],

@@ -97,12 +97,12 @@ def update(
     With `max_kl` (a trust region): after each step the mean k3 KL between the pre-update and the new policy
     is measured on the batch; a step that takes it past `max_kl` is undone and the update stops there.
     `dp`: (accelerate's Accelerator, the DDP-wrapped model) when each process holds its share of the rollouts:
-    the loss is the token mean over every rank's batch, and DDP averages the gradients once per step.
+    the loss and the trust region's KL are token means over every rank's batch, and DDP averages the gradients
+    once per step, so every rank takes (or undoes) the same step.
     """
     assert batch.old_logp is not None
-    assert dp is None or max_kl is None, "the trust region runs in one process"
     acc, net = dp if dp is not None else (None, model)
-    n_tokens = float(batch.mask.sum())
+    n_local = n_tokens = float(batch.mask.sum())
     if acc is not None:
         n_tokens = float(acc.reduce(torch.tensor(n_tokens, device=device), "sum"))
     n_tokens = max(n_tokens, 1.0)
@@ -140,6 +140,8 @@ def update(
         stats["steps"] += 1
         if max_kl is not None:
             kl = policy_kl(model, batch, s.micro_batch, device)
+            if acc is not None:
+                kl = float(acc.reduce(torch.tensor(kl * n_local, device=device), "sum")) / n_tokens
             if kl > max_kl:
                 with torch.no_grad():
                     for p, b in zip(params, before, strict=True):

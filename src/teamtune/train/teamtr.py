@@ -31,6 +31,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from rich.console import Console
 
 from ..agents import ROLE_PROMPTS, Agent, Turn, run_calls
+from ..config import ConfigError
 from ..models import load_model
 from ..rollout import Engine, SamplingConfig
 from ..tasks import Problem, Task, TaskConfig, load_task
@@ -40,13 +41,16 @@ from .common import (
     LoraSettings,
     OptimSettings,
     RunLog,
+    accelerator,
     make_optimizer,
+    over_ranks,
     release_cached_memory,
     resume,
     run_folder,
     save_checkpoint,
     seed_everything,
     step_bar,
+    weights_digest,
 )
 from .losses import group_advantages
 from .policy import PolicySettings, logprobs, make_batch, update, update_flops
@@ -147,6 +151,9 @@ def build_team(cfg: TeamTRConfig, loaded) -> list[str]:
     return roles
 
 
+SUMMED = ("rollouts", "generated_tokens", "rollout_flops", "train_flops")  # over ranks
+
+
 def adapter_params(model, role: str) -> list[torch.nn.Parameter]:
     return [p for n, p in model.named_parameters() if "lora_" in n and f".{role}." in n]
 
@@ -158,15 +165,38 @@ def train(
     task: Task | None = None,
     eval_task: Task | None = None,
 ) -> Path:
+    """Run TeamTR (or a baseline `mode`); `task` and `eval_task` replace those the config would build.
+
+    Under `torchrun` / `accelerate launch` each process rolls out its share of every stage's problems and DDP
+    averages the updated agent's gradients; the trust region's KL is measured over all ranks' rollouts, so all
+    take (or undo) the same step. Rank 0 judges, logs and saves.
+    """
+    acc = accelerator(
+        cfg.device, find_unused_parameters=True
+    )  # an update uses one agent's adapter of several
+    world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
+    if cfg.problems_per_stage % world:
+        raise ConfigError(
+            f"problems_per_stage ({cfg.problems_per_stage}) must be a multiple of the {world} processes"
+        )
     console = console or Console()
-    out = run_folder(cfg.output, f"teamtr-{cfg.mode}", cfg)
+    if not main:
+        console = Console(quiet=True)
+    out = run_folder(cfg.output, f"teamtr-{cfg.mode}", cfg if main else None)
     seed_everything(cfg.seed)
     task = task or load_task(cfg.task)
     eval_task = eval_task or (load_task(cfg.eval_task) if cfg.eval_task else None)
-    loaded = load_model(cfg.model, device=cfg.device, dtype="float32", seed=cfg.seed)
+    eval_task = eval_task if main else None
+    device_name = str(acc.device) if world > 1 else cfg.device
+    loaded = load_model(cfg.model, device=device_name, dtype="float32", seed=cfg.seed)
     roles = build_team(cfg, loaded)
     model, device, tok = loaded.model, loaded.device, loaded.tokenizer
-    engine = Engine(loaded, batch_size=cfg.batch_size, seed=cfg.seed)
+    dp = None
+    if world > 1:  # DDP takes the weights that need gradients now: every agent's adapter
+        for n, p in model.named_parameters():
+            p.requires_grad_("lora_" in n)
+        dp = (acc, acc.prepare_model(model))
+    engine = Engine(loaded, batch_size=cfg.batch_size, seed=cfg.seed + 1_000 * rank)  # ranks sample apart
     s = cfg.policy
     sampling = SamplingConfig(s.max_new_tokens, temperature=s.temperature, top_p=1.0)
     greedy = SamplingConfig(s.max_new_tokens, do_sample=False)
@@ -189,7 +219,7 @@ def train(
     start, counters = resume(out, model, opts, scheds, counters, console, "stage")
     engine.calls = counters["engine_calls"]
     step = start * updates  # log rows count agent updates, checkpoints count stages
-    log = RunLog(out, step)
+    log = RunLog(out, step) if main else None
 
     def judge() -> list[bool]:
         chains = rollout(judges, eval_task, eval_task.problems, 1)
@@ -210,8 +240,9 @@ def train(
         for stage in range(start, cfg.stages):
             problems = random.Random(cfg.seed * 1_000_003 + stage).sample(
                 task.problems, min(cfg.problems_per_stage, len(task.problems))
-            )
+            )[rank::world]  # this process's share (all of them in one process)
             model.eval()
+            before = {key: counters[key] for key in SUMMED}  # what this rank adds until the next log row
             t_shared = time.perf_counter()
             shared = sample(problems) if cfg.mode in ("stale", "simultaneous") else None
             shared_seconds = time.perf_counter() - t_shared  # counted with the stage's first update
@@ -233,22 +264,23 @@ def train(
                 if s.kl_coef > 0:
                     batch.ref_logp = logprobs(model, batch, s.micro_batch, device, reference=True)
                 params = adapter_params(model, role)
-                st = update(model, params, opts[role], scheds[role], batch, s, device, max_kl=cfg.delta)
+                st = update(
+                    model, params, opts[role], scheds[role], batch, s, device, max_kl=cfg.delta, dp=dp
+                )
                 fm = engine.flop_model(role)
                 forwards = 1 + (s.kl_coef > 0) + st["steps"] + st["stopped"]  # old, reference, trust checks
                 counters["train_flops"] += update_flops(
                     fm, batch, s, sum(p.numel() for p in params), forwards
                 )
                 step += 1
+                reward = [task.reward(c.turns[-1].text, problems[c.problem]) for c in chains]
+                (reward,) = over_ranks(acc, [sum(reward) / len(reward)], counters, before, device)
+                before = {key: counters[key] for key in SUMMED}
                 row = {
                     "step": step,
                     "stage": stage + 1,
                     "agent": role,
-                    "reward": float(
-                        torch.tensor(
-                            [task.reward(c.turns[-1].text, problems[c.problem]) for c in chains]
-                        ).mean()
-                    ),
+                    "reward": reward,
                     "kl": st["kl_old"],
                     "kl_ref": st["kl_ref"],
                     "clip_frac": st["clip_frac"],
@@ -265,14 +297,22 @@ def train(
                 dt = time.perf_counter() - t0
                 counters["seconds"] += dt
                 row.update(seconds=dt, rollout_seconds=t1 - t0, update_seconds=t2 - t1)
-                log.write(row)
+                if main:
+                    log.write(row)
                 release_cached_memory(device)
                 advance(accuracy=row.get("accuracy", row["reward"]), kl=row["kl"])
             counters["engine_calls"] = engine.calls
-            save_checkpoint(out, stage + 1, model, opts, scheds, counters)
+            if main:
+                save_checkpoint(out, stage + 1, model, opts, scheds, counters)
             if stop_after is not None and stage + 1 - start >= stop_after:
-                log.close()
+                if log:
+                    log.close()
                 raise Interrupted(f"stopped after stage {stage + 1}")
+    if world > 1:  # what each rank ends with, so a run can be checked: all ranks must hold the same weights
+        (out / f"weights-rank{rank}.sha256").write_text(weights_digest(model))
+        acc.wait_for_everyone()
+    if not main:
+        return out
     log.close()
     for r in roles:
         model.save_pretrained(str(out / "adapters"), selected_adapters=[r])
