@@ -76,7 +76,11 @@ def test_bbh_shots_prompt_and_trim(data_dir, tmp_path):
     assert zero.prompt(p0).endswith("The answer is X.'")
     # a completion that runs on into a question of its own: only the first part answers
     text = "not False = True. So the answer is True.\n\nQ: True and False is\nA: So the answer is False."
-    assert three.trim(text) == "not False = True. So the answer is True." and three.extract(text) == "true"
+    assert three.trim(text) == "not False = True. So the answer is True.\n" and three.extract(text) == "true"
+    assert (
+        zero.trim(text) == three.trim(text)
+        and load_task(TaskConfig(name="gsm8k", source=str(data_dir / "gsm8k"), limit=1)).trim(text) == text
+    )
     with pytest.raises(ValueError, match="only for bbh"):
         TaskConfig(name="gsm8k", shots=3).validate()
     (tmp_path / "tasks").mkdir()

@@ -67,12 +67,10 @@ class Team:
         self.cfg = cfg
         self.pool = pool or ModelPool(cfg.device, cfg.dtype, cfg.batch_size, cfg.seed)
         self.agents = [self.pool.agent(a, cfg.model) for a in cfg.agents]
-        self._stop: tuple[str, ...] = ()  # the task's stop strings, for the run under way
 
     def run(self, task: Task, problems: list[Problem] | None = None) -> list[Episode]:
         problems = task.problems if problems is None else problems
         episodes = [Episode(problem_id=p.id, question=p.question, gold=p.answer) for p in problems]
-        self._stop = task.stop
         getattr(self, f"_{self.cfg.layout}")(task, problems, episodes)
         for ep, p in zip(episodes, problems, strict=True):
             if ep.answer is None and ep.turns:
@@ -82,10 +80,11 @@ class Team:
         return episodes
 
     def _stage(
-        self, calls: list[tuple[Agent, str]], owners: list[Episode], round_: int, desc: str
+        self, task: Task, calls: list[tuple[Agent, str]], owners: list[Episode], round_: int, desc: str
     ) -> list[str]:
-        """Run one stage and append each call's turn to its episode; returns the texts."""
-        done = run_calls(calls, desc, self._stop)
+        """Run one stage (with the task's stop strings) and append each call's turn to its episode; returns
+        the texts."""
+        done = run_calls(calls, desc, task.stop)
         for (agent, user), ep, c in zip(calls, owners, done, strict=True):
             msgs = agent.request(user).messages
             ep.turns.append(
@@ -95,12 +94,12 @@ class Team:
 
     def _single(self, task: Task, problems: list[Problem], episodes: list[Episode]) -> None:
         agent = self.agents[0]
-        self._stage([(agent, task.prompt(p)) for p in problems], episodes, 1, agent.name)
+        self._stage(task, [(agent, task.prompt(p)) for p in problems], episodes, 1, agent.name)
 
     def _vote(self, task: Task, problems: list[Problem], episodes: list[Episode]) -> None:
         agent, n = self.agents[0], self.cfg.samples
         calls = [(agent, task.prompt(p)) for p in problems for _ in range(n)]
-        texts = self._stage(calls, [ep for ep in episodes for _ in range(n)], 1, f"{agent.name} x{n}")
+        texts = self._stage(task, calls, [ep for ep in episodes for _ in range(n)], 1, f"{agent.name} x{n}")
         for i, ep in enumerate(episodes):
             ep.answer = majority([task.extract(t) for t in texts[i * n : (i + 1) * n]])
 
@@ -110,19 +109,19 @@ class Team:
             peers = peers * self.cfg.peers
 
         def stage(calls, owners, r, desc):
-            return self._stage(calls, [episodes[i] for i in owners], r, desc)
+            return self._stage(task, calls, [episodes[i] for i in owners], r, desc)
 
         answers = peer_answers(peers, task, problems, self.cfg.rounds, stage)
         calls = [(leader, leader_prompt(task.prompt(p), answers[i])) for i, p in enumerate(problems)]
-        self._stage(calls, episodes, self.cfg.rounds + 1, leader.name)
+        self._stage(task, calls, episodes, self.cfg.rounds + 1, leader.name)
 
     def _pipeline(self, task: Task, problems: list[Problem], episodes: list[Episode]) -> None:
         for step, agent in enumerate(self.agents, 1):
             calls = [
-                (agent, pipeline_prompt(task.prompt(p), ep.turns, agent.name, task.trim))
+                (agent, pipeline_prompt(task.prompt(p), ep.turns, agent.name))
                 for p, ep in zip(problems, episodes, strict=True)
             ]
-            self._stage(calls, episodes, step, agent.name)
+            self._stage(task, calls, episodes, step, agent.name)
 
 
 def peer_answers(
@@ -142,7 +141,6 @@ def peer_answers(
                 calls.append((peer, task.prompt(p) if r == 1 else revise_prompt(task.prompt(p), others)))
                 owners.append(i)
         texts = stage(calls, owners, r, f"peers round {r}")
-        texts = [task.trim(t) for t in texts]
         answers = [texts[i * k : (i + 1) * k] for i in range(len(problems))]
     return answers
 
@@ -172,9 +170,8 @@ def revise_prompt(problem: str, others: list[str]) -> str:
     )
 
 
-def pipeline_prompt(problem: str, turns: list[Turn], role: str, trim=str) -> str:
-    """What `role` reads: the problem and the earlier agents' turns (each cut by `trim`, e.g. Task.trim)."""
+def pipeline_prompt(problem: str, turns: list[Turn], role: str) -> str:
     if not turns:
         return problem
-    body = "\n\n".join(f"### {t.agent}\n{trim(t.text)}" for t in turns)
+    body = "\n\n".join(f"### {t.agent}\n{t.text}" for t in turns)
     return f"{problem}\n\nThe team's work so far:\n\n{body}\n\nYou are the {role}. Do your part now."

@@ -29,9 +29,8 @@ class TaskConfig:
     subset: str | None = None  # BBH task names (comma separated; default all 27) or an MMLU subject
     limit: int | None = None  # keep the first N problems (after shuffling when shuffle_seed is set)
     shuffle_seed: int | None = None
-    shots: int = (
-        0  # BBH: worked examples (0-3) from cot-prompts/<task>.txt before each question, as in the paper
-    )
+    # BBH: worked examples (0-3) from cot-prompts/<task>.txt before each question, as in the paper
+    shots: int = 0
 
     def validate(self) -> None:
         if self.name not in TASKS and self.name != "apps":

@@ -44,8 +44,10 @@ class Task:
         raise NotImplementedError
 
     def trim(self, text: str) -> str:
-        """The part of a completion that answers this problem (what other agents are shown)."""
-        return text
+        """`text` up to the first of the task's stop strings (generation already stops there; this is for
+        text from elsewhere)."""
+        cut = min((text.find(s) for s in self.stop if s in text), default=-1)
+        return text if cut < 0 else text[:cut]
 
     def is_correct(self, predicted: str | None, problem: Problem) -> bool:
         return predicted is not None and predicted == problem.answer

@@ -35,7 +35,7 @@ class BBH(Task):
     name = "bbh"
     fields = ("input", "target")
     hub = ("lukaemon/bbh", None)
-    stop = ("\nQ: ",)  # a completion that starts a question of its own is done (see `trim`)
+    stop = ("\nQ: ",)  # a few-shot completion that starts a question of its own is done
 
     @classmethod
     def problem(cls, rec: dict, index: int, subtask: str = "", shots: str = "") -> Problem:
@@ -53,10 +53,6 @@ class BBH(Task):
         if not shots:
             return super().prompt(problem)
         return f"{shots}\n\nQ: {problem.question}\nA: Let's think step by step."
-
-    def trim(self, text: str) -> str:
-        """Up to where a few-shot completion starts a question of its own ("Q: ...")."""
-        return re.split(r"\n\s*Q: ", text, maxsplit=1)[0]
 
     def extract(self, text: str) -> str | None:
         span = last_answer_span(self.trim(text))

@@ -112,9 +112,7 @@ def rollout(agents: list[Agent], task: Task, problems: list[Problem], g: int) ->
     """`g` independent chains per problem through the pipeline, each agent one batched stage."""
     chains = [Chain(i) for i in range(len(problems)) for _ in range(g)]
     for agent in agents:
-        prompts = [
-            pipeline_prompt(task.prompt(problems[c.problem]), c.turns, agent.name, task.trim) for c in chains
-        ]
+        prompts = [pipeline_prompt(task.prompt(problems[c.problem]), c.turns, agent.name) for c in chains]
         for c, done in zip(
             chains, run_calls([(agent, p) for p in prompts], agent.name, task.stop), strict=True
         ):
@@ -171,9 +169,8 @@ def train(
     averages the updated agent's gradients; the trust region's KL is measured over all ranks' rollouts, so all
     take (or undo) the same step. Rank 0 judges, logs and saves.
     """
-    acc = accelerator(
-        cfg.device, find_unused_parameters=True
-    )  # an update uses one agent's adapter of several
+    # DDP must allow unused weights: an update uses one agent's adapter of several
+    acc = accelerator(cfg.device, find_unused_parameters=True)
     world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
     if cfg.problems_per_stage % world:
         raise ConfigError(
