@@ -1,8 +1,9 @@
 """Generated tokens/s of teamtune's fast decoding against transformers' static-cache compiled `generate`.
 
-Three figures, each against a baseline measured in the same run:
+Four figures, each against a baseline measured in the same run:
   1. raw decode at one batch size: `FastDecoder` vs `generate(cache_implementation="static")` (compiled);
-  2. a `leader` team rollout (3 peers + leader, GSM8K prompts) through `Engine`'s fast path vs the same baseline;
+  2. a `leader` team rollout (3 peers + leader, GSM8K prompts) through `Engine`'s fast path vs the same baseline,
+     and with the model's part of each decode step compiled (`TEAMTUNE_COMPILE_DECODE=1`) vs without;
   3. a 3-role team of LoRA adapters on one base, rows of all three mixed in one batch, vs the bare model
      (tokens/s and peak memory).
 Random weights never stop early, so every row generates the full budget on both sides.
@@ -59,6 +60,15 @@ def hf_static(model, ids, new: int, compile_: bool) -> float:
     return timed(lambda: model.generate(**kw), ids.device)
 
 
+def team_rollout(team: Team, task, dev) -> float:
+    """Generated tokens/s of one team run over the task's problems, after a warm-up run (capture, compilation)."""
+    team.run(task, task.problems)
+    t0 = time.perf_counter()
+    episodes = team.run(task, task.problems)
+    sync(dev)
+    return sum(e.cost.generated_tokens for e in episodes) / (time.perf_counter() - t0)
+
+
 def fast(model, prompts, adapters, new: int, dec: FastDecoder) -> float:
     kw = dict(max_new_tokens=new, pad=2, eos=[10**9], seed=0, **SAMPLING)  # no end token: full length
     dec.generate(model, prompts, adapters, **kw)  # capture
@@ -113,14 +123,8 @@ def main() -> None:
     agents = [AgentConfig("peer", sampling=s), AgentConfig("leader", sampling=s)]
     team = Team(TeamConfig(layout="leader", model=args.model, peers=3, agents=agents), pool)
     engine = team.agents[0].engine
-    team.run(task, task.problems)  # warm-up and graph capture
-    t0 = time.perf_counter()
-    episodes = team.run(task, task.problems)
-    sync(dev)
-    sec = time.perf_counter() - t0
-    tokens = sum(e.cost.generated_tokens for e in episodes)
-    team_rate = tokens / sec
-    print(f"leader team: {tokens:,} tokens in {sec:.1f} s = {team_rate:,.0f} tok/s ({team_rate / base:.2f}x)")
+    team_rate = team_rollout(team, task, dev)
+    print(f"leader team: {team_rate:,.0f} tok/s ({team_rate / base:.2f}x)")
     recs.append(
         record(
             "team_rollout_leader_3peers",
@@ -134,6 +138,28 @@ def main() -> None:
             fast_path=engine.uses_fast_path(),
         )
     )
+    if not args.no_compile and engine.uses_fast_path():
+        # 2b. the same team with the model's part of each decode step through torch.compile (TEAMTUNE_COMPILE_DECODE=1)
+        for e in {id(a.engine): a.engine for a in team.agents}.values():
+            e._decoder = FastDecoder(compile_step=True)
+        compiled_rate = team_rollout(team, task, dev)
+        print(
+            f"leader team, compiled decode: {compiled_rate:,.0f} tok/s ({compiled_rate / team_rate:.2f}x the plain "
+            f"fast path, {compiled_rate / base:.2f}x the baseline)"
+        )
+        recs.append(
+            record(
+                "team_rollout_leader_3peers_compiled_decode",
+                name,
+                compiled_rate,
+                "generated tokens/s",
+                "the same team, fast path without torch.compile (same run)",
+                team_rate,
+                vs_transformers_static_compiled=compiled_rate / base,
+                problems=len(task.problems),
+                engine_batch=args.team_batch,
+            )
+        )
 
     # 3. three LoRA roles on one base, mixed in one batch, vs the bare model (same batch, same tokens)
     bare_rate, bare_peak = measured(m.model, prompts, [None] * args.batch, new)

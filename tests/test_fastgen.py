@@ -174,4 +174,14 @@ def test_compiled_step_gives_the_same_greedy_tokens(tiny, monkeypatch):
     torch._dynamo.reset()
     compiled = engine.generate(reqs, GREEDY)
     assert [c.tokens for c in compiled] == [c.tokens for c in plain]
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # the step did go through torch.compile
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert graphs > 0  # the step did go through torch.compile
+    # another batch size and prompt bucket (top-p sampling): new buffers and graph, the compiled code reused
+    other = [req("word " * (40 + 9 * i)) for i in range(5)]
+    sampled = SamplingConfig(max_new_tokens=12, temperature=0.7, top_p=0.9)
+    ref = Engine(tiny, fast=True)
+    ref.calls = engine.calls  # the same sampling seed
+    assert [c.tokens for c in engine.generate(other, sampled)] == [
+        c.tokens for c in ref.generate(other, sampled)
+    ]
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs

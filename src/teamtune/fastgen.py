@@ -175,6 +175,29 @@ def sample(logits: torch.Tensor, do_sample: bool, temperature: float, top_p: flo
     return order.gather(-1, choice).squeeze(-1)
 
 
+def _decode_logits(w: _Weights, st: _State) -> torch.Tensor:
+    """The model's part of a decode step: store the current tokens' keys and values at `st.cur`, return the
+    next-token logits (batch, vocab). Shape-generic, so one `torch.compile` of it serves every batch and cache."""
+    b = st.tokens.shape[0]
+    valid = (st.arange[None, :] >= st.start[:, None]) & (st.arange[None, :] <= st.cur)
+    bias = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device).masked_fill(
+        ~valid, float("-inf")
+    )[:, None, None, :]
+    g = w.heads // w.kv_heads
+
+    def attend(i, q, k, v):
+        st.k[i].index_copy_(2, st.cur.view(1), k)
+        st.v[i].index_copy_(2, st.cur.view(1), v)
+        q = q.view(b, w.kv_heads, g, w.head_dim)
+        scores = (q @ st.k[i].transpose(-1, -2)).float() * w.scale + bias
+        a = scores.softmax(-1).to(v.dtype) @ st.v[i]  # (b, kv_heads, g, head_dim)
+        return a.view(b, w.heads, 1, w.head_dim)
+
+    pos = (st.cur - st.start)[:, None]
+    h = forward(w, st.tokens[:, None], pos, w.masks(st.rows), attend)[:, 0]
+    return F.linear(h, w.lm_head)
+
+
 @dataclass(frozen=True)
 class _Key:
     adapters: tuple
@@ -207,13 +230,15 @@ class _State:
 class FastDecoder:
     """Generates for a batch of token-id prompts on one model; rows may use different LoRA adapters.
 
-    `compile_step`: run the decode step through `torch.compile` (fused kernels; on CUDA then captured as a graph),
-    for greedy and temperature-only sampling (inductor cannot compile the top-p cumsum in torch 2.11). Each new
-    shape compiles afresh (36 s at batch 256 on an H200), so it pays for long runs of one shape.
+    `compile_step`: run the model's part of the decode step through `torch.compile` (fused kernels; on CUDA then
+    captured as a graph with the sampler, which stays eager: inductor cannot compile the top-p cumsum over the
+    vocabulary in torch 2.11). It is compiled once with dynamic shapes, so new batch sizes and cache lengths only
+    capture a new graph.
     """
 
     def __init__(self, compile_step: bool = False):
         self.compile_step = compile_step
+        self._logits = torch.compile(_decode_logits, dynamic=True, fullgraph=True) if compile_step else None
         # the last shape's buffers, step and graph, with the model they read (held, so it is the same object)
         self._cached: tuple | None = None
 
@@ -326,24 +351,8 @@ class FastDecoder:
 
     def _step(self, w: _Weights, st: _State, key: _Key) -> None:
         """One decode step on the fixed buffers (no host sync: it is what the CUDA graph captures)."""
-        b = st.tokens.shape[0]
-        valid = (st.arange[None, :] >= st.start[:, None]) & (st.arange[None, :] <= st.cur)
-        bias = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device).masked_fill(
-            ~valid, float("-inf")
-        )[:, None, None, :]
-        g = w.heads // w.kv_heads
-
-        def attend(i, q, k, v):
-            st.k[i].index_copy_(2, st.cur.view(1), k)
-            st.v[i].index_copy_(2, st.cur.view(1), v)
-            q = q.view(b, w.kv_heads, g, w.head_dim)
-            scores = (q @ st.k[i].transpose(-1, -2)).float() * w.scale + bias
-            a = scores.softmax(-1).to(v.dtype) @ st.v[i]  # (b, kv_heads, g, head_dim)
-            return a.view(b, w.heads, 1, w.head_dim)
-
-        pos = (st.cur - st.start)[:, None]
-        h = forward(w, st.tokens[:, None], pos, w.masks(st.rows), attend)[:, 0]
-        nxt = sample(F.linear(h, w.lm_head), *key.sampling)
+        logits = (self._logits or _decode_logits)(w, st)
+        nxt = sample(logits, *key.sampling)
         nxt = torch.where(st.done, st.pad, nxt)
         st.out.index_copy_(
             1, (st.cur - (key.prompt - 1)).view(1), nxt[:, None]
@@ -353,12 +362,7 @@ class FastDecoder:
         st.cur += 1
 
     def _step_fn(self, w: _Weights, st: _State, key: _Key) -> Callable[[], None]:
-        """The decode step on these buffers, through torch.compile when asked and the sampler allows it."""
-        step = functools.partial(self._step, w, st, key)
-        do_sample, _, top_p = key.sampling
-        if self.compile_step and (not do_sample or top_p >= 1):
-            step = torch.compile(step, fullgraph=True, dynamic=False)
-        return step
+        return functools.partial(self._step, w, st, key)
 
     def _capture(self, step: Callable[[], None], st: _State, key: _Key) -> torch.cuda.CUDAGraph:
         st.cur.fill_(key.prompt)  # warm-up steps (and compilation) write where the first real step will again

@@ -74,7 +74,7 @@ class Engine:
         self.fast = (
             fast if fast is not None else {"0": False, "1": True}.get(os.environ.get("TEAMTUNE_FAST", ""))
         )
-        # TEAMTUNE_COMPILE_DECODE=1: the fast path's decode step through torch.compile (see FastDecoder)
+        # TEAMTUNE_COMPILE_DECODE=1: the model's part of the fast decode step through torch.compile (see FastDecoder)
         self._decoder = fastgen.FastDecoder(compile_step=os.environ.get("TEAMTUNE_COMPILE_DECODE") == "1")
         self.batch_size = batch_size
         self.seed = seed
