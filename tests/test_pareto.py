@@ -164,3 +164,23 @@ def test_report_draws_curves_and_summary(tmp_path):
     assert (folder / "curves.png").read_bytes()[:4] == b"\x89PNG"
     (folder / "log.jsonl").write_text('{"loss": 1}\n')
     assert main(["report", str(folder)]) == 2  # a log line without its step is named, not plotted
+
+
+def test_seed_bands_average_runs_that_differ_only_in_seed():
+    from teamtune.analysis.report import seed_bands
+
+    runs = {
+        "tt-3-teamtr-s0": {1: 0.1, 2: 0.3},
+        "tt-3-teamtr-s1": {1: 0.3, 2: 0.5},
+        "tt-3-stale-s0": {1: 0.2},
+        "tt-3-stale-s10": {1: 0.4, 2: 0.6},
+    }
+    bands = seed_bands(runs, over_seeds=True)
+    assert set(bands) == {"tt-3-teamtr", "tt-3-stale"}
+    xs, mean, lo, hi, n = bands["tt-3-teamtr"]
+    assert xs == [1, 2] and n == 2 and lo == [0.1, 0.3] and hi == [0.3, 0.5]
+    assert mean == pytest.approx([0.2, 0.4])
+    assert bands["tt-3-stale"][1] == pytest.approx(
+        [0.3, 0.6]
+    )  # a stage one run lacks: the mean of the others
+    assert set(seed_bands(runs, over_seeds=False)) == set(runs)

@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--y", default="accuracy", help="logged metric (accuracy, reward, kl, loss, ...)")
     cv.add_argument("--x", default="step", help="step, or stage for TeamTR")
     cv.add_argument("--out", default="curves.png")
+    cv.add_argument(
+        "--over-seeds", action="store_true", help="one line per run name without its -s<seed>: mean and range"
+    )
 
     rp = verbs.add_parser("report", help="a run's curves (curves.png) and one-page summary (report.md)")
     rp.add_argument("run", help="run folder")
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "curves":
             from .analysis.report import compare_curves
 
-            console.print(f"wrote {compare_curves(args.runs, args.y, args.x, args.out)}")
+            console.print(f"wrote {compare_curves(args.runs, args.y, args.x, args.out, args.over_seeds)}")
             return 0
         if args.verb == "pareto":
             return _pareto(args, console)

@@ -7,6 +7,7 @@ sub-folders), with `step` and any of CURVES, and write train_metrics.json; eval 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -149,25 +150,53 @@ def report(folder: str | Path) -> Path:
     return path
 
 
-def compare_curves(folders: list[str], y: str, x: str, path: str | Path) -> Path:
+def seed_bands(runs: dict[str, dict], over_seeds: bool) -> dict[str, tuple[list, list, list, list, int]]:
+    """Per line: x values, mean, lowest and highest y, and the number of runs, from {run name: {x: y}}.
+    With `over_seeds`, runs named alike but for a final `-s<seed>` share a line; otherwise each run is one."""
+    groups: dict[str, list[dict]] = {}
+    for name, points in runs.items():
+        groups.setdefault(re.sub(r"-s\d+$", "", name) if over_seeds else name, []).append(points)
+    out = {}
+    for name, members in groups.items():
+        xs = sorted(set().union(*members))
+        vals = [[m[v] for m in members if v in m] for v in xs]
+        out[name] = (
+            xs,
+            [sum(v) / len(v) for v in vals],
+            [min(v) for v in vals],
+            [max(v) for v in vals],
+            len(members),
+        )
+    return out
+
+
+def compare_curves(folders: list[str], y: str, x: str, path: str | Path, over_seeds: bool = False) -> Path:
     """One line per training run of `y` against `x` (e.g. accuracy per stage), from each run's step log.
 
     Where several log rows share an x (TeamTR logs every agent update of a stage), the last one is drawn.
+    `over_seeds`: runs whose folder names differ only in a final `-s<seed>` make one line, their mean, with a band
+    from their lowest to their highest value.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    runs = {}
     for f in folders:
         rows = [r for rs in _logs(Path(f)).values() for r in rs if y in r and x in r]
         if not rows:
             raise RunError(f"{f}: its log.jsonl has no rows with both {y!r} and {x!r}")
-        last = {r[x]: r[y] for r in rows}
-        ax.plot(list(last), list(last.values()), marker="o", label=Path(f).name)
+        runs[Path(f).name] = {r[x]: r[y] for r in rows}
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for name, (xs, mean, lo, hi, n) in seed_bands(runs, over_seeds).items():
+        (line,) = ax.plot(xs, mean, marker="o", label=f"{name} ({n} seeds)" if over_seeds else name)
+        if n > 1:
+            ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
