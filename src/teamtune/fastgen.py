@@ -362,6 +362,7 @@ class FastDecoder:
         st.cur += 1
 
     def _step_fn(self, w: _Weights, st: _State, key: _Key) -> Callable[[], None]:
+        """The decode step on these buffers as a callable without arguments (what `_capture` records)."""
         return functools.partial(self._step, w, st, key)
 
     def _capture(self, step: Callable[[], None], st: _State, key: _Key) -> torch.cuda.CUDAGraph:
