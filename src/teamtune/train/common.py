@@ -299,6 +299,19 @@ def over_ranks(
     return means
 
 
+def process_device(acc: Accelerator, device: str) -> str:
+    """The device this process loads its model on: its own GPU in a launch group, else the configured one."""
+    return str(acc.device) if acc.num_processes > 1 else device
+
+
+def record_rank_weights(acc: Accelerator, folder: Path, model) -> None:
+    """In a launch group, each rank writes the digest of the weights it ends with (all must be equal, so a run
+    can be checked: weights-rank<N>.sha256), then waits for the others. One process: nothing."""
+    if acc.num_processes > 1:
+        (folder / f"weights-rank{acc.process_index}.sha256").write_text(weights_digest(model))
+        acc.wait_for_everyone()
+
+
 def weights_digest(model) -> str:
     h = hashlib.sha256()
     for n, p in sorted(model.named_parameters()):

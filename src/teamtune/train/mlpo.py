@@ -40,6 +40,8 @@ from .common import (
     make_optimizer,
     make_trainable,
     over_ranks,
+    process_device,
+    record_rank_weights,
     release_cached_memory,
     resume,
     run_folder,
@@ -48,7 +50,6 @@ from .common import (
     seed_everything,
     step_bar,
     trainable_parameters,
-    weights_digest,
 )
 from .losses import group_advantages
 from .policy import PolicySettings, logprobs, make_batch, update, update_flops
@@ -122,7 +123,7 @@ def train(
     seed_everything(cfg.seed)
     task = task or load_task(cfg.task)
     eval_task = load_task(cfg.eval_task) if cfg.eval_task and main else None
-    device_name = str(acc.device) if world > 1 else cfg.device
+    device_name = process_device(acc, cfg.device)
     loaded = load_model(cfg.model, device=device_name, dtype="float32", seed=cfg.seed)
     device = loaded.device
     pool = pool or ModelPool(device_name, "auto", cfg.batch_size, cfg.seed)
@@ -233,9 +234,7 @@ def train(
                 if log:
                     log.close()
                 raise Interrupted(f"stopped after step {step + 1}")
-    if world > 1:  # what each rank ends with, so a run can be checked: all ranks must hold the same weights
-        (out / f"weights-rank{rank}.sha256").write_text(weights_digest(model))
-        acc.wait_for_everyone()
+    record_rank_weights(acc, out, model)
     if not main:
         return out
     log.close()

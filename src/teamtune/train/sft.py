@@ -37,6 +37,8 @@ from .common import (
     autocast,
     make_optimizer,
     make_trainable,
+    process_device,
+    record_rank_weights,
     resume,
     run_folder,
     save_checkpoint,
@@ -45,7 +47,6 @@ from .common import (
     step_bar,
     train_flops,
     trainable_parameters,
-    weights_digest,
 )
 from .data import Example, collate, encode_chat, load_records, plan_epoch
 from .losses import IGNORE, sft_loss
@@ -190,9 +191,7 @@ def train_adapter(
     seed_everything(cfg.seed)
     acc = accelerator(cfg.device)
     world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
-    loaded = load_model(
-        cfg.model, device=str(acc.device) if world > 1 else cfg.device, dtype="float32", seed=cfg.seed
-    )
+    loaded = load_model(cfg.model, device=process_device(acc, cfg.device), dtype="float32", seed=cfg.seed)
     model = make_trainable(loaded, cfg.finetune, cfg.lora)
     model.train()
     net = acc.prepare_model(model) if world > 1 else model
@@ -284,9 +283,7 @@ def train_adapter(
                 if log:
                     log.close()
                 raise Interrupted(f"stopped after step {step + 1}")
-    if world > 1:  # what each rank ends with, so a run can be checked: all ranks must hold the same weights
-        (folder / f"weights-rank{rank}.sha256").write_text(weights_digest(model))
-        acc.wait_for_everyone()
+    record_rank_weights(acc, folder, model)
     if not main:
         return {}
     log.close()

@@ -44,13 +44,14 @@ from .common import (
     accelerator,
     make_optimizer,
     over_ranks,
+    process_device,
+    record_rank_weights,
     release_cached_memory,
     resume,
     run_folder,
     save_checkpoint,
     seed_everything,
     step_bar,
-    weights_digest,
 )
 from .losses import group_advantages
 from .policy import PolicySettings, logprobs, make_batch, update, update_flops
@@ -184,7 +185,7 @@ def train(
     task = task or load_task(cfg.task)
     eval_task = eval_task or (load_task(cfg.eval_task) if cfg.eval_task else None)
     eval_task = eval_task if main else None
-    device_name = str(acc.device) if world > 1 else cfg.device
+    device_name = process_device(acc, cfg.device)
     loaded = load_model(cfg.model, device=device_name, dtype="float32", seed=cfg.seed)
     roles = build_team(cfg, loaded)
     model, device, tok = loaded.model, loaded.device, loaded.tokenizer
@@ -305,9 +306,7 @@ def train(
                 if log:
                     log.close()
                 raise Interrupted(f"stopped after stage {stage + 1}")
-    if world > 1:  # what each rank ends with, so a run can be checked: all ranks must hold the same weights
-        (out / f"weights-rank{rank}.sha256").write_text(weights_digest(model))
-        acc.wait_for_everyone()
+    record_rank_weights(acc, out, model)
     if not main:
         return out
     log.close()
