@@ -110,6 +110,7 @@ def test_trust_region_stops_an_update_past_delta(tmp_path, toy_task):
     )
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["curves", str(out), "--y", "nothing", "--out", str(tmp_path / "d.png")]) == 2
+    assert main(["curves", str(tmp_path / "absent"), "--out", str(tmp_path / "e.png")]) == 2
 
 
 def test_plug_and_play_retrains_only_the_named_agent(tmp_path, toy_task, data_dir, monkeypatch):

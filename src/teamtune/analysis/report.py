@@ -185,7 +185,10 @@ def compare_curves(folders: list[str], y: str, x: str, path: str | Path, over_se
 
     runs = {}
     for f in folders:
-        rows = [r for rs in _logs(Path(f)).values() for r in rs if y in r and x in r]
+        logs = _logs(Path(f))
+        if not logs:
+            raise RunError(f"{f}: no log.jsonl there (or in its sub-folders): not a training run folder")
+        rows = [r for rs in logs.values() for r in rs if y in r and x in r]
         if not rows:
             raise RunError(f"{f}: its log.jsonl has no rows with both {y!r} and {x!r}")
         runs[Path(f).name] = {r[x]: r[y] for r in rows}
