@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 from teamtune.cli import main
 from teamtune.config import ConfigError, load_config
 from teamtune.evaluate import EvalConfig, run_eval
+from teamtune.models import load_model
 from teamtune.train import teamtr
 from teamtune.train.teamtr import TeamTRConfig
 
@@ -132,6 +133,44 @@ def test_plug_and_play_retrains_only_the_named_agent(tmp_path, toy_task, data_di
     )
     _, m = run_eval(cfg)
     assert m["layout"] == "pipeline" and set(m["agents"]) == {"solver", "refiner"}
+
+
+def test_plug_and_play_swaps_an_agent_for_another_model(tmp_path, toy_task, data_dir, monkeypatch):
+    """agent_models: another model (a saved folder of different weights) plays the solver, frozen; only the
+    refiner trains, and eval.yaml runs the same team."""
+    other = load_model("tiny-random", device="cpu", dtype="float32", seed=7)
+    other.model.save_pretrained(tmp_path / "other")
+    other.tokenizer.save_pretrained(tmp_path / "other")
+    seen = []
+    real = teamtr.rollout
+
+    def spy(agents, task, problems, g):
+        seen.append({a.name: (a.engine.model, a.adapter) for a in agents})
+        return real(agents, task, problems, g)
+
+    monkeypatch.setattr(teamtr, "rollout", spy)
+    out = teamtr.train(_cfg(tmp_path, agent_models={"solver": str(tmp_path / "other")}), task=toy_task)
+    solver, refiner = seen[0]["solver"], seen[0]["refiner"]
+    assert solver[1] is None and refiner[1] == "refiner" and solver[0] is not refiner[0]
+    w = next(p for n, p in solver[0].named_parameters() if n.endswith("embed_tokens.weight"))
+    assert torch.equal(w, other.model.get_input_embeddings().weight)  # the saved model, untouched
+    assert [r["agent"] for r in _rows(out)] == ["refiner"]
+    assert sorted(p.name for p in (out / "adapters").iterdir() if p.is_dir()) == ["refiner"]
+    monkeypatch.setenv("TEAMTUNE_DATA", str(data_dir))
+    cfg = load_config(
+        EvalConfig,
+        out / "eval.yaml",
+        ["task.name=gsm8k", "task.limit=2", "team.device=cpu", f"output={tmp_path / 'ev'}"],
+    )
+    _, m = run_eval(cfg)
+    assert m["layout"] == "pipeline" and set(m["agents"]) == {"solver", "refiner"}
+    for bad, match in (
+        ({"agent_models": {"critic": "tiny-random"}}, "lacks"),
+        ({"agent_models": {"solver": "x"}, "train_agents": ["solver"]}, "frozen"),
+        ({"agent_models": {"solver": "x", "refiner": "x"}}, "no agent is left"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            _cfg(tmp_path, **bad)
 
 
 def test_single_mode_has_the_teams_update_budget(tmp_path, toy_task):

@@ -14,7 +14,8 @@ Baselines (`mode`): `stale` (rollouts sampled once per stage and re-used for eve
 adapter per agent, `stale` and `simultaneous` run the same updates (an agent's loss on fixed rollouts does not
 depend on the other adapters); both names are kept for the paper's two baselines.
 Every agent has its own LoRA adapter on one shared base. Plug-and-play: `init_adapters` starts agents from
-trained adapters and `train_agents` names the agents to update (re-run one agent's stage after a swap).
+trained adapters, `agent_models` has another model (name or folder, frozen) play a role, and `train_agents`
+names the agents to update (re-run one agent's stage after a swap).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from rich.console import Console
 
-from ..agents import ROLE_PROMPTS, Agent, Turn, run_calls
+from ..agents import ROLE_PROMPTS, Agent, ModelPool, Turn, run_calls
 from ..config import ConfigError
 from ..models import load_model
 from ..rollout import Engine, SamplingConfig
@@ -78,7 +79,8 @@ class TeamTRConfig:
     stages: int = 10
     problems_per_stage: int = 16
     init_adapters: dict[str, str] = field(default_factory=dict)  # role -> peft folder to start from
-    train_agents: list[str] | None = None  # roles to update (default all)
+    agent_models: dict[str, str] = field(default_factory=dict)  # role -> another model playing it, frozen
+    train_agents: list[str] | None = None  # roles to update (default all with an adapter)
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(dropout=0.0))
     optim: OptimSettings = field(
         default_factory=lambda: OptimSettings(lr=2e-5, schedule="constant", warmup_steps=0)
@@ -95,6 +97,23 @@ class TeamTRConfig:
             )
         if self.delta <= 0:
             raise ValueError("delta (the trust region) must be positive")
+        roles = roles_of(self)
+        for what, names in (
+            ("init_adapters", self.init_adapters),
+            ("agent_models", self.agent_models),
+            ("train_agents", self.train_agents or []),
+        ):
+            unknown = sorted(set(names) - set(roles))
+            if unknown:
+                raise ValueError(f"{what} names roles {unknown} that this team lacks (roles: {roles})")
+        swapped = set(self.agent_models)
+        if swapped & (set(self.init_adapters) | set(self.train_agents or [])):
+            raise ValueError(
+                f"a role in agent_models ({sorted(swapped)}) is played frozen by that model: "
+                "it cannot also take an adapter (init_adapters) or be trained (train_agents)"
+            )
+        if swapped >= set(roles):
+            raise ValueError("agent_models replaces every role: no agent is left to train")
 
 
 @dataclass
@@ -124,7 +143,7 @@ def rollout(agents: list[Agent], task: Task, problems: list[Problem], g: int) ->
 
 
 def build_team(cfg: TeamTRConfig, loaded) -> list[str]:
-    """One LoRA adapter per role on the shared base (fresh, or from `init_adapters`)."""
+    """One LoRA adapter per role on the shared base (fresh, or from `init_adapters`), but `agent_models`' roles."""
     roles = roles_of(cfg)
     lcfg = LoraConfig(
         r=cfg.lora.r,
@@ -133,7 +152,7 @@ def build_team(cfg: TeamTRConfig, loaded) -> list[str]:
         target_modules=cfg.lora.target_modules,
         task_type="CAUSAL_LM",
     )
-    for role in roles:
+    for role in [r for r in roles if r not in cfg.agent_models]:
         path = cfg.init_adapters.get(role)
         if isinstance(loaded.model, PeftModel):
             if path:
@@ -144,9 +163,6 @@ def build_team(cfg: TeamTRConfig, loaded) -> list[str]:
             loaded.model = PeftModel.from_pretrained(loaded.model, path, adapter_name=role, is_trainable=True)
         else:
             loaded.model = get_peft_model(loaded.model, lcfg, adapter_name=role)
-    unknown = sorted(set(cfg.init_adapters) - set(roles))
-    if unknown:
-        raise ValueError(f"init_adapters names roles {unknown} that this team lacks (roles: {roles})")
     return roles
 
 
@@ -198,9 +214,17 @@ def train(
     s = cfg.policy
     sampling = SamplingConfig(s.max_new_tokens, temperature=s.temperature, top_p=1.0)
     greedy = SamplingConfig(s.max_new_tokens, do_sample=False)
-    agents = [Agent(r, ROLE_PROMPTS[r], engine, sampling, r) for r in roles]
-    judges = [Agent(r, ROLE_PROMPTS[r], engine, greedy, r) for r in roles]
-    train_roles = cfg.train_agents or roles
+    pool = ModelPool(device_name, "auto", cfg.batch_size, cfg.seed + 1_000 * rank)  # agent_models, frozen
+
+    def played(r: str, how: SamplingConfig) -> Agent:
+        if r in cfg.agent_models:
+            return Agent(r, ROLE_PROMPTS[r], pool.engine(cfg.agent_models[r]), how)
+        return Agent(r, ROLE_PROMPTS[r], engine, how, r)
+
+    agents = [played(r, sampling) for r in roles]
+    judges = [played(r, greedy) for r in roles]
+    trained = [r for r in roles if r not in cfg.agent_models]  # roles with an adapter
+    train_roles = cfg.train_agents or trained
     updates = len(CHAINS[cfg.agents]) if cfg.mode == "single" else len(train_roles)  # same budget for single
     opts, scheds = {}, {}
     for r in train_roles:
@@ -310,7 +334,7 @@ def train(
     if not main:
         return out
     log.close()
-    for r in roles:
+    for r in trained:
         model.save_pretrained(str(out / "adapters"), selected_adapters=[r])
     (out / "train_metrics.json").write_text(json.dumps({"stages": cfg.stages, **counters}, indent=1))
     write_eval_config(cfg, out, roles)
@@ -320,7 +344,12 @@ def train(
 def write_eval_config(cfg: TeamTRConfig, out: Path, roles: list[str]) -> None:
     """eval.yaml: the trained team (pipeline, or single) on the task's test split, greedy."""
     greedy = {"max_new_tokens": cfg.policy.max_new_tokens, "do_sample": False}
-    agents = [{"name": r, "adapter": str(out / "adapters" / r), "sampling": greedy} for r in roles]
+    agents = [
+        {"name": r, "model": cfg.agent_models[r], "sampling": greedy}
+        if r in cfg.agent_models
+        else {"name": r, "adapter": str(out / "adapters" / r), "sampling": greedy}
+        for r in roles
+    ]
     team = {
         "layout": "single" if len(roles) == 1 else "pipeline",
         "model": cfg.model,
