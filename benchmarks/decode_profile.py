@@ -2,8 +2,10 @@
 
 Figures, each against the captured step as `Engine` runs it (top-p 0.95 sampling) in the same run:
   1. ms per step with plain temperature sampling (no top-p sort) and with greedy decoding: the sampler's share;
-  2. ms per step with the model's part of the step through `torch.compile` (fused kernels; the sampler stays
-     eager) before it is captured as a CUDA graph, for each sampler;
+  2. top-p with the sort-free floor search (`FastDecoder(nucleus="search")`), eager;
+  3. ms per step with the model's part of the step through `torch.compile` (fused kernels) before it is captured
+     as a CUDA graph, for each sampler with the top-p sort eager, then top-p with the floor search compiled too
+     (what `TEAMTUNE_COMPILE_DECODE=1` runs);
 and a torch profile of the eager step: kernels per step and the kernels that take the most GPU time.
 Random weights of the model's shape; the cache holds `--prompt` + `--new` positions, read at every step.
 
@@ -108,6 +110,19 @@ def main() -> None:
                     cache=args.prompt + args.new,
                 )
             )
+        ms = step_ms(FastDecoder(nucleus="search"), w, st, key, steps)
+        print(f"captured step, top-p 0.95 by floor search (eager): {ms:.3f} ms ({base / ms:.2f}x)")
+        records.append(
+            record(
+                "decode step, top-p 0.95 by floor search (eager)",
+                dev,
+                ms,
+                "ms/step",
+                "captured step, top-p 0.95",
+                base,
+                speedup=base / ms,
+            )
+        )
         n, gpu_ms, top = kernel_table(dec, w, st, key)
         print(f"eager step: {n} kernels, {gpu_ms:.3f} ms of GPU time per step")
         for name, ms, c in top:
@@ -127,28 +142,43 @@ def main() -> None:
         if not args.no_compile:
             # the model's part of the step through torch.compile (compiled once, shape-generic), the sampler eager,
             # then captured as a graph like the plain one
-            compiled = FastDecoder(compile_step=True)
-            for label, (state, plain_ms) in (("top-p 0.95", ((w, st, key), base)), *plain.items()):
+            compiled = FastDecoder(compile_step=True, nucleus="sort")
+            searched = FastDecoder(compile_step=True)  # and the top-p floor search compiled (the default)
+            runs = [
+                ("top-p 0.95", compiled, ((w, st, key), base)),
+                *((k, compiled, v) for k, v in plain.items()),
+            ]
+            runs.append(("top-p 0.95 by floor search", searched, ((w, st, key), base)))
+            sorted_ms = None
+            for label, decoder, (state, plain_ms) in runs:
                 t0 = time.perf_counter()
                 try:
-                    ms = step_ms(compiled, *state, steps)
+                    ms = step_ms(decoder, *state, steps)
                 except Exception as e:  # report, do not hide: the figure is then missing
                     print(f"compiled step ({label}) failed: {type(e).__name__}: {str(e)[:400]}")
                     continue
                 took = time.perf_counter() - t0
                 print(f"compiled + captured step, {label}: {ms:.3f} ms ({plain_ms / ms:.2f}x; {took:.0f} s)")
+                extra = {}
+                if label == "top-p 0.95":
+                    sorted_ms = ms
+                elif decoder is searched and sorted_ms:
+                    extra = {"speedup_vs_compiled_with_sort": sorted_ms / ms}
+                    print(f"  floor search vs sort, both compiled: {sorted_ms / ms:.2f}x")
                 records.append(
                     record(
                         f"decode step, {label}, model part through torch.compile, then captured",
                         dev,
                         ms,
                         "ms/step",
-                        f"captured step, {label}",
+                        f"captured step, {label.removesuffix(' by floor search')}",
                         plain_ms,
                         speedup=plain_ms / ms,
                         compile_and_capture_seconds=took,
+                        **extra,
                     )
                 )
+                save_records(args.out, records)  # after each figure: a run cut short keeps what it measured
     save_records(args.out, records)
     print(f"wrote {args.out}")
 

@@ -1,11 +1,12 @@
 """Generated tokens/s of teamtune's fast decoding against transformers' static-cache compiled `generate`.
 
-Four figures, each against a baseline measured in the same run:
+Five figures, each against a baseline measured in the same run:
   1. raw decode at one batch size: `FastDecoder` vs `generate(cache_implementation="static")` (compiled);
-  2. a `leader` team rollout (3 peers + leader, GSM8K prompts) through `Engine`'s fast path vs the same baseline,
-     and with the model's part of each decode step compiled (`TEAMTUNE_COMPILE_DECODE=1`) vs without;
+  2. a `leader` team rollout (3 peers + leader, GSM8K prompts) through `Engine`'s fast path vs the same baseline;
   3. a 3-role team of LoRA adapters on one base, rows of all three mixed in one batch, vs the bare model
-     (tokens/s and peak memory).
+     (tokens/s and peak memory);
+  4. the team of 2 with the decode step compiled (`TEAMTUNE_COMPILE_DECODE=1`: model part and top-p floor search)
+     vs 2 without (skipped with --no-compile or off the fast path).
 Random weights never stop early, so every row generates the full budget on both sides.
 
     python benchmarks/fast_generate.py --model random:smollm2-135m --source .gpu/data/gsm8k
@@ -15,6 +16,8 @@ Random weights never stop early, so every row generates the full budget on both 
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import time
 
 import torch
@@ -115,6 +118,7 @@ def main() -> None:
             f"decode batch {args.batch}: fast {ours:,.0f} tok/s, baseline {base:,.0f} tok/s, {ours / base:.2f}x"
         )
         recs.append(record("fast_decode", name, ours, "generated tokens/s", baseline, base, batch=args.batch))
+    save_records(args.out, recs)
 
     # 2. leader team through the engine (GSM8K prompts, 3 peers + leader, each stage one batched call)
     task = load_task(TaskConfig(name="gsm8k", split="test", source=args.source, limit=args.problems))
@@ -138,10 +142,13 @@ def main() -> None:
             fast_path=engine.uses_fast_path(),
         )
     )
+    save_records(args.out, recs)
     if not args.no_compile and engine.uses_fast_path():
-        # 2b. the same team with the model's part of each decode step through torch.compile (TEAMTUNE_COMPILE_DECODE=1)
-        for e in {id(a.engine): a.engine for a in team.agents}.values():
-            e._decoder = FastDecoder(compile_step=True)
+        # 4. the same team with the decode step compiled, as TEAMTUNE_COMPILE_DECODE=1 gives it (model part and
+        # top-p floor search through torch.compile); its own pool, so the engines are built that way
+        os.environ["TEAMTUNE_COMPILE_DECODE"] = "1"
+        pool = ModelPool("auto", "auto", batch_size=args.team_batch, seed=0)
+        team = Team(TeamConfig(layout="leader", model=args.model, peers=3, agents=agents), pool)
         compiled_rate = team_rollout(team, task, dev)
         print(
             f"leader team, compiled decode: {compiled_rate:,.0f} tok/s ({compiled_rate / team_rate:.2f}x the plain "
@@ -158,10 +165,16 @@ def main() -> None:
                 vs_transformers_static_compiled=compiled_rate / base,
                 problems=len(task.problems),
                 engine_batch=args.team_batch,
+                nucleus=team.agents[0].engine._decoder.nucleus,
             )
         )
-
-    # 3. three LoRA roles on one base, mixed in one batch, vs the bare model (same batch, same tokens)
+        save_records(args.out, recs)
+    # 3. three LoRA roles on one base, mixed in one batch, vs the bare model (same batch, same tokens); the teams'
+    # models and buffers are freed first, so that peak memory is this decoder's alone
+    del team, pool, engine
+    gc.collect()
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
     bare_rate, bare_peak = measured(m.model, prompts, [None] * args.batch, new)
     cfg = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False)
     roles = ["planner", "executor", "verifier"]
@@ -194,7 +207,7 @@ def main() -> None:
             bare_peak / 2**20,
         )
     )
-    save_records(args.out, recs)
+    save_records(args.out, recs)  # after each figure, so a run cut short keeps what it measured
     print(f"wrote {args.out}")
 
 

@@ -117,17 +117,35 @@ def test_adapter_updates_are_seen_by_the_next_call(two_adapters):
     assert after == plain != before
 
 
-def test_sampling_keeps_the_nucleus_and_its_proportions():
+@pytest.mark.parametrize("floor", [fastgen.nucleus_floor_sorted, fastgen.nucleus_floor_search])
+def test_sampling_keeps_the_nucleus_and_its_proportions(floor):
     torch.manual_seed(0)
     probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
     logits = probs.log().expand(40000, 4)
-    got = fastgen.sample(logits, True, 1.0, 0.8)
+    got = fastgen.sample(logits, True, 1.0, 0.8, floor=floor)
     freq = torch.bincount(got, minlength=4).float() / len(got)
     assert freq[2] == 0 and freq[3] == 0  # 0.5 + 0.3 reaches 0.8: the rest is cut
     assert abs(freq[0] - 0.625) < 0.01
     full = torch.bincount(fastgen.sample(logits, True, 1.0, 1.0), minlength=4).float() / len(got)
     torch.testing.assert_close(full, probs, atol=0.01, rtol=0)
     assert (fastgen.sample(logits[:3], False, 1.0, 1.0) == 0).all()
+
+
+def test_nucleus_search_finds_the_sorted_floor():
+    """The sort-free top-p floor keeps the tokens the sort keeps: equal sets on sharp and flat rows of a
+    SmolLM2-sized vocabulary, but for at most one token of ~1e-7 mass where float sums round differently."""
+    torch.manual_seed(0)
+    for scale in (0.3, 1.0, 3.0, 10.0):
+        probs = (torch.randn(8, 49152) * scale).softmax(-1)
+        for top_p in (0.5, 0.9, 0.95, 0.999):
+            want = probs >= fastgen.nucleus_floor_sorted(probs, top_p)[:, None]
+            for ways in (1, 7):
+                got = probs >= fastgen.nucleus_floor_search(probs, top_p, ways)[:, None]
+                diff = want ^ got
+                assert diff.sum() <= 1 and float(probs[diff].sum()) < 1e-5, (scale, top_p, ways)
+                assert float((probs * got).sum(-1).min()) >= top_p - 1e-5
+    one_hot = torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
+    assert torch.equal(fastgen.nucleus_floor_search(one_hot, 0.9), torch.tensor([1.0, 0.2]))
 
 
 def test_seeded_sampling_repeats(tiny):
@@ -181,7 +199,13 @@ def test_compiled_step_gives_the_same_greedy_tokens(tiny, monkeypatch):
     sampled = SamplingConfig(max_new_tokens=12, temperature=0.7, top_p=0.9)
     ref = Engine(tiny, fast=True)
     ref.calls = engine.calls  # the same sampling seed
+    assert engine._decoder.nucleus == "search"  # compiled top-p floor, against the plain path's sort
     assert [c.tokens for c in engine.generate(other, sampled)] == [
         c.tokens for c in ref.generate(other, sampled)
     ]
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]  # + the floor search
+    ref.calls = engine.calls
+    assert [c.tokens for c in engine.generate(other[:3], sampled)] == [
+        c.tokens for c in ref.generate(other[:3], sampled)
+    ]
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs  # new shape, no new compile

@@ -159,20 +159,46 @@ def forward(
     return _rms(w.norm, x)
 
 
-def sample(logits: torch.Tensor, do_sample: bool, temperature: float, top_p: float) -> torch.Tensor:
-    """Next tokens from (batch, vocab) logits: greedy, or temperature + nucleus sampling, without a host sync."""
+ONE_BITS = 0x3F800000  # float32 1.0 as int32; non-negative floats order as their bit patterns
+
+
+def nucleus_floor_sorted(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Per row, the smallest probability of the nucleus: the shortest head of the sorted probabilities whose mass
+    reaches `top_p` (as transformers' top-p keeps). Sorts the vocabulary."""
+    s = probs.sort(-1, descending=True).values
+    return s.masked_fill(s.cumsum(-1) - s >= top_p, float("inf")).amin(-1)
+
+
+def nucleus_floor_search(probs: torch.Tensor, top_p: float, ways: int = 7) -> torch.Tensor:
+    """`nucleus_floor_sorted` without a sort: the largest t with mass(p >= t) >= top_p, found exactly by a
+    `ways`-ary search over the float32 bit patterns (each pass tests `ways` thresholds, one masked sum each).
+    The same set up to rounding of the sums; ties at the floor are all kept."""
+    lo = torch.zeros(probs.shape[:-1], dtype=torch.int32, device=probs.device)  # mass(p >= 0) = 1: in
+    hi = torch.full_like(lo, ONE_BITS + 1)  # above 1.0: mass 0, out
+    passes, span = 0, ONE_BITS + 1
+    while span > 1:  # a fixed number of passes (no host sync), from the static span
+        span, passes = -(-span // (ways + 1)), passes + 1
+    for _ in range(passes):
+        base, step = lo, (hi - lo + ways) // (ways + 1)  # candidates base + j * step split (lo, hi)
+        for j in range(1, ways + 1):
+            t = torch.minimum(base + j * step, hi)  # == hi: known to be out
+            inside = (probs * (probs >= t.view(torch.float32)[..., None])).sum(-1) >= top_p
+            lo = torch.where(inside & (t < hi), t, lo)  # candidates rise with j: the last inside one
+            hi = torch.where(inside, hi, torch.minimum(t, hi))
+    return lo.view(torch.float32)
+
+
+def sample(
+    logits: torch.Tensor, do_sample: bool, temperature: float, top_p: float, floor=nucleus_floor_sorted
+) -> torch.Tensor:
+    """Next tokens from (batch, vocab) logits: greedy, or temperature + nucleus sampling, without a host sync.
+    `floor` finds each row's smallest kept probability (`nucleus_floor_sorted` or `nucleus_floor_search`)."""
     if not do_sample:
         return logits.argmax(-1)
-    logits = logits.float() / temperature
-    if top_p >= 1:
-        probs = logits.softmax(-1)
-        return (probs / torch.empty_like(probs).exponential_()).argmax(-1)
-    sorted_logits, order = logits.sort(-1, descending=True)
-    probs = sorted_logits.softmax(-1)
-    # keep the smallest head of the sorted tokens whose mass reaches top_p (as transformers' top-p does)
-    probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
-    choice = (probs / torch.empty_like(probs).exponential_()).argmax(-1, keepdim=True)
-    return order.gather(-1, choice).squeeze(-1)
+    probs = (logits.float() / temperature).softmax(-1)
+    if top_p < 1:
+        probs = probs.masked_fill(probs < floor(probs, top_p)[..., None], 0.0)
+    return (probs / torch.empty_like(probs).exponential_()).argmax(-1)
 
 
 def _decode_logits(w: _Weights, st: _State) -> torch.Tensor:
@@ -231,14 +257,23 @@ class FastDecoder:
     """Generates for a batch of token-id prompts on one model; rows may use different LoRA adapters.
 
     `compile_step`: run the model's part of the decode step through `torch.compile` (fused kernels; on CUDA then
-    captured as a graph with the sampler, which stays eager: inductor cannot compile the top-p cumsum over the
-    vocabulary in torch 2.11). It is compiled once with dynamic shapes, so new batch sizes and cache lengths only
-    capture a new graph.
+    captured as a graph with the sampler). It is compiled once with dynamic shapes, so new batch sizes and cache
+    lengths only capture a new graph. `nucleus`: how top-p finds its floor, "sort" (`nucleus_floor_sorted`,
+    eager: inductor cannot compile its cumsum over the vocabulary in torch 2.11) or "search"
+    (`nucleus_floor_search`, compiled with the step; the default when `compile_step`). The random draw stays eager.
     """
 
-    def __init__(self, compile_step: bool = False):
-        self.compile_step = compile_step
+    def __init__(self, compile_step: bool = False, nucleus: str | None = None):
+        nucleus = nucleus or ("search" if compile_step else "sort")
+        if nucleus not in ("sort", "search"):
+            raise ValueError(f"nucleus must be 'sort' or 'search', not {nucleus!r}")
+        self.compile_step, self.nucleus = compile_step, nucleus
         self._logits = torch.compile(_decode_logits, dynamic=True, fullgraph=True) if compile_step else None
+        self._floor = nucleus_floor_sorted
+        if nucleus == "search":
+            self._floor = nucleus_floor_search
+            if compile_step:
+                self._floor = torch.compile(nucleus_floor_search, dynamic=True, fullgraph=True)
         # the last shape's buffers, step and graph, with the model they read (held, so it is the same object)
         self._cached: tuple | None = None
 
@@ -346,13 +381,13 @@ class FastDecoder:
                 )
 
             h = forward(w, ids[sl], pos, w.masks(st.rows[sl]), attend)[:, -1]
-            first.append(sample(F.linear(h, w.lm_head), *key.sampling))
+            first.append(sample(F.linear(h, w.lm_head), *key.sampling, floor=self._floor))
         return torch.cat(first)
 
     def _step(self, w: _Weights, st: _State, key: _Key) -> None:
         """One decode step on the fixed buffers (no host sync: it is what the CUDA graph captures)."""
         logits = (self._logits or _decode_logits)(w, st)
-        nxt = sample(logits, *key.sampling)
+        nxt = sample(logits, *key.sampling, floor=self._floor)
         nxt = torch.where(st.done, st.pad, nxt)
         st.out.index_copy_(
             1, (st.cur - (key.prompt - 1)).view(1), nxt[:, None]
