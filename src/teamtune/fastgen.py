@@ -258,13 +258,14 @@ class FastDecoder:
 
     `compile_step`: run the model's part of the decode step through `torch.compile` (fused kernels; on CUDA then
     captured as a graph with the sampler). It is compiled once with dynamic shapes, so new batch sizes and cache
-    lengths only capture a new graph. `nucleus`: how top-p finds its floor, "sort" (`nucleus_floor_sorted`,
-    eager: inductor cannot compile its cumsum over the vocabulary in torch 2.11) or "search"
-    (`nucleus_floor_search`, compiled with the step; the default when `compile_step`). The random draw stays eager.
+    lengths only capture a new graph. `nucleus`: how top-p finds its floor, "sort" (`nucleus_floor_sorted`, the
+    default; eager, as inductor cannot compile its cumsum over the vocabulary in torch 2.11) or "search"
+    (`nucleus_floor_search`, compiled with the step when `compile_step`; slower on an H200, BENCHMARKS.md).
+    The random draw stays eager.
     """
 
     def __init__(self, compile_step: bool = False, nucleus: str | None = None):
-        nucleus = nucleus or ("search" if compile_step else "sort")
+        nucleus = nucleus or "sort"
         if nucleus not in ("sort", "search"):
             raise ValueError(f"nucleus must be 'sort' or 'search', not {nucleus!r}")
         self.compile_step, self.nucleus = compile_step, nucleus
