@@ -9,7 +9,7 @@ from teamtune.config import load_config
 from teamtune.evaluate import EvalConfig, run_eval
 from teamtune.train.common import Interrupted
 from teamtune.train.data import encode_chat, load_records
-from teamtune.train.losses import IGNORE
+from teamtune.train.losses import IGNORE, sft_loss
 from teamtune.train.sft import (
     Curriculum,
     SFTConfig,
@@ -103,7 +103,8 @@ def test_loss_mask_covers_only_the_trained_roles_tokens(tiny):
     assert tok.decode([t for s, _, _ in segs for t in s]) == whole
     # ProST epoch 1: the first two planner turns, cut after the second
     (ex,) = [e for e in epoch_examples(Curriculum("prost"), 0, [rec], [segs], 1, {"planner"}, 10_000)]
-    ids, mask, labels = collate([ex], [segs], 0, 10_000, "cpu")
+    inputs, labels = collate([ex], [segs], 0, 10_000, "cpu")
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
     assert tok.decode(ids[0][mask[0].bool()]) == tok.apply_chat_template(clean[:5], tokenize=False)
     trained = tok.decode(labels[0][labels[0] != IGNORE])
     assert trained == "NEXT: a<|im_end|>\nNEXT: b<|im_end|>\n"
@@ -111,7 +112,7 @@ def test_loss_mask_covers_only_the_trained_roles_tokens(tiny):
     for m in rec["messages"]:
         m["agent"] = "critic" if m["content"] == "NEXT: b" else "planner"
     (ex,) = epoch_examples(Curriculum("none"), 0, [rec], [segs], 0, {"planner"}, 10_000)
-    _, _, labels = collate([ex], [segs], 0, 10_000, "cpu")
+    _, labels = collate([ex], [segs], 0, 10_000, "cpu")
     assert tok.decode(labels[0][labels[0] != IGNORE]) == "NEXT: a<|im_end|>\nDONE: 7<|im_end|>\n"
 
 
@@ -214,6 +215,55 @@ def test_compiled_step_trains_the_same_weights(tmp_path):
     assert a.keys() == b.keys() and any(a[k].abs().sum() > 0 for k in a)
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=1e-3)
+
+
+def test_packed_rows_give_the_padded_rows_loss(tiny):
+    """Packing several examples per row (position ids restart, no mask) changes no token's loss."""
+    recs = load_records(_chat_data_records())
+    segs = [encode_chat(tiny.tokenizer, r["messages"]) for r in recs]
+    exs = epoch_examples(Curriculum("none"), 0, recs, segs, 0, None, 10_000)
+    width = 2 * max(e.length for e in exs)
+    padded, labels = collate(exs, segs, 0, width, "cpu")
+    packed, plabels = collate(exs, segs, 0, width, "cpu", packed=True)
+    assert "attention_mask" not in packed and packed["input_ids"].shape[1] <= width
+    assert len(packed["input_ids"]) < len(exs) and int((plabels != IGNORE).sum()) == int(
+        (labels != IGNORE).sum()
+    )
+    model = tiny.model.eval()
+    with torch.no_grad():
+        a = sft_loss(model(**padded, use_cache=False).logits, labels, 1.0)
+        b = sft_loss(model(**packed, use_cache=False).logits, plabels, 1.0)
+    torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-5)
+    with torch.no_grad():  # the same rows attending across examples (a mask of ones) would not pass
+        leak = {**packed, "attention_mask": torch.ones_like(packed["input_ids"])}
+        assert abs(float(sft_loss(model(**leak, use_cache=False).logits, plabels, 1.0)) - float(a)) > 1e-2
+
+
+def test_packed_training_takes_the_padded_step(tmp_path):
+    data = _chat_data(tmp_path / "chat.jsonl", n=6)
+    kw = dict(epochs=1, batch_tokens=10_000, lora={"dropout": 0.0})  # one micro-batch; packed: one row
+    a = load_file(train(_cfg(tmp_path, data, "padded", **kw)) / "agent/adapter_model.safetensors")
+    b = load_file(
+        train(_cfg(tmp_path, data, "packed", packing=True, **kw)) / "agent/adapter_model.safetensors"
+    )
+    assert any(a[k].abs().sum() > 0 for k in a)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+
+
+def _chat_data_records(n=9):
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp()) / "chat.jsonl"
+    with path.open("w") as f:
+        for i in range(n):
+            msgs = [
+                {"role": "user", "content": "What is " + " plus ".join(str(j) for j in range(i + 2)) + "?"},
+                {"role": "assistant", "content": str(sum(range(i + 2))) + " is the sum" * (i % 3)},
+            ]
+            f.write(json.dumps({"messages": msgs}) + "\n")
+    return str(path)
 
 
 def test_full_finetuning_saves_a_loadable_model(tmp_path):

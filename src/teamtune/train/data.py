@@ -100,8 +100,11 @@ class Example:
     length: int
 
 
-def plan_epoch(examples: list[Example], batch_tokens: int, grad_accum: int, rng: random.Random) -> list:
-    """Steps of micro-batches: shuffled, grouped by length (little padding), each under batch_tokens."""
+def plan_epoch(
+    examples: list[Example], batch_tokens: int, grad_accum: int, rng: random.Random, packed: bool = False
+) -> list:
+    """Steps of micro-batches: shuffled, grouped by length, each under batch_tokens: padded tokens (longest x
+    count), or with `packed` the sum of lengths (`collate` then packs them into rows without padding)."""
     order = list(range(len(examples)))
     rng.shuffle(order)
     batches: list[list[int]] = []
@@ -109,8 +112,9 @@ def plan_epoch(examples: list[Example], batch_tokens: int, grad_accum: int, rng:
         chunk = sorted(order[start : start + 256], key=lambda i: examples[i].length)
         cur: list[int] = []
         for i in chunk:
-            longest = max([examples[j].length for j in cur] + [examples[i].length])
-            if cur and longest * (len(cur) + 1) > batch_tokens:
+            lengths = [examples[j].length for j in cur] + [examples[i].length]
+            cost = sum(lengths) if packed else max(lengths) * len(lengths)
+            if cur and cost > batch_tokens:
                 batches.append(cur)
                 cur = []
             cur.append(i)
@@ -123,9 +127,31 @@ def plan_epoch(examples: list[Example], batch_tokens: int, grad_accum: int, rng:
     ]
 
 
-def collate(examples: list[Example], segments: list, pad_id: int, max_length: int, device) -> tuple:
-    """Right-padded input_ids, attention_mask and labels (IGNORE except on trained messages' content)."""
-    rows = []
+def pack_rows(lengths: list[int], width: int) -> list[list[int]]:
+    """Indices of `lengths` in rows of at most `width` tokens (first fit, longest first)."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        r = next((r for r, left in enumerate(room) if left >= lengths[i]), None)
+        if r is None:
+            rows.append([])
+            room.append(width)
+            r = len(rows) - 1
+        rows[r].append(i)
+        room[r] -= lengths[i]
+    return rows
+
+
+def collate(
+    examples: list[Example], segments: list, pad_id: int, max_length: int, device, packed: bool = False
+) -> tuple[dict, torch.Tensor]:
+    """The model's inputs and the labels (IGNORE except on trained messages' content), right-padded.
+
+    One example per row with an attention mask; or, `packed`, several examples per row of at most `max_length`
+    tokens with position ids that restart at each example and no mask (transformers then keeps attention
+    within each example, as for padding-free training).
+    """
+    seqs = []
     for ex in examples:
         ids: list[int] = []
         labels: list[int] = []
@@ -134,13 +160,26 @@ def collate(examples: list[Example], segments: list, pad_id: int, max_length: in
                 break
             ids += seg
             labels += seg if content and msg in ex.trained else [IGNORE] * len(seg)
-        rows.append((ids[:max_length], labels[:max_length]))
+        seqs.append((ids[:max_length], labels[:max_length]))
+    if packed:
+        layout = pack_rows([len(i) for i, _ in seqs], max_length)
+        rows = [
+            ([t for i in row for t in seqs[i][0]], [t for i in row for t in [IGNORE, *seqs[i][1][1:]]])
+            for row in layout
+        ]  # an example's first label is never trained, so no row learns across examples
+        lengths = [[len(seqs[i][0]) for i in row] for row in layout]
+    else:
+        rows, lengths = seqs, [[len(i)] for i, _ in seqs]
     width = max(len(i) for i, _ in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     label_t = torch.full((len(rows), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for b, (ids, labels) in enumerate(rows):
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, ((ids, labels), lens) in enumerate(zip(rows, lengths, strict=True)):
         input_ids[b, : len(ids)] = torch.tensor(ids)
         label_t[b, : len(ids)] = torch.tensor(labels)
         mask[b, : len(ids)] = 1
-    return input_ids.to(device), mask.to(device), label_t.to(device)
+        positions[b] = torch.cat([torch.arange(n) for n in [*lens, width - len(ids)]])  # padding: its own run
+    if packed:
+        return {"input_ids": input_ids.to(device), "position_ids": positions.to(device)}, label_t.to(device)
+    return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}, label_t.to(device)

@@ -86,6 +86,7 @@ class SFTConfig:
     eval_every: int = 0  # steps; 0: only at the end
     save_every: int = 50  # steps between checkpoints
     compile: bool = False  # torch.compile the model and the loss (2.0x a step on an H100: BENCHMARKS.md)
+    packing: bool = False  # several examples per row of max_length, no padding (attention stays per example)
     seed: int = 0
     device: str = "auto"
     output: str | None = None  # default runs/<time>-sft-<mode>
@@ -162,10 +163,10 @@ def epoch_examples(
 def eval_loss(model, examples: list[Example], segments, cfg: SFTConfig, pad_id: int, device) -> float:
     model.eval()
     total, n = 0.0, 0
-    for (batch,) in plan_epoch(examples, cfg.batch_tokens, 1, random.Random(0)):
-        ids, mask, labels = collate(batch, segments, pad_id, cfg.max_length, device)
+    for (batch,) in plan_epoch(examples, cfg.batch_tokens, 1, random.Random(0), cfg.packing):
+        inputs, labels = collate(batch, segments, pad_id, cfg.max_length, device, cfg.packing)
         with autocast(device):
-            logits = model(input_ids=ids, attention_mask=mask).logits
+            logits = model(**inputs, use_cache=False).logits
         k = int((labels[:, 1:] != IGNORE).sum())
         total += float(sft_loss(logits, labels, 1.0))
         n += k
@@ -211,6 +212,7 @@ def train_adapter(
             cfg.batch_tokens,
             cfg.grad_accum,
             rng,
+            cfg.packing,
         )
     ]
     if not plan:
@@ -238,9 +240,9 @@ def train_adapter(
                 # every rank runs one backward per micro-batch (DDP needs as many); an empty share counts 0
                 part = mb[rank::world] or mb[:1]
                 share = float(world) if mb[rank::world] else 0.0  # DDP averages over ranks: x world sums
-                ids, mask, labels = collate(part, segments, pad_id, cfg.max_length, device)
+                inputs, labels = collate(part, segments, pad_id, cfg.max_length, device, cfg.packing)
                 with autocast(device):
-                    logits = net(input_ids=ids, attention_mask=mask).logits
+                    logits = net(**inputs, use_cache=False).logits
                 loss = loss_fn(logits, labels, float(max(n_lab, 1)))
                 (loss * share).backward()
                 loss_sum += float(loss.detach()) * (share > 0)
