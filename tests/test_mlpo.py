@@ -60,6 +60,7 @@ def test_one_step_changes_only_the_leader(tmp_path, monkeypatch, toy_task):
     assert (out / "leader" / "adapter_config.json").is_file()
     m = json.loads((out / "train_metrics.json").read_text())
     assert m["train_flops"] > 0 and m["rollout_flops"] > 0 and m["rollout_tokens"] > 0
+    assert m["peak_memory_bytes"] > 2**20
     assert main(["report", str(out)]) == 0
     text = (out / "report.md").read_text()
     assert "# training run run: mlpo" in text and "- train flops:" in text and "reward" in text

@@ -188,6 +188,9 @@ def test_roles_mode_trains_one_adapter_per_role_and_eval_loads_them(tmp_path):
         assert (out / role / "adapter_model.safetensors").is_file()
     stats = json.loads((out / "train_metrics.json").read_text())
     assert [a["adapter"] for a in stats["adapters"]] == ["executor", "planner"]
+    assert (
+        stats["total"]["peak_memory_bytes"] == max(a["peak_memory_bytes"] for a in stats["adapters"]) > 2**20
+    )
     cfg = load_config(
         EvalConfig, out / "eval.yaml", ["task.limit=1", "team.device=cpu", f"output={tmp_path / 'ev'}"]
     )

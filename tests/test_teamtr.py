@@ -59,6 +59,7 @@ def test_teamtr_resamples_after_each_agent_update(tmp_path, monkeypatch, toy_tas
     assert len(seen) == 2 and seen[0] == 0.0 and seen[1] > 0.0
     metrics = json.loads((out / "train_metrics.json").read_text())
     assert metrics["rollouts"] == 2 * 2 * 4 and metrics["train_flops"] > 0 and metrics["rollout_flops"] > 0
+    assert metrics["peak_memory_bytes"] > 2**20
     assert main(["report", str(out)]) == 0 and "- regressions: 0" in (out / "report.md").read_text()
     assert [r["agent"] for r in _rows(out)] == ["solver", "refiner"]
     for role in ("solver", "refiner"):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import resource
 from dataclasses import asdict, dataclass, fields
+
+import torch
 
 
 @dataclass
@@ -63,3 +66,15 @@ def total(costs) -> Cost:
     for c in costs:
         out = out + c
     return out
+
+
+def reset_peak_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory() -> int:
+    """Peak accelerator memory when on CUDA, else the process's peak resident memory, in bytes."""
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated())
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .agents import Episode, ModelPool
 from .config import ConfigError, save_config
-from .costs import Cost, total
+from .costs import Cost, peak_memory, reset_peak_memory, total
 from .envs.apps.team import LAYOUTS as APPS_LAYOUTS
 from .envs.apps.team import AppsTeam, apps_metrics
 from .models import adapter_parameters
@@ -128,18 +126,6 @@ def money_cost(per_agent: dict, agents: dict, prices: dict[str, float]) -> float
         (c["prompt_tokens"] + c["generated_tokens"]) / 1e6 * prices[agents[name]["model"]]
         for name, c in per_agent.items()
     )
-
-
-def reset_peak_memory() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-
-
-def peak_memory() -> int:
-    """Peak accelerator memory when on CUDA, else the process's peak resident memory, in bytes."""
-    if torch.cuda.is_available():
-        return int(torch.cuda.max_memory_allocated())
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def summarize(episodes: list[Episode], wall_seconds: float) -> dict:

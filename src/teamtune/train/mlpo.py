@@ -26,7 +26,7 @@ from rich.console import Console
 
 from ..agents import ROLE_PROMPTS, Agent, AgentConfig, ModelPool, run_calls
 from ..config import ConfigError
-from ..costs import FlopModel
+from ..costs import FlopModel, peak_memory, reset_peak_memory
 from ..models import load_model
 from ..rollout import Engine, SamplingConfig
 from ..tasks import Task, TaskConfig, load_task
@@ -111,6 +111,7 @@ def train(
     leader) and DDP (gloo on CPU, NCCL on GPU) averages the leader's gradients; rank 0 logs, evaluates and saves.
     """
     acc = accelerator(cfg.device)
+    reset_peak_memory()
     world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
     if cfg.problems_per_step % world:
         raise ConfigError(
@@ -240,6 +241,7 @@ def train(
     log.close()
     save_trained(loaded, out / "leader")
     stats = {"steps": cfg.steps, "trainable_parameters": trainable_parameters(model), **counters}
+    stats["peak_memory_bytes"] = peak_memory()  # the whole run (CUDA: torch's allocations)
     (out / "train_metrics.json").write_text(json.dumps(stats, indent=1))
     write_eval_configs(cfg, out)
     return out

@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from rich.console import Console
 
-from ..costs import FlopModel
+from ..costs import FlopModel, peak_memory, reset_peak_memory
 from ..models import load_model
 from ..tasks.base import DataError
 from .common import (
@@ -190,6 +190,7 @@ def train_adapter(
     CPU, NCCL on GPU) adds up the gradients, so all ranks take the same steps; rank 0 logs and saves.
     """
     seed_everything(cfg.seed)
+    reset_peak_memory()
     acc = accelerator(cfg.device)
     world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
     loaded = load_model(cfg.model, device=process_device(acc, cfg.device), dtype="float32", seed=cfg.seed)
@@ -298,6 +299,7 @@ def train_adapter(
         "trainable_parameters": trainable_parameters(model),
         "base_parameters": loaded.num_parameters,
         **counters,
+        "peak_memory_bytes": peak_memory(),  # this adapter's training (CUDA: torch's allocations)
     }
     if eval_set:
         stats["eval_loss"] = row["eval_loss"]
@@ -347,6 +349,7 @@ def train(cfg: SFTConfig, console: Console | None = None, stop_after: int | None
     total = {
         k: sum(s[k] for s in stats) for k in ("tokens", "trained_tokens", "sequences", "seconds", "flops")
     }
+    total["peak_memory_bytes"] = max(s.get("peak_memory_bytes", 0) for s in stats)  # adapters train in turn
     (out / "train_metrics.json").write_text(json.dumps({"adapters": stats, "total": total}, indent=1))
     write_eval_config(cfg, out, [s["adapter"] for s in stats])
     return out

@@ -33,6 +33,7 @@ from rich.console import Console
 
 from ..agents import ROLE_PROMPTS, Agent, ModelPool, Turn, run_calls
 from ..config import ConfigError
+from ..costs import peak_memory, reset_peak_memory
 from ..models import load_model
 from ..rollout import Engine, SamplingConfig
 from ..tasks import Problem, Task, TaskConfig, load_task
@@ -189,6 +190,7 @@ def train(
     # DDP must allow unused weights: an update uses one agent's adapter of several
     acc = accelerator(cfg.device, find_unused_parameters=True)
     world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
+    reset_peak_memory()
     if cfg.problems_per_stage % world:
         raise ConfigError(
             f"problems_per_stage ({cfg.problems_per_stage}) must be a multiple of the {world} processes"
@@ -336,7 +338,12 @@ def train(
     log.close()
     for r in trained:
         model.save_pretrained(str(out / "adapters"), selected_adapters=[r])
-    (out / "train_metrics.json").write_text(json.dumps({"stages": cfg.stages, **counters}, indent=1))
+    stats = {
+        "stages": cfg.stages,
+        **counters,
+        "peak_memory_bytes": peak_memory(),
+    }  # CUDA: torch's allocations
+    (out / "train_metrics.json").write_text(json.dumps(stats, indent=1))
     write_eval_config(cfg, out, roles)
     return out
 
