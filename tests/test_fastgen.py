@@ -117,7 +117,7 @@ def test_adapter_updates_are_seen_by_the_next_call(two_adapters):
     assert after == plain != before
 
 
-@pytest.mark.parametrize("floor", [fastgen.nucleus_floor_sorted, fastgen.nucleus_floor_search])
+@pytest.mark.parametrize("floor", [None, fastgen.nucleus_floor_sorted, fastgen.nucleus_floor_search])
 def test_sampling_keeps_the_nucleus_and_its_proportions(floor):
     torch.manual_seed(0)
     probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
@@ -183,11 +183,14 @@ def test_one_decoder_follows_the_model_it_is_given(tiny):
     assert b == fastgen.FastDecoder().generate(other.model, ids, [None], **kw) != a
 
 
-def test_decoder_samples_the_same_tokens_with_either_top_p_floor(tiny):
+def test_decoder_top_p_by_floor_search(tiny):
+    """A top-p so small that only the top token is kept: both floors then decode the greedy tokens."""
     ids = tiny.tokenizer(["Tell me a story", "Hi"], add_special_tokens=False)["input_ids"]
-    kw = dict(max_new_tokens=12, do_sample=True, temperature=0.7, top_p=0.9, pad=0, eos=[10**6], seed=3)
-    by_sort = fastgen.FastDecoder().generate(tiny.model, ids, [None, None], **kw)
-    assert fastgen.FastDecoder(nucleus="search").generate(tiny.model, ids, [None, None], **kw) == by_sort
+    kw = dict(max_new_tokens=12, temperature=0.7, pad=0, eos=[10**6], seed=3)
+    greedy = fastgen.FastDecoder().generate(tiny.model, ids, [None, None], do_sample=False, top_p=1.0, **kw)
+    for nucleus in ("sort", "search"):
+        dec = fastgen.FastDecoder(nucleus=nucleus)
+        assert dec.generate(tiny.model, ids, [None, None], do_sample=True, top_p=1e-6, **kw) == greedy
     with pytest.raises(ValueError, match="nucleus"):
         fastgen.FastDecoder(nucleus="heap")
 

@@ -189,16 +189,25 @@ def nucleus_floor_search(probs: torch.Tensor, top_p: float, ways: int = 7) -> to
 
 
 def sample(
-    logits: torch.Tensor, do_sample: bool, temperature: float, top_p: float, floor=nucleus_floor_sorted
+    logits: torch.Tensor, do_sample: bool, temperature: float, top_p: float, floor=None
 ) -> torch.Tensor:
     """Next tokens from (batch, vocab) logits: greedy, or temperature + nucleus sampling, without a host sync.
-    `floor` finds each row's smallest kept probability (`nucleus_floor_sorted` or `nucleus_floor_search`)."""
+    Top-p sorts the scores, unless `floor` (e.g. `nucleus_floor_search`) gives each row's smallest kept
+    probability; then the draw runs in vocabulary order (so the two draw different tokens from the same seed)."""
     if not do_sample:
         return logits.argmax(-1)
-    probs = (logits.float() / temperature).softmax(-1)
-    if top_p < 1:
-        probs = probs.masked_fill(probs < floor(probs, top_p)[..., None], 0.0)
-    return (probs / torch.empty_like(probs).exponential_()).argmax(-1)
+    logits = logits.float() / temperature
+    if top_p >= 1 or floor is not None:
+        probs = logits.softmax(-1)
+        if top_p < 1:
+            probs = probs.masked_fill(probs < floor(probs, top_p)[..., None], 0.0)
+        return (probs / torch.empty_like(probs).exponential_()).argmax(-1)
+    sorted_logits, order = logits.sort(-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    # keep the smallest head of the sorted tokens whose mass reaches top_p (as transformers' top-p does)
+    probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
+    choice = (probs / torch.empty_like(probs).exponential_()).argmax(-1, keepdim=True)
+    return order.gather(-1, choice).squeeze(-1)
 
 
 def _decode_logits(w: _Weights, st: _State) -> torch.Tensor:
@@ -270,7 +279,7 @@ class FastDecoder:
             raise ValueError(f"nucleus must be 'sort' or 'search', not {nucleus!r}")
         self.compile_step, self.nucleus = compile_step, nucleus
         self._logits = torch.compile(_decode_logits, dynamic=True, fullgraph=True) if compile_step else None
-        self._floor = nucleus_floor_sorted
+        self._floor = None  # the sort inside `sample`
         if nucleus == "search":
             self._floor = nucleus_floor_search
             if compile_step:
