@@ -115,6 +115,18 @@ def test_trust_region_stops_an_update_past_delta(tmp_path, toy_task):
     assert main(["curves", str(tmp_path / "absent"), "--out", str(tmp_path / "e.png")]) == 2
 
 
+def _runs_in_eval(out, tmp_path, data_dir, monkeypatch):
+    """The trained team of `out` runs in `teamtune eval` as a solver -> refiner pipeline."""
+    monkeypatch.setenv("TEAMTUNE_DATA", str(data_dir))
+    cfg = load_config(
+        EvalConfig,
+        out / "eval.yaml",
+        ["task.name=gsm8k", "task.limit=2", "team.device=cpu", f"output={tmp_path / 'ev'}"],
+    )
+    _, m = run_eval(cfg)
+    assert m["layout"] == "pipeline" and set(m["agents"]) == {"solver", "refiner"}
+
+
 def test_plug_and_play_retrains_only_the_named_agent(tmp_path, toy_task, data_dir, monkeypatch):
     first = teamtr.train(_cfg(tmp_path, "first"), task=toy_task)
     adapters = {r: str(first / "adapters" / r) for r in ("solver", "refiner")}
@@ -125,15 +137,7 @@ def test_plug_and_play_retrains_only_the_named_agent(tmp_path, toy_task, data_di
         a = load_file(first / "adapters" / role / "adapter_model.safetensors")
         b = load_file(second / "adapters" / role / "adapter_model.safetensors")
         assert all(torch.equal(a[k], b[k]) for k in a) == same
-    # the trained team runs in `teamtune eval` as a pipeline
-    monkeypatch.setenv("TEAMTUNE_DATA", str(data_dir))
-    cfg = load_config(
-        EvalConfig,
-        second / "eval.yaml",
-        ["task.name=gsm8k", "task.limit=2", "team.device=cpu", f"output={tmp_path / 'ev'}"],
-    )
-    _, m = run_eval(cfg)
-    assert m["layout"] == "pipeline" and set(m["agents"]) == {"solver", "refiner"}
+    _runs_in_eval(second, tmp_path, data_dir, monkeypatch)
 
 
 def test_plug_and_play_swaps_an_agent_for_another_model(tmp_path, toy_task, data_dir, monkeypatch):
@@ -157,14 +161,7 @@ def test_plug_and_play_swaps_an_agent_for_another_model(tmp_path, toy_task, data
     assert torch.equal(w, other.model.get_input_embeddings().weight)  # the saved model, untouched
     assert [r["agent"] for r in _rows(out)] == ["refiner"]
     assert sorted(p.name for p in (out / "adapters").iterdir() if p.is_dir()) == ["refiner"]
-    monkeypatch.setenv("TEAMTUNE_DATA", str(data_dir))
-    cfg = load_config(
-        EvalConfig,
-        out / "eval.yaml",
-        ["task.name=gsm8k", "task.limit=2", "team.device=cpu", f"output={tmp_path / 'ev'}"],
-    )
-    _, m = run_eval(cfg)
-    assert m["layout"] == "pipeline" and set(m["agents"]) == {"solver", "refiner"}
+    _runs_in_eval(out, tmp_path, data_dir, monkeypatch)
     for bad, match in (
         ({"agent_models": {"critic": "tiny-random"}}, "lacks"),
         ({"agent_models": {"solver": "x"}, "train_agents": ["solver"]}, "frozen"),

@@ -162,15 +162,9 @@ def forward(
 ONE_BITS = 0x3F800000  # float32 1.0 as int32; non-negative floats order as their bit patterns
 
 
-def nucleus_floor_sorted(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Per row, the smallest probability of the nucleus: the shortest head of the sorted probabilities whose mass
-    reaches `top_p` (as transformers' top-p keeps). Sorts the vocabulary."""
-    s = probs.sort(-1, descending=True).values
-    return s.masked_fill(s.cumsum(-1) - s >= top_p, float("inf")).amin(-1)
-
-
 def nucleus_floor_search(probs: torch.Tensor, top_p: float, ways: int = 7) -> torch.Tensor:
-    """`nucleus_floor_sorted` without a sort: the largest t with mass(p >= t) >= top_p, found exactly by a
+    """Per row, the smallest probability that top-p keeps, without a sort: the largest t with mass(p >= t) >= top_p
+    (the shortest head of the sorted probabilities that reaches top_p ends at t), found exactly by a
     `ways`-ary search over the float32 bit patterns (each pass tests `ways` thresholds, one masked sum each).
     The same set up to rounding of the sums; ties at the floor are all kept."""
     lo = torch.zeros(probs.shape[:-1], dtype=torch.int32, device=probs.device)  # mass(p >= 0) = 1: in
@@ -267,8 +261,8 @@ class FastDecoder:
 
     `compile_step`: run the model's part of the decode step through `torch.compile` (fused kernels; on CUDA then
     captured as a graph with the sampler). It is compiled once with dynamic shapes, so new batch sizes and cache
-    lengths only capture a new graph. `nucleus`: how top-p finds its floor, "sort" (`nucleus_floor_sorted`, the
-    default; eager, as inductor cannot compile its cumsum over the vocabulary in torch 2.11) or "search"
+    lengths only capture a new graph. `nucleus`: how top-p finds its floor, "sort" (the default, in `sample`;
+    eager, as inductor cannot compile its cumsum over the vocabulary in torch 2.11) or "search"
     (`nucleus_floor_search`, compiled with the step when `compile_step`; slower on an H200, BENCHMARKS.md).
     The random draw stays eager.
     """

@@ -216,7 +216,9 @@ def train(
     s = cfg.policy
     sampling = SamplingConfig(s.max_new_tokens, temperature=s.temperature, top_p=1.0)
     greedy = SamplingConfig(s.max_new_tokens, do_sample=False)
-    pool = ModelPool(device_name, "auto", cfg.batch_size, cfg.seed + 1_000 * rank)  # agent_models, frozen
+    pool = ModelPool(
+        device_name, "auto", cfg.batch_size, cfg.seed
+    )  # agent_models, frozen (same load seed on every rank)
 
     def played(r: str, how: SamplingConfig) -> Agent:
         if r in cfg.agent_models:
