@@ -167,19 +167,18 @@ def collate(
             ([t for i in row for t in seqs[i][0]], [t for i in row for t in [IGNORE, *seqs[i][1][1:]]])
             for row in layout
         ]  # an example's first label is never trained, so no row learns across examples
-        lengths = [[len(seqs[i][0]) for i in row] for row in layout]
     else:
-        rows, lengths = seqs, [[len(i)] for i, _ in seqs]
+        rows = seqs
     width = max(len(i) for i, _ in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     label_t = torch.full((len(rows), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
-    positions = torch.zeros((len(rows), width), dtype=torch.long)
-    for b, ((ids, labels), lens) in enumerate(zip(rows, lengths, strict=True)):
+    for b, (ids, labels) in enumerate(rows):
         input_ids[b, : len(ids)] = torch.tensor(ids)
         label_t[b, : len(ids)] = torch.tensor(labels)
         mask[b, : len(ids)] = 1
-        positions[b] = torch.cat([torch.arange(n) for n in [*lens, width - len(ids)]])  # padding: its own run
-    if packed:
+    if packed:  # positions restart at each example; the padding after them runs on its own
+        runs = [[len(seqs[i][0]) for i in row] + [width - len(rows[b][0])] for b, row in enumerate(layout)]
+        positions = torch.stack([torch.cat([torch.arange(n) for n in r]) for r in runs])
         return {"input_ids": input_ids.to(device), "position_ids": positions.to(device)}, label_t.to(device)
     return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}, label_t.to(device)
