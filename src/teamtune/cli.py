@@ -154,6 +154,7 @@ def _train(args, console: Console) -> int:
     import yaml
 
     from .train import recipes
+    from .train.common import end_launch_group
 
     if not Path(args.config).is_file():
         raise ConfigError(f"config file not found: {args.config}")
@@ -187,6 +188,7 @@ def _train(args, console: Console) -> int:
             console.print(f"{out} is already trained (train_metrics.json): nothing to resume")
             return 0
     out = run(cfg, console)
+    end_launch_group()
     console.print(f"wrote {out}")
     return 0
 

@@ -99,16 +99,20 @@ def autocast(device: torch.device):
 
 def _rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available():  # this process's GPU only: a rank leaves the others' GPUs alone
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, list):  # older checkpoints held every GPU's state
+            cuda = cuda[torch.cuda.current_device()] if torch.cuda.current_device() < len(cuda) else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)
 
 
 def _weights(model) -> dict[str, torch.nn.Parameter]:
@@ -310,6 +314,13 @@ def record_rank_weights(acc: Accelerator, folder: Path, model) -> None:
     if acc.num_processes > 1:
         (folder / f"weights-rank{acc.process_index}.sha256").write_text(weights_digest(model))
         acc.wait_for_everyone()
+
+
+def end_launch_group() -> None:
+    """Close this rank's torch.distributed process group, as accelerate's `end_training` does, so that no rank
+    leaves while its communicator is still open. One process: nothing."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def weights_digest(model) -> str:
