@@ -1,14 +1,14 @@
-"""Real (non-padding) training tokens/s of SFT steps on chat examples of varied length: packed rows against the
-length-grouped padded micro-batches, in the same run.
+"""Real (non-padding) training tokens/s of SFT steps on chat examples of varied length: length-grouped padded
+micro-batches, packed rows, widths rounded to a multiple, cuDNN attention on or off; all in the same run.
 
-Both use the trainer's own `plan_epoch` and `collate` (with `packed` or without) and its step: fp32 master
-weights, bf16 autocast, fused AdamW, `sft_loss`. The examples are GSM8K train questions as user turns, each
-answered by a random-length assistant turn (so lengths vary as in real trajectories); full fine-tuning, random
-weights.
+Every variant uses the trainer's own `plan_epoch` and `collate` and its step: fp32 master weights, bf16
+autocast, fused AdamW, `sft_loss`. Each times the same micro-batches twice: the first pass meets each shape for
+the first time (as a run's first epoch does), the second meets them again. The examples are GSM8K train
+questions as user turns, each answered by a random-length assistant turn (so lengths vary as in real
+trajectories); full fine-tuning, random weights.
 
     python benchmarks/sft_packing.py --model random:smollm2-135m --source .gpu/data/gsm8k
-    python benchmarks/sft_packing.py --model tiny-random --examples 32 --batch-tokens 2048 --max-length 512 --steps 2
-"""
+    python benchmarks/sft_packing.py --model tiny-random --examples 64 --batch-tokens 2048 --max-length 512 --steps 3"""
 
 from __future__ import annotations
 
@@ -42,37 +42,48 @@ def chat_records(source: str | None, n: int, seed: int = 0) -> list[dict]:
     ]
 
 
-def run(model_name: str, records: list[dict], args, packed: bool) -> tuple[float, float]:
-    """Real tokens/s and the share of padding over `args.steps` timed micro-batches (after 3 warm-up ones)."""
+def run(model_name: str, records: list[dict], args, variant: str) -> dict:
+    """Real tokens/s of `args.steps` micro-batches (after 3 warm-up ones), twice: the first pass meets each shape
+    for the first time, as a run's first epoch does; the second meets them again. `variant`: padded or packed,
+    then optionally `:N` (widths rounded up to a multiple of N) and `:nocudnn` (no cuDNN attention)."""
+    kind, *opts = variant.split(":")
+    multiple = next((int(o) for o in opts if o.isdigit()), 1)
+    torch.backends.cuda.enable_cudnn_sdp("nocudnn" not in opts)
     loaded = load_model(model_name, dtype="float32", seed=0)
     model, dev, tok = loaded.model.train(), loaded.device, loaded.tokenizer
     opt, _ = make_optimizer(model, OptimSettings(lr=1e-5), 10**6)
     segs = [encode_chat(tok, r["messages"]) for r in records]
     exs = epoch_examples(Curriculum("none"), 0, records, segs, 0, None, args.max_length)
+    packed = kind == "packed"
     plan = [mb for step in plan_epoch(exs, args.batch_tokens, 1, random.Random(0), packed) for mb in step]
     if len(plan) < args.steps + 3:
         raise SystemExit(f"only {len(plan)} micro-batches: raise --examples")
+    batches = [collate(mb, segs, tok.pad_token_id, args.max_length, dev, packed, multiple) for mb in plan]
+    real = [sum(e.length for e in mb) for mb in plan]
 
-    def step(mb) -> tuple[int, int]:
-        inputs, labels = collate(mb, segs, tok.pad_token_id, args.max_length, dev, packed)
+    def step(inputs, labels) -> None:
         with autocast(dev):
             logits = model(**inputs, use_cache=False).logits
         sft_loss(logits, labels, float(max(int((labels != IGNORE).sum()), 1))).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return sum(e.length for e in mb), inputs["input_ids"].numel()
 
-    for mb in plan[:3]:
-        step(mb)
-    sync(dev)
-    real = cells = 0
-    t0 = time.perf_counter()
-    for mb in plan[3 : 3 + args.steps]:
-        r, c = step(mb)
-        real, cells = real + r, cells + c
-    sync(dev)
-    return real / (time.perf_counter() - t0), 1 - real / cells
+    def tokens_per_s(part: slice) -> float:
+        sync(dev)
+        t0 = time.perf_counter()
+        for inputs, labels in batches[part]:
+            step(inputs, labels)
+        sync(dev)
+        return sum(real[part]) / (time.perf_counter() - t0)
+
+    tokens_per_s(slice(0, 3))
+    timed = slice(3, 3 + args.steps)
+    first, second = tokens_per_s(timed), tokens_per_s(timed)
+    cells = sum(b[0]["input_ids"].numel() for b in batches[timed])
+    shapes = len({tuple(b[0]["input_ids"].shape) for b in batches[timed]})
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    return {"first": first, "second": second, "padding": 1 - sum(real[timed]) / cells, "shapes": shapes}
 
 
 def main() -> None:
@@ -83,34 +94,41 @@ def main() -> None:
     ap.add_argument("--batch-tokens", type=int, default=16384)
     ap.add_argument("--max-length", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        default=["padded", "packed", "padded:64", "packed:64", "padded:nocudnn", "packed:nocudnn"],
+        help="padded|packed[:N][:nocudnn]; the first is the baseline",
+    )
     ap.add_argument("--out", default="benchmarks/results/sft_packing.json")
     args = ap.parse_args()
     records = chat_records(args.source, args.examples)
-    padded, pad_share = run(args.model, records, args, packed=False)
-    packed, packed_pad = run(args.model, records, args, packed=True)
+    res = {v: run(args.model, records, args, v) for v in args.variants}
     name = device_name(load_model(args.model, dtype="float32", seed=0).device)
-    print(
-        f"padded (length-grouped): {padded:,.0f} real tokens/s, {pad_share:.1%} padding; "
-        f"packed: {packed:,.0f} real tokens/s, {packed_pad:.1%} padding; {packed / padded:.2f}x"
-    )
-    save_records(
-        args.out,
-        [
-            record(
-                "sft_packed_real_tokens",
-                name,
-                packed,
-                "real (non-padding) training tokens/s, packed rows",
-                "length-grouped padded micro-batches, same examples",
-                padded,
-                padding_share_packed=packed_pad,
-                padding_share_padded=pad_share,
-                batch_tokens=args.batch_tokens,
-                max_length=args.max_length,
-                steps=args.steps,
+    base = res[args.variants[0]]["first"]
+    recs = []
+    for v, r in res.items():
+        print(
+            f"{v:>16}: first pass {r['first']:9,.0f} real tokens/s ({r['first'] / base:.2f}x), second pass "
+            f"{r['second']:9,.0f}; {r['padding']:.1%} padding, {r['shapes']} shapes in {args.steps} micro-batches"
+        )
+        for pass_ in ("first", "second"):
+            recs.append(
+                record(
+                    f"sft_{v.replace(':', '_')}_{pass_}_pass",
+                    name,
+                    r[pass_],
+                    f"real (non-padding) training tokens/s, {v}, {pass_} pass over the micro-batches",
+                    f"{args.variants[0]}, first pass (each shape new, as in a run's first epoch)",
+                    base,
+                    padding_share=r["padding"],
+                    shapes=r["shapes"],
+                    batch_tokens=args.batch_tokens,
+                    max_length=args.max_length,
+                    steps=args.steps,
+                )
             )
-        ],
-    )
+    save_records(args.out, recs)
     print(f"wrote {args.out}")
 
 

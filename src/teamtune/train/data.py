@@ -143,13 +143,20 @@ def pack_rows(lengths: list[int], width: int) -> list[list[int]]:
 
 
 def collate(
-    examples: list[Example], segments: list, pad_id: int, max_length: int, device, packed: bool = False
+    examples: list[Example],
+    segments: list,
+    pad_id: int,
+    max_length: int,
+    device,
+    packed: bool = False,
+    pad_to_multiple_of: int = 1,
 ) -> tuple[dict, torch.Tensor]:
     """The model's inputs and the labels (IGNORE except on trained messages' content), right-padded.
 
     One example per row with an attention mask; or, `packed`, several examples per row of at most `max_length`
     tokens with position ids that restart at each example and no mask (transformers then keeps attention
-    within each example, as for padding-free training).
+    within each example, as for padding-free training). `pad_to_multiple_of` rounds the width up (to at most
+    `max_length`), so that a run sees few distinct shapes: on a GPU each new shape costs kernel set-up.
     """
     seqs = []
     for ex in examples:
@@ -170,6 +177,7 @@ def collate(
     else:
         rows = seqs
     width = max(len(i) for i, _ in rows)
+    width = max(width, min(-(-width // pad_to_multiple_of) * pad_to_multiple_of, max_length))
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     label_t = torch.full((len(rows), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
