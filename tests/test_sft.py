@@ -242,6 +242,24 @@ def test_packed_rows_give_the_padded_rows_loss(tiny):
         assert abs(float(sft_loss(model(**leak, use_cache=False).logits, plabels, 1.0)) - float(a)) > 1e-2
 
 
+def test_widths_round_up_to_a_multiple_without_changing_the_loss(tiny):
+    """pad_to_multiple_of widens rows (never past max_length) with padding that no token attends to or learns."""
+    recs = load_records(_chat_data_records())
+    segs = [encode_chat(tiny.tokenizer, r["messages"]) for r in recs]
+    exs = epoch_examples(Curriculum("none"), 0, recs, segs, 0, None, 10_000)
+    longest = max(e.length for e in exs)
+    plain, labels = collate(exs, segs, 0, 10_000, "cpu")
+    wide, wlabels = collate(exs, segs, 0, 10_000, "cpu", pad_to_multiple_of=64)
+    assert plain["input_ids"].shape[1] == longest and wide["input_ids"].shape[1] == -(-longest // 64) * 64
+    capped, _ = collate(exs, segs, 0, longest + 1, "cpu", pad_to_multiple_of=64)
+    assert capped["input_ids"].shape[1] == longest + 1
+    model = tiny.model.eval()
+    with torch.no_grad():
+        a = sft_loss(model(**plain, use_cache=False).logits, labels, 1.0)
+        b = sft_loss(model(**wide, use_cache=False).logits, wlabels, 1.0)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5)
+
+
 def test_packed_training_takes_the_padded_step(tmp_path):
     data = _chat_data(tmp_path / "chat.jsonl", n=6)
     kw = dict(epochs=1, batch_tokens=10_000, lora={"dropout": 0.0})  # one micro-batch; packed: one row

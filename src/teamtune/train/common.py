@@ -19,6 +19,7 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from peft import LoraConfig, PeftModel, get_peft_model
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import get_scheduler
 
 from ..config import ConfigError, save_config
@@ -88,10 +89,19 @@ def release_cached_memory(device) -> None:
 
 
 def autocast(device: torch.device):
-    """bf16 autocast on CUDA (weights stay fp32); nothing elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """For a training forward on CUDA: bf16 autocast (weights stay fp32) and attention without cuDNN's kernel;
+    nothing elsewhere. Training batches change shape from step to step, and cuDNN's attention sets itself up
+    for each new shape: without it an SFT pass over new shapes ran 2.4-2.7x faster on an H200, and 7-8% slower
+    once every shape had been seen (BENCHMARKS.md). TEAMTUNE_CUDNN_ATTENTION=1 keeps cuDNN's kernel."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.autocast("cuda", dtype=torch.bfloat16))
+    if os.environ.get("TEAMTUNE_CUDNN_ATTENTION") != "1":
+        stack.enter_context(
+            sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+        )
+    return stack
 
 
 # ---- checkpoints: checkpoints/step-N, written to a temporary folder and renamed, so a kill leaves none half-made
