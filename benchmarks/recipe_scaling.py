@@ -35,17 +35,26 @@ RECIPES = {  # config, the key of problems per logged unit, the log's unit
 def launch(args, k: int, folder: Path) -> dict:
     """One run on `k` processes; its throughput read back from log.jsonl."""
     config, per, unit = RECIPES[args.recipe]
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        str(k),
-        "--num_machines",
-        "1",
-    ]
-    cmd += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(args.port)]
-    cmd += ["--multi_gpu"] if k > 1 and torch.cuda.is_available() else ["--cpu"] if k > 1 else []
+    if torch.cuda.is_available() or k == 1:
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--num_processes",
+            str(k),
+            "--num_machines",
+            "1",
+        ]
+        cmd += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(args.port)]
+        cmd += ["--multi_gpu"] if k > 1 else []
+    else:  # accelerate launch --cpu runs one process: CPU ranks over gloo come from torchrun
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={k}",
+            f"--master_port={args.port}",
+        ]
     cmd += ["-m", "teamtune.cli", "train", "--config", config, f"model={args.model}", f"output={folder}"]
     cmd += [f"{per}={args.share * k}", f"{'steps' if unit == 'step' else 'stages'}={args.units}"]
     cmd += ["eval_task=null", f"policy.max_new_tokens={args.new_tokens}", f"seed={args.seed}"]
@@ -75,6 +84,8 @@ def launch(args, k: int, folder: Path) -> dict:
     if code != 0:
         tail = (folder / "launch.log").read_text()[-3000:]
         raise SystemExit(f"{k} process(es) failed (exit {code}); the end of {folder}/launch.log:\n{tail}")
+    if k > 1 and not (folder / f"weights-rank{k - 1}.sha256").is_file():
+        raise SystemExit(f"{folder}: no weights-rank{k - 1}.sha256, so the run did not have {k} ranks")
     return throughput(folder, unit, args.share * k, k)
 
 
