@@ -156,7 +156,7 @@ def collate(
     One example per row with an attention mask; or, `packed`, several examples per row of at most `max_length`
     tokens with position ids that restart at each example and no mask (transformers then keeps attention
     within each example, as for padding-free training). `pad_to_multiple_of` rounds the width up (to at most
-    `max_length`), so that a run sees few distinct shapes: on a GPU each new shape costs kernel set-up.
+    `max_length`) for fewer distinct shapes, which pays where kernels set up per shape (cuDNN's attention).
     """
     seqs = []
     for ex in examples:
