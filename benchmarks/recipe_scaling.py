@@ -91,6 +91,8 @@ def launch(args, k: int, folder: Path) -> dict:
 
 def throughput(folder: Path, unit: str, problems: int, k: int) -> dict:
     """Problems/s over a run's log rows after its first `unit` (`problems` per unit), with its phase times."""
+    if not (folder / "log.jsonl").is_file():
+        raise SystemExit(f"{folder}: no log.jsonl there, so not a training run's folder")
     rows = [json.loads(x) for x in (folder / "log.jsonl").read_text().splitlines() if x.strip()]
     timed = [r for r in rows if r.get(unit, r["step"]) > 1]
     if not timed:

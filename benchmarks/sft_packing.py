@@ -2,7 +2,7 @@
 micro-batches, packed rows, widths rounded to a multiple, cuDNN's attention kernel allowed or not (the
 trainer leaves it out by default); all in the same run.
 
-Every variant uses the trainer's own `plan_epoch` and `collate` and its step: fp32 master weights, bf16
+Every variant uses the trainer's own `plan_epoch`, `collate` (run before the timing) and step: fp32 master weights, bf16
 autocast, fused AdamW, `sft_loss`. Each times the same micro-batches twice: the first pass meets each shape for
 the first time (as a run's first epoch does), the second meets them again. The examples are GSM8K train
 questions as user turns, each answered by a random-length assistant turn (so lengths vary as in real
@@ -50,6 +50,8 @@ def run(model_name: str, records: list[dict], args, variant: str) -> dict:
     then optionally `:N` (widths rounded up to a multiple of N) and `:cudnn` (cuDNN's attention kernel allowed,
     which the trainer's `autocast` leaves out unless TEAMTUNE_CUDNN_ATTENTION=1)."""
     kind, *opts = variant.split(":")
+    if kind not in ("padded", "packed") or any(not (o.isdigit() or o == "cudnn") for o in opts):
+        raise SystemExit(f"variant {variant!r}: expected padded or packed, then optionally :N and :cudnn")
     multiple = next((int(o) for o in opts if o.isdigit()), 1)
     os.environ["TEAMTUNE_CUDNN_ATTENTION"] = "1" if "cudnn" in opts else "0"
     loaded = load_model(model_name, dtype="float32", seed=0)
@@ -85,7 +87,14 @@ def run(model_name: str, records: list[dict], args, variant: str) -> dict:
     first, second = tokens_per_s(timed), tokens_per_s(timed)
     cells = sum(b[0]["input_ids"].numel() for b in batches[timed])
     shapes = len({tuple(b[0]["input_ids"].shape) for b in batches[timed]})
-    return {"first": first, "second": second, "padding": 1 - sum(real[timed]) / cells, "shapes": shapes}
+    padding = 1 - sum(real[timed]) / cells
+    return {
+        "first": first,
+        "second": second,
+        "padding": padding,
+        "shapes": shapes,
+        "device": device_name(dev),
+    }
 
 
 def main() -> None:
@@ -106,7 +115,7 @@ def main() -> None:
     args = ap.parse_args()
     records = chat_records(args.source, args.examples)
     res = {v: run(args.model, records, args, v) for v in args.variants}
-    name = device_name(load_model(args.model, dtype="float32", seed=0).device)
+    name = res[args.variants[0]]["device"]
     base = res[args.variants[0]]["first"]
     recs = []
     for v, r in res.items():
