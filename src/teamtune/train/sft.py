@@ -190,8 +190,8 @@ def train_adapter(
     CPU, NCCL on GPU) adds up the gradients, so all ranks take the same steps; rank 0 logs and saves.
     """
     seed_everything(cfg.seed)
-    reset_peak_memory()
     acc = accelerator(cfg.device)
+    reset_peak_memory()  # after accelerate has set this rank's GPU, so no rank touches another's
     world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
     loaded = load_model(cfg.model, device=process_device(acc, cfg.device), dtype="float32", seed=cfg.seed)
     model = make_trainable(loaded, cfg.finetune, cfg.lora)
