@@ -12,6 +12,7 @@ from rich.console import Console
 
 from .analysis.pareto import RunError
 from .config import ConfigError, load_config, to_dict
+from .console import RunConsole
 from .models import ModelLoadError
 from .tasks import DataError
 
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if args.verb in ("eval", "train"):
         args.overrides = [*args.overrides, *extra]
-    console = Console()
+    console = RunConsole()
     try:
         if args.verb == "eval":
             return _eval(args, console)

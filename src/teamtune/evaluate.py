@@ -14,6 +14,7 @@ from rich.table import Table
 
 from .agents import Episode, ModelPool
 from .config import ConfigError, save_config
+from .console import RunConsole
 from .costs import Cost, peak_memory, reset_peak_memory, total
 from .envs.apps.team import LAYOUTS as APPS_LAYOUTS
 from .envs.apps.team import AppsTeam, apps_metrics
@@ -57,7 +58,7 @@ def run_eval(
     cfg: EvalConfig, console: Console | None = None, pool: ModelPool | None = None
 ) -> tuple[Path, dict]:
     """Run `cfg`; write config.yaml, episodes.jsonl and metrics.json to the run folder; return it and the metrics."""
-    console = console or Console()
+    console = console or RunConsole()
     try:
         cfg.validate()
     except ValueError as e:

@@ -26,6 +26,7 @@ from rich.console import Console
 
 from ..agents import ROLE_PROMPTS, Agent, AgentConfig, ModelPool, run_calls
 from ..config import ConfigError
+from ..console import RunConsole
 from ..costs import FlopModel, peak_memory, reset_peak_memory
 from ..models import load_model
 from ..rollout import Engine, SamplingConfig
@@ -117,7 +118,7 @@ def train(
         raise ConfigError(
             f"problems_per_step ({cfg.problems_per_step}) must be a multiple of the {world} processes"
         )
-    console = console or Console()
+    console = console or RunConsole()
     if not main:
         console = Console(quiet=True)
     out = run_folder(cfg.output, f"mlpo-{cfg.task.name}", cfg if main else None)

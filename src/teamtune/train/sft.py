@@ -25,6 +25,7 @@ from typing import Literal
 import torch
 from rich.console import Console
 
+from ..console import RunConsole
 from ..costs import FlopModel, peak_memory, reset_peak_memory
 from ..models import load_model
 from ..tasks.base import DataError
@@ -324,7 +325,7 @@ def adapters_of(cfg: SFTConfig, records: list[dict]) -> dict[str, set[str] | Non
 
 def train(cfg: SFTConfig, console: Console | None = None, stop_after: int | None = None) -> Path:
     """Run the SFT/ProST recipe: one folder per adapter, train_metrics.json and an eval.yaml ready for eval."""
-    console = console or Console()
+    console = console or RunConsole()
     main = accelerator(cfg.device).is_main_process
     out = run_folder(cfg.output, f"sft-{cfg.mode}", cfg if main else None)
     if not main:

@@ -33,6 +33,7 @@ from rich.console import Console
 
 from ..agents import ROLE_PROMPTS, Agent, ModelPool, Turn, run_calls
 from ..config import ConfigError
+from ..console import RunConsole
 from ..costs import peak_memory, reset_peak_memory
 from ..models import load_model
 from ..rollout import Engine, SamplingConfig
@@ -195,7 +196,7 @@ def train(
         raise ConfigError(
             f"problems_per_stage ({cfg.problems_per_stage}) must be a multiple of the {world} processes"
         )
-    console = console or Console()
+    console = console or RunConsole()
     if not main:
         console = Console(quiet=True)
     out = run_folder(cfg.output, f"teamtr-{cfg.mode}", cfg if main else None)
