@@ -217,9 +217,8 @@ def train(
     s = cfg.policy
     sampling = SamplingConfig(s.max_new_tokens, temperature=s.temperature, top_p=1.0)
     greedy = SamplingConfig(s.max_new_tokens, do_sample=False)
-    pool = ModelPool(
-        device_name, "auto", cfg.batch_size, cfg.seed
-    )  # agent_models, frozen (same load seed on every rank)
+    # the agent_models' engines, frozen (the same load seed on every rank)
+    pool = ModelPool(device_name, "auto", cfg.batch_size, cfg.seed)
 
     def played(r: str, how: SamplingConfig) -> Agent:
         if r in cfg.agent_models:
@@ -341,11 +340,8 @@ def train(
     log.close()
     for r in trained:
         model.save_pretrained(str(out / "adapters"), selected_adapters=[r])
-    stats = {
-        "stages": cfg.stages,
-        **counters,
-        "peak_memory_bytes": peak_memory(),
-    }  # CUDA: torch's allocations
+    stats = {"stages": cfg.stages, **counters}
+    stats["peak_memory_bytes"] = peak_memory()  # the whole run (CUDA: torch's allocations)
     (out / "train_metrics.json").write_text(json.dumps(stats, indent=1))
     write_eval_config(cfg, out, roles)
     return out
