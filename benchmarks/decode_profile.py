@@ -2,10 +2,11 @@
 
 Figures, each against the captured step as `Engine` runs it (top-p 0.95 sampling) in the same run:
   1. ms per step with plain temperature sampling (no top-p sort) and with greedy decoding: the sampler's share;
-  2. top-p with the sort-free floor search (`FastDecoder(nucleus="search")`), eager;
+  2. top-p without the sort, eager: by rejection (`FastDecoder(nucleus="reject")`) and by floor search
+     (`nucleus="search"`);
   3. ms per step with the model's part of the step through `torch.compile` (fused kernels) before it is captured
-     as a CUDA graph, for each sampler with the top-p sort eager, then top-p with the floor search compiled too
-     (what `TEAMTUNE_COMPILE_DECODE=1` runs);
+     as a CUDA graph (what `TEAMTUNE_COMPILE_DECODE=1` runs), for each sampler: the top-p sort stays eager, the
+     rejection draw and the floor search are compiled too;
 and a torch profile of the eager step: kernels per step and the kernels that take the most GPU time.
 Random weights of the model's shape; the cache holds `--prompt` + `--new` positions, read at every step.
 
@@ -95,6 +96,7 @@ def main() -> None:
         rows = [
             ("temperature only", dec, setup((True, 0.7, 1.0))),
             ("greedy", dec, setup((False, 1.0, 1.0))),
+            ("top-p 0.95 by rejection (eager)", FastDecoder(nucleus="reject"), (w, st, key)),
             ("top-p 0.95 by floor search (eager)", FastDecoder(nucleus="search"), (w, st, key)),
         ]
         for label, decoder, state in rows:
@@ -132,17 +134,25 @@ def main() -> None:
             )
         )
         if not args.no_compile:
-            # the model's part of the step through torch.compile (compiled once, shape-generic), the sampler eager,
-            # then captured as a graph like the plain one
+            # the model's part of the step through torch.compile (compiled once, shape-generic), then captured as a
+            # graph like the plain one; the sort eager, the other top-p draws compiled with it
             compiled = FastDecoder(compile_step=True, nucleus="sort")
-            searched = FastDecoder(compile_step=True)  # and the top-p floor search compiled (the default)
             runs = [
-                ("top-p 0.95", compiled, ((w, st, key), base)),
-                *((k, compiled, v) for k, v in plain.items()),
+                ("top-p 0.95", compiled, (w, st, key), "top-p 0.95", base),
+                *((k, compiled, state, k, ms) for k, (state, ms) in plain.items()),
+                *(
+                    (
+                        f"top-p 0.95 by {how}",
+                        FastDecoder(compile_step=True, nucleus=n),
+                        (w, st, key),
+                        "top-p 0.95",
+                        base,
+                    )
+                    for how, n in (("rejection", "reject"), ("floor search", "search"))
+                ),
             ]
-            runs.append(("top-p 0.95 by floor search", searched, ((w, st, key), base)))
             sorted_ms = None
-            for label, decoder, (state, plain_ms) in runs:
+            for label, decoder, state, plain_label, plain_ms in runs:
                 t0 = time.perf_counter()
                 try:
                     ms = step_ms(decoder, *state, steps)
@@ -154,16 +164,16 @@ def main() -> None:
                 extra = {}
                 if label == "top-p 0.95":
                     sorted_ms = ms
-                elif decoder is searched and sorted_ms:
+                elif decoder.nucleus != "sort" and sorted_ms:
                     extra = {"speedup_vs_compiled_with_sort": sorted_ms / ms}
-                    print(f"  floor search vs sort, both compiled: {sorted_ms / ms:.2f}x")
+                    print(f"  {decoder.nucleus} vs sort, both compiled: {sorted_ms / ms:.2f}x")
                 records.append(
                     record(
                         f"decode step, {label}, model part through torch.compile, then captured",
                         dev,
                         ms,
                         "ms/step",
-                        f"captured step, {label.removesuffix(' by floor search')}",
+                        f"captured step, {plain_label}",
                         plain_ms,
                         speedup=plain_ms / ms,
                         compile_and_capture_seconds=took,

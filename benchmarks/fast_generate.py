@@ -1,12 +1,13 @@
 """Generated tokens/s of teamtune's fast decoding against transformers' static-cache compiled `generate`.
 
-Five figures, each against a baseline measured in the same run:
+Figures, each against a baseline measured in the same run:
   1. raw decode at one batch size: `FastDecoder` vs `generate(cache_implementation="static")` (compiled);
   2. a `leader` team rollout (3 peers + leader, GSM8K prompts) through `Engine`'s fast path vs the same baseline;
   3. a 3-role team of LoRA adapters on one base, rows of all three mixed in one batch, vs the bare model
      (tokens/s and peak memory);
-  4. the team of 2 with the decode step compiled (`TEAMTUNE_COMPILE_DECODE=1`: model part and top-p floor search)
-     vs 2 without (skipped with --no-compile or off the fast path).
+  4. the team of 2 with the top-p rejection draw (`TEAMTUNE_NUCLEUS=reject`) vs 2 (off the fast path: skipped);
+  5. the team of 2 with the decode step compiled (`TEAMTUNE_COMPILE_DECODE=1`) vs 2 (skipped with --no-compile);
+  6. the team of 5 with the rejection draw, compiled with the step, vs 5.
 Random weights never stop early, so every row generates the full budget on both sides.
 
     python benchmarks/fast_generate.py --model random:smollm2-135m --source .gpu/data/gsm8k
@@ -123,9 +124,16 @@ def main() -> None:
     # 2. leader team through the engine (GSM8K prompts, 3 peers + leader, each stage one batched call)
     task = load_task(TaskConfig(name="gsm8k", split="test", source=args.source, limit=args.problems))
     s = SamplingConfig(max_new_tokens=new, temperature=0.7, top_p=0.95)
-    pool = ModelPool("auto", "auto", batch_size=args.team_batch, seed=0)
     agents = [AgentConfig("peer", sampling=s), AgentConfig("leader", sampling=s)]
-    team = Team(TeamConfig(layout="leader", model=args.model, peers=3, agents=agents), pool)
+
+    def leader_team(**env) -> Team:
+        """A team on its own pool, whose engines are built under these TEAMTUNE_* settings."""
+        os.environ.update(env)
+        pool = ModelPool("auto", "auto", batch_size=args.team_batch, seed=0)
+        return Team(TeamConfig(layout="leader", model=args.model, peers=3, agents=agents), pool)
+
+    plain_env = {"TEAMTUNE_NUCLEUS": "sort", "TEAMTUNE_COMPILE_DECODE": "0"}
+    team = leader_team(**plain_env)
     engine = team.agents[0].engine
     team_rate = team_rollout(team, task, dev)
     print(f"leader team: {team_rate:,.0f} tok/s ({team_rate / base:.2f}x)")
@@ -143,35 +151,41 @@ def main() -> None:
         )
     )
     save_records(args.out, recs)
-    if not args.no_compile and engine.uses_fast_path():
-        # 4. the same team with the decode step compiled, as TEAMTUNE_COMPILE_DECODE=1 gives it (model part and
-        # top-p floor search through torch.compile); its own pool, so the engines are built that way
-        os.environ["TEAMTUNE_COMPILE_DECODE"] = "1"
-        pool = ModelPool("auto", "auto", batch_size=args.team_batch, seed=0)
-        team = Team(TeamConfig(layout="leader", model=args.model, peers=3, agents=agents), pool)
-        compiled_rate = team_rollout(team, task, dev)
-        print(
-            f"leader team, compiled decode: {compiled_rate:,.0f} tok/s ({compiled_rate / team_rate:.2f}x the plain "
-            f"fast path, {compiled_rate / base:.2f}x the baseline)"
-        )
-        recs.append(
-            record(
-                "team_rollout_leader_3peers_compiled_decode",
-                name,
-                compiled_rate,
-                "generated tokens/s",
-                "the same team, fast path without torch.compile (same run)",
-                team_rate,
-                vs_transformers_static_compiled=compiled_rate / base,
-                problems=len(task.problems),
-                engine_batch=args.team_batch,
-                nucleus=team.agents[0].engine._decoder.nucleus,
+    if engine.uses_fast_path():
+        # 4-6. the same team with the top-p rejection draw, with the decode step compiled, and with both; each on
+        # its own pool, so that its engines are built that way. Label: (settings, the variant it is measured against)
+        variants = {"rejection_draw": ({"TEAMTUNE_NUCLEUS": "reject"}, "plain")}
+        if not args.no_compile:
+            variants["compiled_decode"] = ({"TEAMTUNE_COMPILE_DECODE": "1"}, "plain")
+            variants["compiled_decode_rejection_draw"] = (
+                {"TEAMTUNE_COMPILE_DECODE": "1", "TEAMTUNE_NUCLEUS": "reject"},
+                "compiled_decode",
             )
-        )
-        save_records(args.out, recs)
+        rates = {"plain": team_rate}
+        for label, (env, against) in variants.items():
+            team = leader_team(**{**plain_env, **env})
+            rates[label] = rate = team_rollout(team, task, dev)
+            vs = f"the same team, {'compiled' if against == 'compiled_decode' else 'plain'} fast path with the top-p sort"
+            print(f"leader team, {label}: {rate:,.0f} tok/s ({rate / rates[against]:.2f}x {vs})")
+            recs.append(
+                record(
+                    f"team_rollout_leader_3peers_{label}",
+                    name,
+                    rate,
+                    "generated tokens/s",
+                    vs,
+                    rates[against],
+                    vs_transformers_static_compiled=rate / base,
+                    problems=len(task.problems),
+                    engine_batch=args.team_batch,
+                    nucleus=team.agents[0].engine._decoder.nucleus,
+                    compiled=team.agents[0].engine._decoder.compile_step,
+                )
+            )
+            save_records(args.out, recs)
     # 3. three LoRA roles on one base, mixed in one batch, vs the bare model (same batch, same tokens); the teams'
     # models and buffers are freed first, so that peak memory is this decoder's alone
-    del team, pool, engine
+    del team, engine
     gc.collect()
     if dev.type == "cuda":
         torch.cuda.empty_cache()

@@ -123,18 +123,52 @@ def test_adapter_updates_are_seen_by_the_next_call(two_adapters):
     assert after == plain != before
 
 
-@pytest.mark.parametrize("floor", [None, floor_by_sort, fastgen.nucleus_floor_search])
-def test_sampling_keeps_the_nucleus_and_its_proportions(floor):
+def draw_by_sort(probs: torch.Tensor, noise: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The reference draw in vocabulary order: the largest probs / noise among the tokens the sort keeps."""
+    return (probs * (probs >= floor_by_sort(probs, top_p)[:, None]) / noise).argmax(-1)
+
+
+@pytest.mark.parametrize(
+    "draw", [None, draw_by_sort, fastgen.draw_by_floor_search, fastgen.draw_by_rejection]
+)
+def test_sampling_keeps_the_nucleus_and_its_proportions(draw):
     torch.manual_seed(0)
     probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
     logits = probs.log().expand(40000, 4)
-    got = fastgen.sample(logits, True, 1.0, 0.8, floor=floor)
+    got = fastgen.sample(logits, True, 1.0, 0.8, draw=draw)
     freq = torch.bincount(got, minlength=4).float() / len(got)
     assert freq[2] == 0 and freq[3] == 0  # 0.5 + 0.3 reaches 0.8: the rest is cut
     assert abs(freq[0] - 0.625) < 0.01
     full = torch.bincount(fastgen.sample(logits, True, 1.0, 1.0), minlength=4).float() / len(got)
     torch.testing.assert_close(full, probs, atol=0.01, rtol=0)
     assert (fastgen.sample(logits[:3], False, 1.0, 1.0) == 0).all()
+
+
+def test_rejection_draws_the_token_the_sort_draws():
+    """From the same noise, the sort-free rejection draw picks the reference's token on sharp and flat rows of a
+    SmolLM2-sized vocabulary; where they differ, the two tokens sit on the nucleus's edge (float sums round
+    differently) or the row missed every round and took its most probable token."""
+    torch.manual_seed(0)
+    for scale in (0.3, 1.0, 3.0, 10.0):
+        probs = (torch.randn(64, 49152) * scale).softmax(-1)
+        noise = torch.empty_like(probs).exponential_()
+        for top_p in (0.5, 0.9, 0.95, 0.999):
+            want = draw_by_sort(probs, noise, top_p)
+            for rounds in (None, 64):
+                got = fastgen.draw_by_rejection(probs, noise, top_p, rounds)
+                for r in (want != got).nonzero().flatten():
+                    above = [float((probs[r] * (probs[r] > probs[r, t])).sum()) for t in (want[r], got[r])]
+                    edge = all(abs(a - top_p) < 1e-5 or a < top_p for a in above)
+                    assert edge and (rounds is None or min(above) < top_p), (scale, top_p, rounds, above)
+                assert (want != got).sum() <= (2 if rounds is None else 1), (scale, top_p, rounds)
+    # nucleus {0, 1} at top-p 0.5: a round misses with probability 0.45, and one round leaves those rows on token 0
+    probs = torch.tensor([0.3, 0.25, 0.2, 0.15, 0.1]).expand(40000, 5)
+    noise = torch.empty_like(probs).exponential_()
+    for rounds, share in ((1, 0.3 + 0.45), (None, 0.3 / 0.55)):
+        got = fastgen.draw_by_rejection(probs, noise, 0.5, rounds)
+        assert got.max() == 1 and abs(float((got == 0).float().mean()) - share) < 0.01
+    assert fastgen.rejection_rounds(0.95) == 5 and fastgen.rejection_rounds(0.5) == 20
+    assert fastgen.rejection_rounds(1e-3) == 32 and fastgen.rejection_rounds(1.0) == 1
 
 
 def test_nucleus_search_finds_the_sorted_floor():
@@ -189,12 +223,12 @@ def test_one_decoder_follows_the_model_it_is_given(tiny):
     assert b == fastgen.FastDecoder().generate(other.model, ids, [None], **kw) != a
 
 
-def test_decoder_top_p_by_floor_search(tiny):
-    """A top-p so small that only the top token is kept: both floors then decode the greedy tokens."""
+def test_decoder_top_p_without_the_sort(tiny):
+    """A top-p so small that only the top token is kept: every nucleus method then decodes the greedy tokens."""
     ids = tiny.tokenizer(["Tell me a story", "Hi"], add_special_tokens=False)["input_ids"]
     kw = dict(max_new_tokens=12, temperature=0.7, pad=0, eos=[10**6], seed=3)
     greedy = fastgen.FastDecoder().generate(tiny.model, ids, [None, None], do_sample=False, top_p=1.0, **kw)
-    for nucleus in ("sort", "search"):
+    for nucleus in ("sort", "search", "reject"):
         dec = fastgen.FastDecoder(nucleus=nucleus)
         assert dec.generate(tiny.model, ids, [None, None], do_sample=True, top_p=1e-6, **kw) == greedy
     with pytest.raises(ValueError, match="nucleus"):
@@ -210,14 +244,27 @@ def test_compiled_step_gives_the_same_greedy_tokens(tiny, monkeypatch):
     torch._dynamo.reset()
     compiled = engine.generate(reqs, GREEDY)
     assert [c.tokens for c in compiled] == [c.tokens for c in plain]
-    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-    assert graphs > 0  # the step did go through torch.compile
-    # another batch size and prompt bucket (top-p sampling): new buffers and graph, the compiled code reused
-    other = [req("word " * (40 + 9 * i)) for i in range(5)]
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # the step did go through torch.compile
     sampled = SamplingConfig(max_new_tokens=12, temperature=0.7, top_p=0.9)
+    engine.generate(reqs, sampled)  # compiles the top-p draw
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    # another batch size and prompt bucket: new buffers and graph, the compiled code reused
+    other = [req("word " * (40 + 9 * i)) for i in range(5)]
     ref = Engine(tiny, fast=True)
     ref.calls = engine.calls  # the same sampling seed
     assert [c.tokens for c in engine.generate(other, sampled)] == [
         c.tokens for c in ref.generate(other, sampled)
     ]
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs  # new shape, no new compile
+
+
+def test_compiled_rejection_draw_decodes_the_eager_tokens(tiny):
+    ids = tiny.tokenizer(["Tell me a story", "Hi"], add_special_tokens=False)["input_ids"]
+    kw = dict(max_new_tokens=12, do_sample=True, temperature=1.0, top_p=0.9, pad=0, eos=[10**6], seed=3)
+    eager = fastgen.FastDecoder(nucleus="reject").generate(tiny.model, ids, [None, None], **kw)
+    dec = fastgen.FastDecoder(compile_step=True)
+    assert dec.nucleus == "reject" and fastgen.FastDecoder().nucleus == "sort"  # the defaults
+    assert dec._draw is not fastgen.draw_by_rejection  # the draw goes through torch.compile
+    assert dec.generate(tiny.model, ids, [None, None], **kw) == eager
+    sorted_ = fastgen.FastDecoder().generate(tiny.model, ids, [None, None], **kw)
+    assert sorted_ != eager  # the sort draws in its own order: other tokens from the same seed

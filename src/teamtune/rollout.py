@@ -74,8 +74,12 @@ class Engine:
         self.fast = (
             fast if fast is not None else {"0": False, "1": True}.get(os.environ.get("TEAMTUNE_FAST", ""))
         )
-        # TEAMTUNE_COMPILE_DECODE=1: the model's part of the fast decode step through torch.compile (see FastDecoder)
-        self._decoder = fastgen.FastDecoder(compile_step=os.environ.get("TEAMTUNE_COMPILE_DECODE") == "1")
+        # TEAMTUNE_COMPILE_DECODE=1: the fast decode step through torch.compile; TEAMTUNE_NUCLEUS: how it draws
+        # top-p tokens, "sort" or "reject" (see FastDecoder)
+        self._decoder = fastgen.FastDecoder(
+            compile_step=os.environ.get("TEAMTUNE_COMPILE_DECODE") == "1",
+            nucleus=os.environ.get("TEAMTUNE_NUCLEUS") or None,
+        )
         self.batch_size = batch_size
         self.seed = seed
         self.progress = progress
