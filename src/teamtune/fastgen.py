@@ -403,37 +403,40 @@ class FastDecoder:
             st.done[r] = True
 
     def _prefill(self, w: _Weights, st: _State, prompts: list[list[int]], key: _Key) -> torch.Tensor:
-        """Fill the cache with the left-padded prompts; the first generated token of every row."""
+        """Fill the cache with the prompts; the first generated token of every row.
+
+        The forward runs on right-padded rows, so that plain causal attention (flash kernels on CUDA, no mask) is
+        right for every real token; each layer's keys and values are then stored left-padded, ending at the
+        bucket's last position as the decode step expects. Pad positions hold junk that decoding never reads."""
         P, dev = key.prompt, st.tokens.device
         ids = torch.full((len(prompts), P), st.pad, dtype=torch.long)
         for r, p in enumerate(prompts):
-            ids[r, P - len(p) :] = torch.tensor(p)
-        start = torch.tensor([P - len(p) for p in prompts])
-        st.start.copy_(start)
+            ids[r, : len(p)] = torch.tensor(p)
+        lengths = torch.tensor([len(p) for p in prompts])
+        st.start.copy_(P - lengths)
         st.done.zero_()
-        ids, start = ids.to(dev), start.to(dev)
+        ids, lengths = ids.to(dev), lengths.to(dev)
         chunk = max(1, PREFILL_TOKENS // P)
         ar = torch.arange(P, device=dev)
-        causal = ar[None, :] <= ar[:, None]
+        g = w.heads // w.kv_heads
         first = []
         for a in range(0, len(prompts), chunk):
             sl = slice(a, a + chunk)
-            s0 = start[sl]
-            pos = (ar[None, :] - s0[:, None]).clamp(min=0)
-            # keys: real prompt tokens up to the query; a pad query sees itself (never a fully masked row)
-            mask = (causal[None] & (ar[None, None, :] >= s0[:, None, None])) | torch.eye(
-                P, dtype=torch.bool, device=dev
-            )
+            n = lengths[sl]
+            # cache position c of a row holds its right-padded position (c - start) mod P
+            src = (ar[None, :] + n[:, None]) % P
+            src = src[:, None, :, None].expand(-1, w.kv_heads, -1, w.head_dim)
 
-            def attend(i, q, k, v, sl=sl, mask=mask):
-                st.k[i][sl, :, :P] = k
-                st.v[i][sl, :, :P] = v
-                g = w.heads // w.kv_heads
+            def attend(i, q, k, v, sl=sl, src=src):
+                st.k[i][sl, :, :P] = k.gather(2, src)
+                st.v[i][sl, :, :P] = v.gather(2, src)
                 return F.scaled_dot_product_attention(
-                    q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1), attn_mask=mask[:, None]
+                    q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1), is_causal=True
                 )
 
-            h = forward(w, ids[sl], pos, w.masks(st.rows[sl]), attend)[:, -1]
+            pos = ar[None, :].expand(len(n), P)
+            h = forward(w, ids[sl], pos, w.masks(st.rows[sl]), attend)
+            h = h[torch.arange(len(n), device=dev), n - 1]  # each row's last prompt token
             first.append(sample(F.linear(h, w.lm_head), *key.sampling, draw=self._draw))
         return torch.cat(first)
 

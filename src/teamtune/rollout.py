@@ -103,15 +103,20 @@ class Engine:
     ) -> list[Completion]:
         """One completion per request, in request order."""
         texts = [self.render(r.messages) for r in requests]
-        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-        order = sorted(range(len(requests)), key=lambda i: -lengths[i])  # similar lengths share a batch
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        order = sorted(range(len(requests)), key=lambda i: -len(ids[i]))  # similar lengths share a batch
         out: list[Completion | None] = [None] * len(requests)
         bar = self.progress.add_task(desc, total=len(requests)) if self.progress else None
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             for i, c in zip(
                 idx,
-                self._batch([texts[i] for i in idx], [requests[i].adapter for i in idx], sampling),
+                self._batch(
+                    [texts[i] for i in idx],
+                    [ids[i] for i in idx],
+                    [requests[i].adapter for i in idx],
+                    sampling,
+                ),
                 strict=True,
             ):
                 out[i] = c
@@ -129,32 +134,30 @@ class Engine:
             raise ValueError(f"fast decoding cannot run {self.loaded.name!r}: {reason}")
         return reason is None and (self.fast or self.loaded.device.type == "cuda")
 
-    def _batch(self, texts: list[str], adapters: list[str | None], s: SamplingConfig) -> list[Completion]:
+    def _batch(
+        self, texts: list[str], ids: list[list[int]], adapters: list[str | None], s: SamplingConfig
+    ) -> list[Completion]:
         seed = None if self.seed is None else self.seed + self.calls
         self.calls += 1
         t0 = time.perf_counter()
-        if self.uses_fast_path():
-            new, prompts = self._fast_batch(texts, adapters, s, seed)
-        else:
-            new, prompts = self._hf_batch(texts, adapters, s, seed)
+        fast = self.uses_fast_path()
+        new = self._fast_batch(ids, adapters, s, seed) if fast else self._hf_batch(texts, adapters, s, seed)
         if self.loaded.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = (time.perf_counter() - t0) / len(texts)  # the batch's wall time, shared equally
         flop_models = [self.flop_model(a) for a in adapters]
         return [
-            self._completion(ids, p, seconds, fm, s)
-            for ids, p, fm in zip(new, prompts, flop_models, strict=True)
+            self._completion(out, p, seconds, fm, s) for out, p, fm in zip(new, ids, flop_models, strict=True)
         ]
 
-    def _fast_batch(self, texts, adapters, s: SamplingConfig, seed):
+    def _fast_batch(self, prompts: list[list[int]], adapters, s: SamplingConfig, seed) -> list[list[int]]:
         tok = self.tokenizer
-        prompts = tok(texts, add_special_tokens=False)["input_ids"]
 
         def stopped(ids: list[int]) -> bool:
             text = tok.decode(ids, skip_special_tokens=True)
             return any(x in text for x in s.stop)
 
-        new = self._decoder.generate(
+        return self._decoder.generate(
             self.model,
             prompts,
             adapters,
@@ -167,9 +170,8 @@ class Engine:
             seed=seed,
             stopped=stopped if s.stop else None,
         )
-        return new, prompts
 
-    def _hf_batch(self, texts, adapters, s: SamplingConfig, seed):
+    def _hf_batch(self, texts, adapters, s: SamplingConfig, seed) -> list[list[int]]:
         tok, model = self.tokenizer, self.model
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.loaded.device)
         kwargs = dict(
@@ -195,12 +197,7 @@ class Engine:
             torch.manual_seed(seed)
         with context:
             seqs = model.generate(**enc, **kwargs)
-        new = seqs[:, enc["input_ids"].shape[1] :].tolist()
-        prompts = [
-            row[m.bool()].tolist()
-            for row, m in zip(enc["input_ids"].cpu(), enc["attention_mask"].cpu(), strict=True)
-        ]
-        return new, prompts
+        return seqs[:, enc["input_ids"].shape[1] :].tolist()
 
     def flop_model(self, adapter: str | None) -> FlopModel:
         """FLOPs per token of the base model, plus the adapter's weights when one is used."""
