@@ -6,8 +6,8 @@ Figures, each against a baseline measured in the same run:
   3. a 3-role team of LoRA adapters on one base, rows of all three mixed in one batch, vs the bare model
      (tokens/s and peak memory);
   4. the team of 2 with the top-p rejection draw (`TEAMTUNE_NUCLEUS=reject`) vs 2 (off the fast path: skipped);
-  5. the team of 2 with the decode step compiled (`TEAMTUNE_COMPILE_DECODE=1`) vs 2 (skipped with --no-compile);
-  6. the team of 5 with the rejection draw, compiled with the step, vs 5.
+  5. the team of 2 with the decode step compiled, keeping the top-p sort, vs 2 (skipped with --no-compile);
+  6. the team of 5 with the rejection draw compiled with the step (what `TEAMTUNE_COMPILE_DECODE=1` runs) vs 5.
 Random weights never stop early, so every row generates the full budget on both sides.
 
     python benchmarks/fast_generate.py --model random:smollm2-135m --source .gpu/data/gsm8k
