@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -17,6 +18,24 @@ def data_dir() -> Path:
             pytest.fail(f"shared datasets not found at {path}")
         pytest.skip(f"shared datasets not found at {path}")
     return path
+
+
+@pytest.fixture
+def chat_data(tmp_path):
+    """Writes n chat records ("What is i plus i?" answered "2i") to tmp_path/chat.jsonl; returns its path."""
+
+    def write(n: int = 24) -> str:
+        path = tmp_path / "chat.jsonl"
+        with path.open("w") as f:
+            for i in range(n):
+                msgs = [
+                    {"role": "user", "content": f"What is {i} plus {i}?"},
+                    {"role": "assistant", "content": str(2 * i)},
+                ]
+                f.write(json.dumps({"messages": msgs}) + "\n")
+        return str(path)
+
+    return write
 
 
 @pytest.fixture(scope="session")

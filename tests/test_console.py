@@ -1,6 +1,5 @@
 """A closed stdout pipe must not end a run (rich's own Console exits with 1 at the next write)."""
 
-import json
 import subprocess
 import sys
 
@@ -33,15 +32,10 @@ def test_plain_rich_console_would_have_ended_the_work(tmp_path):
     assert not (tmp_path / "rich").exists()
 
 
-def test_training_run_finishes_when_its_stdout_is_closed(tmp_path):
+def test_training_run_finishes_when_its_stdout_is_closed(tmp_path, chat_data):
     """`teamtune train ... | head`: the run must still write its weights and metrics (it used to exit 1 at its
     first print after the pipe closed, the end of its progress bar, before saving)."""
-    data = tmp_path / "chat.jsonl"
-    rows = [
-        {"messages": [{"role": "user", "content": f"{i}+{i}?"}, {"role": "assistant", "content": str(2 * i)}]}
-        for i in range(4)
-    ]
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = chat_data(4)
     cfg = tmp_path / "sft.yaml"
     cfg.write_text(f"method: sft\nmodel: tiny-random\ndata: {data}\nmode: single\nepochs: 1\ndevice: cpu\n")
     out = tmp_path / "run"

@@ -116,17 +116,6 @@ def test_loss_mask_covers_only_the_trained_roles_tokens(tiny):
     assert tok.decode(labels[0][labels[0] != IGNORE]) == "NEXT: a<|im_end|>\nDONE: 7<|im_end|>\n"
 
 
-def _chat_data(path, n=24):
-    with path.open("w") as f:
-        for i in range(n):
-            msgs = [
-                {"role": "user", "content": f"What is {i} plus {i}?"},
-                {"role": "assistant", "content": str(2 * i)},
-            ]
-            f.write(json.dumps({"messages": msgs}) + "\n")
-    return str(path)
-
-
 def _cfg(tmp_path, data, out, **kw):
     base = dict(
         model="tiny-random",
@@ -144,8 +133,8 @@ def _cfg(tmp_path, data, out, **kw):
     return load_config(SFTConfig, None, [f"{k}={json.dumps(v)}" for k, v in base.items()])
 
 
-def test_resume_after_a_kill_gives_the_same_weights(tmp_path):
-    data = _chat_data(tmp_path / "chat.jsonl")
+def test_resume_after_a_kill_gives_the_same_weights(tmp_path, chat_data):
+    data = chat_data()
     whole = train(_cfg(tmp_path, data, "whole"))
     cfg = _cfg(tmp_path, data, "killed")
     with pytest.raises(Interrupted):
@@ -204,8 +193,8 @@ def test_roles_mode_trains_one_adapter_per_role_and_eval_loads_them(tmp_path):
     assert metrics["method"] == "prost" and metrics["agents"]["planner"]["adapter_parameters"] > 0
 
 
-def test_compiled_step_trains_the_same_weights(tmp_path):
-    data = _chat_data(tmp_path / "chat.jsonl", n=4)
+def test_compiled_step_trains_the_same_weights(tmp_path, chat_data):
+    data = chat_data(4)
     kw = dict(epochs=1, lora={"dropout": 0.0})
     from torch._dynamo.utils import counters
 
@@ -260,8 +249,8 @@ def test_widths_round_up_to_a_multiple_without_changing_the_loss(tiny):
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5)
 
 
-def test_packed_training_takes_the_padded_step(tmp_path):
-    data = _chat_data(tmp_path / "chat.jsonl", n=6)
+def test_packed_training_takes_the_padded_step(tmp_path, chat_data):
+    data = chat_data(6)
     kw = dict(epochs=1, batch_tokens=10_000, lora={"dropout": 0.0})  # one micro-batch; packed: one row
     a = load_file(train(_cfg(tmp_path, data, "padded", **kw)) / "agent/adapter_model.safetensors")
     b = load_file(
@@ -287,18 +276,18 @@ def _chat_data_records(n=9):
     return str(path)
 
 
-def test_full_finetuning_saves_a_loadable_model(tmp_path):
+def test_full_finetuning_saves_a_loadable_model(tmp_path, chat_data):
     from transformers import AutoModelForCausalLM
 
-    data = _chat_data(tmp_path / "chat.jsonl", n=4)
+    data = chat_data(4)
     out = train(_cfg(tmp_path, data, "full", finetune="full", epochs=1, mode="joint"))
     model = AutoModelForCausalLM.from_pretrained(out / "team")
     assert sum(p.numel() for p in model.parameters()) > 0
     assert json.loads((out / "eval.yaml").read_text())["team"]["agents"][0]["model"] == str(out / "team")
 
 
-def test_cli_train_refuses_to_overwrite_and_names_bad_data(tmp_path, capsys):
-    data = _chat_data(tmp_path / "chat.jsonl", n=2)
+def test_cli_train_refuses_to_overwrite_and_names_bad_data(tmp_path, capsys, chat_data):
+    data = chat_data(2)
     cfg = tmp_path / "sft.yaml"
     cfg.write_text(f"method: sft\nmodel: tiny-random\ndata: {data}\nmode: single\nepochs: 1\ndevice: cpu\n")
     assert main(["train", "--config", str(cfg), f"output={tmp_path / 'r'}"]) == 0
