@@ -134,3 +134,13 @@ def test_a_tasks_stop_strings_reach_every_generation(pool, toy, monkeypatch):
     seen.clear()
     t.run(toy)  # GSM8K has none
     assert seen == [[], []]
+
+
+def test_pool_ranks_share_weights_but_sample_apart():
+    """What a data-parallel rank's pool of frozen models needs: the run's weights, its own sampling seed."""
+    rank0 = ModelPool(device="cpu", dtype="float32", seed=0, load_seed=0).engine("tiny-random")
+    rank1 = ModelPool(device="cpu", dtype="float32", seed=1_000, load_seed=0).engine("tiny-random")
+    other = ModelPool(device="cpu", dtype="float32", seed=1_000).engine("tiny-random")  # loads with 1_000 too
+    w = [e.model.get_input_embeddings().weight for e in (rank0, rank1, other)]
+    assert torch.equal(w[0], w[1]) and not torch.equal(w[0], w[2])
+    assert (rank0.seed, rank1.seed) == (0, 1_000)

@@ -66,17 +66,19 @@ class ModelPool:
         batch_size: int = 64,
         seed: int | None = 0,
         progress: Progress | None = None,
+        load_seed: int | None = None,
     ):
         self.device = device
         self.dtype = dtype
         self.batch_size = batch_size
-        self.seed = seed
+        self.seed = seed  # the engines' sampling seed
+        self.load_seed = seed if load_seed is None else load_seed  # random-init weights (default: `seed`)
         self.progress = progress
         self.engines: dict[str, Engine] = {}
 
     def engine(self, model: str) -> Engine:
         if model not in self.engines:
-            loaded = load_model(model, device=self.device, dtype=self.dtype, seed=self.seed or 0)
+            loaded = load_model(model, device=self.device, dtype=self.dtype, seed=self.load_seed or 0)
             self.engines[model] = Engine(
                 loaded, batch_size=self.batch_size, seed=self.seed, progress=self.progress
             )

@@ -128,7 +128,8 @@ def train(
     device_name = process_device(acc, cfg.device)
     loaded = load_model(cfg.model, device=device_name, dtype="float32", seed=cfg.seed)
     device = loaded.device
-    pool = pool or ModelPool(device_name, "auto", cfg.batch_size, cfg.seed)
+    # peer_models: the same weights on every rank, sampling apart as the leader's engine does
+    pool = pool or ModelPool(device_name, "auto", cfg.batch_size, cfg.seed + 1_000 * rank, load_seed=cfg.seed)
     model = make_trainable(loaded, cfg.finetune, cfg.lora)
     params = [p for p in model.parameters() if p.requires_grad]
     dp = (acc, acc.prepare_model(model)) if world > 1 else None

@@ -217,8 +217,8 @@ def train(
     s = cfg.policy
     sampling = SamplingConfig(s.max_new_tokens, temperature=s.temperature, top_p=1.0)
     greedy = SamplingConfig(s.max_new_tokens, do_sample=False)
-    # the agent_models' engines, frozen (the same load seed on every rank)
-    pool = ModelPool(device_name, "auto", cfg.batch_size, cfg.seed)
+    # the agent_models' engines, frozen: the same weights on every rank, sampling apart as `engine` does
+    pool = ModelPool(device_name, "auto", cfg.batch_size, cfg.seed + 1_000 * rank, load_seed=cfg.seed)
 
     def played(r: str, how: SamplingConfig) -> Agent:
         if r in cfg.agent_models:
