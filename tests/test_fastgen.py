@@ -235,6 +235,16 @@ def test_decoder_top_p_without_the_sort(tiny):
         fastgen.FastDecoder(nucleus="heap")
 
 
+def test_a_wrong_nucleus_setting_names_the_variable(tiny, monkeypatch):
+    monkeypatch.setenv("TEAMTUNE_NUCLEUS", "heap")
+    with pytest.raises(
+        ValueError, match="TEAMTUNE_NUCLEUS='heap': nucleus must be one of sort, reject, search"
+    ):
+        Engine(tiny)
+    monkeypatch.setenv("TEAMTUNE_NUCLEUS", "reject")
+    assert Engine(tiny)._decoder.nucleus == "reject"
+
+
 def test_compiled_step_gives_the_same_greedy_tokens(tiny, monkeypatch):
     reqs = [req(p) for p in PROMPTS]
     plain = Engine(tiny, fast=True).generate(reqs, GREEDY)

@@ -76,10 +76,13 @@ class Engine:
         )
         # TEAMTUNE_COMPILE_DECODE=1: the fast decode step through torch.compile; TEAMTUNE_NUCLEUS: how it draws
         # top-p tokens, "sort" or "reject" (see FastDecoder)
-        self._decoder = fastgen.FastDecoder(
-            compile_step=os.environ.get("TEAMTUNE_COMPILE_DECODE") == "1",
-            nucleus=os.environ.get("TEAMTUNE_NUCLEUS") or None,
-        )
+        nucleus = os.environ.get("TEAMTUNE_NUCLEUS") or None
+        try:
+            self._decoder = fastgen.FastDecoder(
+                compile_step=os.environ.get("TEAMTUNE_COMPILE_DECODE") == "1", nucleus=nucleus
+            )
+        except ValueError as e:
+            raise ValueError(f"TEAMTUNE_NUCLEUS={nucleus!r}: {e}") from None
         self.batch_size = batch_size
         self.seed = seed
         self.progress = progress
