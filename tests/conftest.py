@@ -4,6 +4,9 @@ from pathlib import Path
 
 import pytest
 
+# No test reaches the hub: set before transformers and datasets read it on import.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 from teamtune.models import load_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"

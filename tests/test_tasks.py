@@ -159,3 +159,50 @@ def test_default_data_dir_is_found_from_any_folder_below(tmp_path, monkeypatch):
     assert default_data_dir() == (tmp_path / "shared" / "datasets").resolve()
     monkeypatch.setenv("TEAMTUNE_DATA", str(tmp_path / "elsewhere"))
     assert default_data_dir() == tmp_path / "elsewhere"
+
+
+@pytest.mark.parametrize("name", ["gsm8k", "math", "bbh", "mmlu"])
+def test_shipped_sample_of_each_task(name, tmp_path, monkeypatch):
+    """task.source=sample reads the small sample inside the package, from any folder, with no shared data."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TEAMTUNE_DATA", str(tmp_path / "nothing"))
+    split = {"math": "train", "bbh": "test"}.get(name, "test")
+    kw = {"subset": "boolean_expressions", "shots": 3} if name == "bbh" else {}
+    task = load_task(TaskConfig(name=name, split=split, source="sample", **kw))
+    assert len(task) >= 10 and all(p.answer for p in task.problems)
+    assert task.is_correct(task.problems[0].answer, task.problems[0])
+
+
+def test_no_local_copy_and_no_hub_fails_at_once(tmp_path, monkeypatch):
+    """Offline with no local data: one line naming where it looked and how to point at data, in seconds."""
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TEAMTUNE_DATA", raising=False)
+    t0 = time.perf_counter()
+    with pytest.raises(DataError) as e:
+        load_task(TaskConfig(name="gsm8k", split="test"))
+    assert time.perf_counter() - t0 < 10
+    msg = str(e.value)
+    assert "\n" not in msg and "TEAMTUNE_DATA" in msg and "task.source=sample" in msg
+    with pytest.raises(DataError, match="no nosuch.jsonl for split 'nosuch' \\(splits here: test, train\\)"):
+        load_task(TaskConfig(name="gsm8k", source="sample", split="nosuch"))
+
+
+def test_unreachable_hub_fails_without_retries(tmp_path, monkeypatch):
+    """Online mode but no route to the hub: one probe, then the same one line (datasets would retry ~30 s)."""
+    import datasets
+
+    from teamtune.tasks import base
+
+    def refuse(address, timeout):
+        assert address == ("huggingface.co", 443) and timeout <= 3
+        raise OSError("no route")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TEAMTUNE_DATA", raising=False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(base.socket, "create_connection", refuse)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("reached load_dataset"))
+    with pytest.raises(DataError, match="hub cannot be reached to read 'openai/gsm8k'.*task.source=sample"):
+        load_task(TaskConfig(name="gsm8k", split="test"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .analysis.pareto import RunError
-from .config import ConfigError, load_config, to_dict
+from .config import ConfigError, load_config, packaged_configs, resolve_config, to_dict
 from .console import RunConsole
 from .models import ModelLoadError
 from .tasks import DataError
@@ -93,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         "--over-seeds", action="store_true", help="one line per run name without its -s<seed>: mean and range"
     )
 
+    cf = verbs.add_parser("configs", help="list the configs teamtune ships (--config takes their names)")
+    cf.add_argument("--copy", metavar="DIR", help="copy them into DIR to edit")
+
     rp = verbs.add_parser("report", help="a run's curves (curves.png) and one-page summary (report.md)")
     rp.add_argument("run", help="run folder")
 
@@ -128,11 +132,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.verb == "pareto":
             return _pareto(args, console)
+        if args.verb == "configs":
+            return _configs(args, console)
         if args.verb == "trajectories":
             return _trajectories(args, console)
         return _export(args, console)
     except (ConfigError, DataError, ModelLoadError, RunError) as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)  # one line at any width
         return 2
 
 
@@ -157,10 +163,12 @@ def _train(args, console: Console) -> int:
     from .train import recipes
     from .train.common import end_launch_group
 
-    if not Path(args.config).is_file():
-        raise ConfigError(f"config file not found: {args.config}")
+    path = resolve_config(args.config)
     try:
-        method = (yaml.safe_load(Path(args.config).read_text()) or {}).get("method", "sft")
+        data = yaml.safe_load(path.read_text())
+        method = (
+            data.get("method", "sft") if isinstance(data, dict) else "sft"
+        )  # load_config names a non-mapping
     except yaml.YAMLError as e:
         raise ConfigError(f"{args.config}: not valid YAML: {e}") from None
     method = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("method=")), method)
@@ -214,7 +222,7 @@ def _demo(args, console: Console) -> int:
 
     root = Path(args.output or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=0.7)
-    task = TaskConfig(name="gsm8k", split="test", limit=args.limit)
+    task = TaskConfig(name="gsm8k", split="test", source="sample", limit=args.limit)  # shipped in the package
     console.print(f"loading {args.model} ...")
     t0 = time.perf_counter()
     with progress_bar(console) as progress:
@@ -250,6 +258,32 @@ def _demo(args, console: Console) -> int:
         "single: greedy; vote x3: majority of 3 samples; leader 3+1: 3 sampled peers, a greedy leader"
     )
     console.print(f"transcripts and metrics in {root}/")
+    return 0
+
+
+def _configs(args, console: Console) -> int:
+    paths = packaged_configs()
+    if args.copy:
+        folder = Path(args.copy)
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"--copy {folder}: not a folder")
+        taken = [p.name for p in paths if (folder / p.name).exists()]
+        if taken:
+            raise ConfigError(f"{folder} already holds {', '.join(taken)}: copy into another folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        for p in paths:
+            shutil.copyfile(p, folder / p.name)
+        console.print(f"copied {len(paths)} configs to {folder}/", highlight=False)
+        return 0
+    for p in paths:
+        comments = [line[2:] for line in p.read_text().splitlines() if line.startswith("# ")]
+        about = next((c for c in comments if not c.startswith(("teamtune", " "))), "")
+        console.print(f"{p.stem:<22} {about}", highlight=False, soft_wrap=True)
+    console.print(
+        f"use one with --config NAME (they are in {p.parent}); teamtune configs --copy DIR to edit them",
+        highlight=False,
+        soft_wrap=True,
+    )
     return 0
 
 

@@ -22,14 +22,31 @@ def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
     return _convert(cls, data, where)
 
 
+PACKAGED = Path(__file__).resolve().parent / "configs"  # the configs teamtune ships (`teamtune configs`)
+
+
+def packaged_configs() -> list[Path]:
+    return sorted(PACKAGED.glob("*.yaml"))
+
+
+def resolve_config(path: str | Path) -> Path:
+    """A config file; else, for a name teamtune ships (`mlpo_gsm8k`, `configs/mlpo_gsm8k.yaml`), its copy."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    name = path.name if path.suffix else f"{path.name}.yaml"
+    if str(path.parent) in (".", "configs") and (PACKAGED / name).is_file():
+        return PACKAGED / name
+    shipped = ", ".join(p.stem for p in packaged_configs())
+    raise ConfigError(f"config file not found: {path} (configs teamtune ships: {shipped})")
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Read `cls` from a YAML file (or defaults), then apply `key.sub=value` overrides."""
     data: dict[str, Any] = {}
     where = "config"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+        path = resolve_config(path)
         where = str(path)
         try:
             data = yaml.safe_load(path.read_text()) or {}

@@ -8,7 +8,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import DataError, Problem, Task, check_record, default_data_dir, load_hub, read_jsonl
+from .base import (
+    SAMPLE_DIR,
+    DataError,
+    Problem,
+    Task,
+    check_record,
+    default_data_dir,
+    load_hub,
+    read_jsonl,
+)
 from .bbh import BBH, split_examples
 from .gsm8k import GSM8K
 from .math import MATH
@@ -25,7 +34,9 @@ class TaskConfig:
         "gsm8k"  # gsm8k | math | bbh | mmlu | apps (the apps world: splits train, dev, test, test_unseen)
     )
     split: str = "test"
-    source: str | None = None  # a local file or folder, or a hub dataset name; default: local data, else hub
+    # a local file or folder, a hub dataset name, or `sample` (the small sample teamtune ships);
+    # default: $TEAMTUNE_DATA/<task>, else shared/datasets/<task> in the working folder or above, else the hub
+    source: str | None = None
     subset: str | None = None  # BBH task names (comma separated; default all 27) or an MMLU subject
     limit: int | None = None  # keep the first N problems (after shuffling when shuffle_seed is set)
     shuffle_seed: int | None = None
@@ -66,6 +77,11 @@ def load_task(cfg: TaskConfig) -> Task:
 
 def _local_root(cfg: TaskConfig) -> Path | None:
     """Where the task's local files are, or None to read from the hub."""
+    if cfg.source == "sample":
+        if not (SAMPLE_DIR / cfg.name).is_dir():
+            have = ", ".join(sorted(p.name for p in SAMPLE_DIR.iterdir() if p.is_dir()))
+            raise DataError(f"teamtune ships no sample of task {cfg.name!r} (samples: {have})")
+        return SAMPLE_DIR / cfg.name
     if cfg.source is not None:
         path = Path(cfg.source).expanduser()
         if path.exists():

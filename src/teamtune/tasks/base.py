@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 ANSWER_INSTRUCTION = "Think step by step, then finish with a line of the form 'The answer is X.'"
 
@@ -96,23 +98,38 @@ def check_record(rec: Any, required: Iterable[str], where: str) -> None:
         raise DataError(f"{where}: record lacks key {missing[0]!r} (has {', '.join(sorted(rec))})")
 
 
+LOCAL_PLACES = "task.source, $TEAMTUNE_DATA/<task>, shared/datasets/<task> in the working folder or above"
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "assets" / "data"  # task.source=sample
+
+
 def load_hub(name: str, config: str | None, split: str) -> list[dict]:
     """Records of a Hugging Face `datasets` dataset (for online users)."""
+    looked = f"no local copy was found (looked in {LOCAL_PLACES})"
     try:
         import datasets
     except ImportError:  # pragma: no cover - datasets is a dependency
-        local = default_data_dir()
-        raise DataError(
-            f"no local copy of {name!r} was found (looked in {local or 'TEAMTUNE_DATA, shared/datasets'}), "
-            "and reading it from the hub needs the `datasets` package"
-        ) from None
+        raise DataError(f"{looked}, and reading {name!r} from the hub needs the `datasets` package") from None
+    hint = "set task.source to a local file or folder (task.source=sample: the small sample teamtune ships)"
+    if not datasets.config.HF_HUB_OFFLINE and not hub_reachable():  # offline, datasets fails at once itself
+        raise DataError(f"{looked}, and the Hugging Face hub cannot be reached to read {name!r}: {hint}")
     try:
         ds = datasets.load_dataset(name, config, split=split)
     except Exception as e:  # datasets raises many kinds; all mean the same to the user
+        msg = " ".join(str(e).split())
         raise DataError(
-            f"could not load hub dataset {name!r} (config {config!r}, split {split!r}): {e}"
+            f"could not load hub dataset {name!r} (config {config!r}, split {split!r}): {msg}; {looked}: {hint}"
         ) from None
     return [dict(r) for r in ds]
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub's host answers a TCP connection within `timeout` s (`datasets` itself retries for ~30 s)."""
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((host.hostname, host.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def default_data_dir() -> Path | None:
