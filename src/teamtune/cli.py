@@ -1,4 +1,4 @@
-"""The `teamtune` command: eval, train, demo, export, trajectories, pareto, subtasks, report."""
+"""The `teamtune` command: eval, train, demo, calibrate, export, trajectories, pareto, subtasks, report, configs."""
 
 from __future__ import annotations
 
@@ -94,6 +94,14 @@ def main(argv: list[str] | None = None) -> int:
         "--over-seeds", action="store_true", help="one line per run name without its -s<seed>: mean and range"
     )
 
+    ca = verbs.add_parser(
+        "calibrate", help="pass@1 and GRPO's mixed groups of a model over task settings: table and PNG"
+    )
+    ca.add_argument("--config", help="YAML with settings: [task configs] (see configs/calibrate_gym.yaml)")
+    ca.add_argument("--model", help="same as model=...")
+    ca.add_argument("--output", help="same as output=...")
+    ca.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. k=8 problems=64")
+
     cf = verbs.add_parser("configs", help="list the configs teamtune ships (--config takes their names)")
     cf.add_argument("--copy", metavar="DIR", help="copy them into DIR to edit")
 
@@ -102,10 +110,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # overrides may stand anywhere among the flags: `eval --layout vote team.samples=8 --limit 20 task.split=dev`
     args, extra = parser.parse_known_args(argv)
-    stray = [x for x in extra if x.startswith("-") or "=" not in x or args.verb not in ("eval", "train")]
+    takes = ("eval", "train", "calibrate")  # the verbs with KEY=VALUE overrides
+    stray = [x for x in extra if x.startswith("-") or "=" not in x or args.verb not in takes]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
-    if args.verb in ("eval", "train"):
+    if args.verb in takes:
         args.overrides = [*args.overrides, *extra]
     console = RunConsole()
     try:
@@ -134,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             return _pareto(args, console)
         if args.verb == "configs":
             return _configs(args, console)
+        if args.verb == "calibrate":
+            return _calibrate(args, console)
         if args.verb == "trajectories":
             return _trajectories(args, console)
         return _export(args, console)
@@ -258,6 +269,17 @@ def _demo(args, console: Console) -> int:
         "single: greedy; vote x3: majority of 3 samples; leader 3+1: 3 sampled peers, a greedy leader"
     )
     console.print(f"transcripts and metrics in {root}/")
+    return 0
+
+
+def _calibrate(args, console: Console) -> int:
+    from .analysis.calibrate import CalibrateConfig, calibrate
+
+    flags = [f"{k}={getattr(args, k)}" for k in ("model", "output") if getattr(args, k) is not None]
+    cfg = load_config(CalibrateConfig, args.config, flags + list(args.overrides))
+    out = calibrate(cfg, console)
+    console.print((out / "calibrate.md").read_text(), highlight=False, soft_wrap=True)
+    console.print(f"wrote {out}/calibrate.md, calibrate.json and calibrate.png")
     return 0
 
 

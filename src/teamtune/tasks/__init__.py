@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .base import (
     SAMPLE_DIR,
@@ -20,28 +21,31 @@ from .base import (
 )
 from .bbh import BBH, split_examples
 from .gsm8k import GSM8K
+from .gym import DEFAULT_SIZE, Gym
 from .math import MATH
 from .mmlu import MMLU
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (GSM8K, MATH, BBH, MMLU)}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (GSM8K, MATH, BBH, MMLU, Gym)}
 
 __all__ = ["TASKS", "DataError", "Problem", "Task", "TaskConfig", "load_task"]
 
 
 @dataclass
 class TaskConfig:
-    name: str = (
-        "gsm8k"  # gsm8k | math | bbh | mmlu | apps (the apps world: splits train, dev, test, test_unseen)
-    )
+    # gsm8k | math | bbh | mmlu | gym (reasoning-gym, generated) | apps (the apps world: train, dev, test, test_unseen)
+    name: str = "gsm8k"
     split: str = "test"
     # a local file or folder, a hub dataset name, or `sample` (the small sample teamtune ships);
     # default: $TEAMTUNE_DATA/<task>, else shared/datasets/<task> in the working folder or above, else the hub
     source: str | None = None
-    subset: str | None = None  # BBH task names (comma separated; default all 27) or an MMLU subject
+    # BBH task names (comma separated; default all 27), an MMLU subject, or reasoning-gym datasets (comma separated)
+    subset: str | None = None
     limit: int | None = None  # keep the first N problems (after shuffling when shuffle_seed is set)
     shuffle_seed: int | None = None
     # BBH: worked examples (0-3) from cot-prompts/<task>.txt before each question, as in the paper
     shots: int = 0
+    # gym: each dataset's generator settings (its difficulty), e.g. {chain_sum: {min_terms: 2, max_terms: 3}}
+    gym: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.name not in TASKS and self.name != "apps":
@@ -50,6 +54,10 @@ class TaskConfig:
             raise ValueError("limit must be at least 1")
         if not 0 <= self.shots <= 3 or (self.shots and self.name != "bbh"):
             raise ValueError("shots is 0-3 and only for bbh (its 3-shot chain-of-thought prompts)")
+        if self.name == "gym" and not self.subset:
+            raise ValueError("task gym needs subset: one or more reasoning-gym datasets, e.g. subset=chain_sum")
+        if self.gym and self.name != "gym":
+            raise ValueError("gym (generator settings) is only for task gym")
 
 
 def load_task(cfg: TaskConfig) -> Task:
@@ -65,6 +73,12 @@ def load_task(cfg: TaskConfig) -> Task:
             raise DataError(str(e)) from None
         return AppsTaskSet(make_tasks(cfg.split, cfg.limit or 100), cfg.split)
     cls = TASKS[cfg.name]
+    if cls is Gym:  # generated: the split and size decide the problems
+        names = [s.strip() for s in cfg.subset.split(",") if s.strip()]
+        task = Gym.generate(names, cfg.gym, cfg.split, cfg.limit or DEFAULT_SIZE)
+        if cfg.shuffle_seed is not None:
+            random.Random(cfg.shuffle_seed).shuffle(task.problems)
+        return task
     problems = _bbh_problems(cfg) if cls is BBH else _record_problems(cls, cfg)
     if cfg.shuffle_seed is not None:
         random.Random(cfg.shuffle_seed).shuffle(problems)

@@ -14,6 +14,7 @@ Only the leader's weights change; peers run on the base weights (or their own mo
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
@@ -53,7 +54,16 @@ from .common import (
     trainable_parameters,
 )
 from .losses import group_advantages
-from .policy import PolicySettings, logprobs, make_batch, update, update_flops
+from .policy import (
+    GROUP_COUNTS,
+    PolicySettings,
+    fill_groups,
+    informative,
+    logprobs,
+    make_batch,
+    update,
+    update_flops,
+)
 
 
 @dataclass
@@ -96,7 +106,14 @@ def _peer_agents(cfg: MLPOConfig, engine: Engine, pool: ModelPool) -> list[Agent
     return [pool.agent(AgentConfig("peer", model=m, sampling=sampling), m) for m in models]
 
 
-SUMMED = ("rollout_tokens", "rollout_flops", "train_tokens", "train_flops", "problems")  # over ranks
+SUMMED = (
+    "rollout_tokens",
+    "rollout_flops",
+    "train_tokens",
+    "train_flops",
+    "problems",
+    *GROUP_COUNTS,
+)  # over ranks
 
 
 def train(
@@ -150,7 +167,7 @@ def train(
         "seconds": 0.0,
         "problems": 0,
     }
-    counters["engine_calls"] = 0
+    counters.update(engine_calls=0, **dict.fromkeys(GROUP_COUNTS, 0))
     start, counters = resume(out, model, opt, sched, counters, console, "step")
     engine.calls = counters["engine_calls"]
     adapter_size = trainable_parameters(model) if cfg.finetune == "lora" else 0
@@ -170,25 +187,36 @@ def train(
         answers = peer_answers(peers, task, problems, cfg.rounds, stage)
         return [leader_prompt(task.prompt(p), a) for p, a in zip(problems, answers, strict=True)]
 
+    G = cfg.policy.group_size
+
+    def draw(step: int, drawn: list[float], r: int):
+        """The r-th draw of a step: this process's share of a batch of problems, G leader samples each."""
+        seed = cfg.seed * 1_000_003 + step if r == 0 else f"{cfg.seed}-{step}-{r}"  # r > 0: other problems
+        problems = random.Random(seed).sample(task.problems, min(cfg.problems_per_step, len(task.problems)))
+        problems = problems[rank::world]  # this process's share (all of them in one process)
+        done = run_calls([(leader, p) for p in prompts_for(problems) for _ in range(G)], "leader", task.stop)
+        counters["rollout_tokens"] += sum(c.cost.generated_tokens for c in done)
+        counters["rollout_flops"] += sum(c.cost.flops for c in done)
+        correct = [task.reward(c.text, problems[j // G]) for j, c in enumerate(done)]
+        readable = [task.extract(c.text) is not None for c in done]
+        drawn.extend(correct)
+        rewards = [x + cfg.format_reward * f for x, f in zip(correct, readable, strict=True)]
+        groups = [(p, done[i * G : (i + 1) * G]) for i, p in enumerate(problems)]
+        return groups, torch.tensor(rewards).view(len(problems), G)
+
     with step_bar(console, "mlpo", cfg.steps, start, ["reward", "accuracy", "kl", "clip"]) as advance:
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
             before = {k: counters[k] for k in SUMMED}
-            problems = random.Random(cfg.seed * 1_000_003 + step).sample(
-                task.problems, min(cfg.problems_per_step, len(task.problems))
-            )[rank::world]  # this process's share (all of them in one process)
-            G = cfg.policy.group_size
             model.eval()
-            prompts = prompts_for(problems)
-            calls = [(leader, prompts[i]) for i in range(len(problems)) for _ in range(G)]
-            done = run_calls(calls, "leader", task.stop)
-            counters["rollout_tokens"] += sum(c.cost.generated_tokens for c in done)
-            counters["rollout_flops"] += sum(c.cost.flops for c in done)
-            correct = [task.reward(c.text, problems[j // G]) for j, c in enumerate(done)]
+            drawn: list[float] = []  # the reward of every completion drawn this step, kept or dropped
+            want = min(cfg.problems_per_step, len(task.problems)) // world
+            groups, rewards, draws = fill_groups(functools.partial(draw, step, drawn), want, cfg.policy)
+            problems = [g[0] for g in groups]
+            done = [c for g in groups for c in g[1]]
             readable = [task.extract(c.text) is not None for c in done]
-            rewards = torch.tensor(
-                [r + cfg.format_reward * f for r, f in zip(correct, readable, strict=True)]
-            ).view(len(problems), G)
+            for key, n in draws.items():
+                counters[key] += n
             t1 = time.perf_counter()
             adv = group_advantages(rewards, cfg.policy.scale_advantages).flatten().tolist()
             batch = make_batch([c.prompt_ids for c in done], [c.tokens for c in done], adv, tok.pad_token_id)
@@ -204,13 +232,16 @@ def train(
             forwards = 1 + (cfg.policy.kl_coef > 0)
             counters["train_flops"] += update_flops(fm, batch, cfg.policy, adapter_size, forwards)
             counters["problems"] += len(problems)
+            # the share of the batch's groups with an advantage (with dynamic sampling, all but a fallback's)
+            signal = float(informative(rewards).float().mean())
             counters["seconds"] += dt
             counters["engine_calls"] = engine.calls
             means = [
                 float(rewards.mean()),
-                sum(correct) / len(correct),
+                sum(drawn) / len(drawn),  # everything sampled, not only the groups kept
                 sum(readable) / len(readable),
                 sum(len(c.tokens) for c in done) / len(done),
+                signal,
             ]
             means = over_ranks(acc, means, counters, before, device)
             row = {
@@ -222,6 +253,8 @@ def train(
                 "clip_frac": st["clip_frac"],
                 "loss": st["loss"],
                 "completion_tokens": means[3],
+                "signal": means[4],
+                **{k: counters[k] - before[k] for k in GROUP_COUNTS},
                 "seconds": dt,
                 "rollout_seconds": t1 - t0,  # peers and leader sampling; the rest is scoring and the update
             }

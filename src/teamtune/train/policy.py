@@ -25,10 +25,16 @@ class PolicySettings:
     ppo_epochs: int = 2  # optimisation steps on each batch of rollouts
     micro_batch: int = 16  # sequences per forward/backward
     scale_advantages: bool = True  # divide by the group's std (GRPO); False: only centre (Dr. GRPO)
+    # DAPO's dynamic sampling: drop groups whose rewards are all equal (no advantage) and draw more problems
+    # until the batch holds as many informative groups as asked, for at most `max_draws` draws of a batch
+    dynamic_sampling: bool = False
+    max_draws: int = 4
 
     def validate(self) -> None:
         if self.group_size < 2:
             raise ValueError("group_size must be at least 2: advantages compare completions of one prompt")
+        if self.max_draws < 1:
+            raise ValueError("max_draws must be at least 1")
 
 
 @dataclass
@@ -39,6 +45,43 @@ class Batch:
     advantages: torch.Tensor  # [B]
     old_logp: torch.Tensor | None = None  # [B, T-1] under the policy that sampled
     ref_logp: torch.Tensor | None = None  # [B, T-1] under the reference
+
+
+def informative(rewards: torch.Tensor) -> torch.Tensor:
+    """[P, G] rewards -> [P] bool: the groups whose rewards differ (the ones with a non-zero advantage)."""
+    return (rewards != rewards[:, :1]).any(dim=1)
+
+
+GROUP_COUNTS = ("groups_drawn", "groups_dropped", "groups_kept")
+
+
+def fill_groups(draw, want: int, s: PolicySettings) -> tuple[list, torch.Tensor, dict]:
+    """Groups for one update. `draw(r)` samples the r-th draw: (groups, rewards [P, G]).
+
+    Without dynamic sampling: the first draw as it is. With it: informative groups from up to `s.max_draws`
+    draws until `want` are held (the rest dropped); if no draw held one, the last draw as it is (no signal,
+    as without). Also returns the counts of groups drawn, dropped and kept.
+    """
+    kept, rows, drawn, dropped = [], [], 0, 0
+    for r in range(s.max_draws if s.dynamic_sampling else 1):
+        groups, rewards = draw(r)
+        drawn += len(groups)
+        if not s.dynamic_sampling:
+            kept, rows = groups, list(rewards)
+            break
+        mask = informative(rewards).tolist()
+        dropped += mask.count(False)
+        kept += [g for g, m in zip(groups, mask, strict=True) if m]
+        rows += [row for row, m in zip(rewards, mask, strict=True) if m]
+        if len(kept) >= want:
+            dropped += len(kept) - want  # informative, but past the batch: not trained on
+            kept, rows = kept[:want], rows[:want]
+            break
+    if not kept:
+        kept, rows = groups, list(rewards)
+        dropped -= len(groups)
+    counts = {"groups_drawn": drawn, "groups_dropped": dropped, "groups_kept": len(kept)}
+    return kept, torch.stack(rows), counts
 
 
 def make_batch(

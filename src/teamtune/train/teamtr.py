@@ -20,10 +20,11 @@ names the agents to update (re-run one agent's stage after a swap).
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -57,7 +58,16 @@ from .common import (
     step_bar,
 )
 from .losses import group_advantages
-from .policy import PolicySettings, logprobs, make_batch, update, update_flops
+from .policy import (
+    GROUP_COUNTS,
+    PolicySettings,
+    fill_groups,
+    informative,
+    logprobs,
+    make_batch,
+    update,
+    update_flops,
+)
 
 CHAINS = {
     1: ["solver"],
@@ -168,7 +178,7 @@ def build_team(cfg: TeamTRConfig, loaded) -> list[str]:
     return roles
 
 
-SUMMED = ("rollouts", "generated_tokens", "rollout_flops", "train_flops")  # over ranks
+SUMMED = ("rollouts", "generated_tokens", "rollout_flops", "train_flops", *GROUP_COUNTS)  # over ranks
 
 
 def adapter_params(model, role: str) -> list[torch.nn.Parameter]:
@@ -241,7 +251,7 @@ def train(
         "train_flops": 0.0,
         "seconds": 0.0,
     }
-    counters.update(engine_calls=0, regressions=0)
+    counters.update(engine_calls=0, regressions=0, **dict.fromkeys(GROUP_COUNTS, 0))
     start, counters = resume(out, model, opts, scheds, counters, console, "stage")
     engine.calls = counters["engine_calls"]
     step = start * updates  # log rows count agent updates, checkpoints count stages
@@ -251,15 +261,28 @@ def train(
         chains = rollout(judges, eval_task, eval_task.problems, 1)
         return [bool(eval_task.reward(c.turns[-1].text, eval_task.problems[c.problem])) for c in chains]
 
-    def sample(problems: list[Problem]) -> tuple[list[Chain], torch.Tensor]:
+    def draw(stage: int, problems: list[Problem], r: int):
+        """The r-th draw of an update: G chains for each problem of the stage's share (r > 0: other problems)."""
+        if r > 0:
+            problems = random.Random(f"{cfg.seed}-{stage}-{r}").sample(
+                task.problems, min(cfg.problems_per_stage, len(task.problems))
+            )[rank::world]
         chains = rollout(agents, task, problems, s.group_size)
         counters["rollouts"] += len(chains)
         counters["generated_tokens"] += sum(sum(t.cost.generated_tokens for t in c.turns) for c in chains)
         counters["rollout_flops"] += sum(sum(t.cost.flops for t in c.turns) for c in chains)
         rewards = torch.tensor([task.reward(c.turns[-1].text, problems[c.problem]) for c in chains])
-        return chains, group_advantages(
-            rewards.view(len(problems), s.group_size), s.scale_advantages
-        ).flatten()
+        G = s.group_size
+        groups = [(p, chains[i * G : (i + 1) * G]) for i, p in enumerate(problems)]
+        return groups, rewards.view(len(problems), G)
+
+    def sample(stage: int, problems: list[Problem]) -> tuple[list[Chain], torch.Tensor, torch.Tensor]:
+        """One update's rollouts (with dynamic sampling, informative groups): chains, advantages, rewards [P, G]."""
+        groups, rewards, draws = fill_groups(functools.partial(draw, stage, problems), len(problems), s)
+        for key, n in draws.items():
+            counters[key] += n
+        chains = [replace(c, problem=i) for i, g in enumerate(groups) for c in g[1]]
+        return chains, group_advantages(rewards, s.scale_advantages).flatten(), rewards
 
     correct = judge() if eval_task else []
     with step_bar(console, f"teamtr ({cfg.mode})", cfg.stages * updates, step, ["accuracy", "kl"]) as advance:
@@ -270,13 +293,14 @@ def train(
             model.eval()
             before = {key: counters[key] for key in SUMMED}  # what this rank adds until the next log row
             t_shared = time.perf_counter()
-            shared = sample(problems) if cfg.mode in ("stale", "simultaneous") else None
+            shared = sample(stage, problems) if cfg.mode in ("stale", "simultaneous") else None
             shared_seconds = time.perf_counter() - t_shared  # counted with the stage's first update
             for k in range(updates):
                 role = train_roles[0] if cfg.mode == "single" else train_roles[k]
                 t0 = time.perf_counter() - (shared_seconds if k == 0 else 0.0)
                 model.eval()
-                chains, adv = shared or sample(problems)  # teamtr and single: fresh rollouts for every update
+                # teamtr and single: fresh rollouts for every update
+                chains, adv, rewards = shared or sample(stage, problems)
                 t1 = time.perf_counter()
                 i = roles.index(role)
                 batch = make_batch(
@@ -299,8 +323,9 @@ def train(
                     fm, batch, s, sum(p.numel() for p in params), forwards
                 )
                 step += 1
-                reward = [task.reward(c.turns[-1].text, problems[c.problem]) for c in chains]
-                (reward,) = over_ranks(acc, [sum(reward) / len(reward)], counters, before, device)
+                signal = float(informative(rewards).float().mean())  # the batch's groups with an advantage
+                reward, signal = over_ranks(acc, [float(rewards.mean()), signal], counters, before, device)
+                counts = {key: counters[key] - before[key] for key in GROUP_COUNTS}
                 before = {key: counters[key] for key in SUMMED}
                 row = {
                     "step": step,
@@ -312,6 +337,8 @@ def train(
                     "clip_frac": st["clip_frac"],
                     "optimiser_steps": st["steps"],
                     "trust_region_stop": st["stopped"],
+                    "signal": signal,
+                    **counts,
                 }
                 t2 = time.perf_counter()
                 if eval_task and (cfg.judge_every == "update" or k == updates - 1):
