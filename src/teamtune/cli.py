@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     ca.add_argument("--config", help="YAML with settings: [task configs] (see configs/calibrate_gym.yaml)")
     ca.add_argument("--model", help="same as model=...")
     ca.add_argument("--output", help="same as output=...")
-    ca.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. k=8 problems=64")
+    ca.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. k=8 problems=64"
+    )
 
     cf = verbs.add_parser("configs", help="list the configs teamtune ships (--config takes their names)")
     cf.add_argument("--copy", metavar="DIR", help="copy them into DIR to edit")

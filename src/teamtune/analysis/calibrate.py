@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..agents import AgentConfig, ModelPool, run_calls
-from ..config import save_config
+from ..config import save_config, to_dict
 from ..console import RunConsole
 from ..rollout import SamplingConfig
 from ..tasks import TaskConfig, load_task
@@ -83,9 +83,12 @@ def calibrate(cfg: CalibrateConfig, console: Console | None = None) -> Path:
             t0 = time.perf_counter()
             calls = [(agent, task.prompt(p)) for p in task.problems for _ in range(cfg.k)]
             done = run_calls(calls, label, task.stop)
-            flags = [task.is_correct(task.extract(c.text), task.problems[j // cfg.k]) for j, c in enumerate(done)]
+            flags = [
+                task.is_correct(task.extract(c.text), task.problems[j // cfg.k]) for j, c in enumerate(done)
+            ]
             groups = [flags[i : i + cfg.k] for i in range(0, len(flags), cfg.k)]
             row = {"setting": label, "n": len(task), "k": cfg.k, **group_stats(groups)}
+            row["task"] = to_dict(next(t for t in cfg.settings if setting_label(t) == label))
             row["answered"] = sum(task.extract(c.text) is not None for c in done) / len(done)
             row["truncated"] = sum(c.finish == "length" for c in done) / len(done)
             row["generated_tokens"] = sum(c.cost.generated_tokens for c in done) / len(done)

@@ -55,7 +55,9 @@ class TaskConfig:
         if not 0 <= self.shots <= 3 or (self.shots and self.name != "bbh"):
             raise ValueError("shots is 0-3 and only for bbh (its 3-shot chain-of-thought prompts)")
         if self.name == "gym" and not self.subset:
-            raise ValueError("task gym needs subset: one or more reasoning-gym datasets, e.g. subset=chain_sum")
+            raise ValueError(
+                "task gym needs subset: one or more reasoning-gym datasets, e.g. subset=chain_sum"
+            )
         if self.gym and self.name != "gym":
             raise ValueError("gym (generator settings) is only for task gym")
 

@@ -24,7 +24,7 @@ import functools
 import json
 import random
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -390,7 +390,7 @@ def write_eval_config(cfg: TeamTRConfig, out: Path, roles: list[str]) -> None:
         "seed": cfg.seed,
     }
     ev = {
-        "task": {"name": cfg.task.name, "subset": cfg.task.subset, "shots": cfg.task.shots, "split": "test"},
+        "task": {**asdict(cfg.task), "split": "test", "limit": None, "shuffle_seed": None},
         "team": team,
         "method": f"teamtr-{cfg.mode}" if cfg.mode != "teamtr" else "teamtr",
         "label": f"{len(roles)} agent(s), {cfg.mode}",

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Learning signal on one GPU: calibrate SmolLM2-135M over procedural settings, pick the learnable-zone setting
+# with the most mixed groups, then MLPO and TeamTR (3 agents) with and without dynamic sampling, same seed/steps.
+#   experiments/signal.sh calibrate RUNS      # RUNS/calibrate (table, PNG, JSON)
+#   experiments/signal.sh mlpo RUNS           # RUNS/mlpo-ds, RUNS/mlpo-plain (in parallel on the GPU)
+#   experiments/signal.sh teamtr RUNS         # RUNS/teamtr-ds, RUNS/teamtr-plain
+# MODEL (default smollm2-135m) picks the model, SEED the seed, EXTRA adds overrides; TEAMTUNE_DATA must hold
+# gsm8k/ for the GSM8K row of the calibration.
+set -euo pipefail
+what=$1 runs=$2 model=${MODEL:-smollm2-135m} seed=${SEED:-0}
+tt() { python3 -m teamtune.cli "$@"; }
+case $what in
+calibrate)
+  tt calibrate --config configs/calibrate_gym.yaml --model "$model" --output "$runs/calibrate" ;;
+mlpo|teamtr)
+  # the learnable-zone gym setting with the most mixed groups in the calibration (written to pick.yaml)
+  python3 - "$runs" <<'PY'
+import json, sys, yaml
+runs = sys.argv[1]
+rows = [r for r in json.load(open(f"{runs}/calibrate/calibrate.json"))["rows"] if r["learnable"] and r["task"]["name"] == "gym"]
+best = max(rows, key=lambda r: r["mixed"])["task"]
+pick = {"task": {**best, "split": "train", "limit": 1000}, "eval_task": {**best, "split": "test", "limit": 128}}
+yaml.safe_dump(pick, open(f"{runs}/pick.yaml", "w"))
+print("picked:", json.dumps(best["gym"]))
+PY
+  task=$(python3 -c "import yaml,json,sys; p=yaml.safe_load(open('$runs/pick.yaml')); print(json.dumps(p['task']))")
+  ev=$(python3 -c "import yaml,json,sys; p=yaml.safe_load(open('$runs/pick.yaml')); print(json.dumps(p['eval_task']))")
+  for ds in true false; do
+    name=$what-$([ $ds = true ] && echo ds || echo plain)
+    tt train --config configs/${what}_gym.yaml model="$model" seed=$seed "task=$task" "eval_task=$ev" \
+      policy.dynamic_sampling=$ds output="$runs/$name" ${EXTRA:-} > "$runs/$name.log" 2>&1 &
+  done
+  wait ;;
+esac
