@@ -17,9 +17,19 @@ mlpo|teamtr)
   python3 - "$runs" <<'PY'
 import json, sys, yaml
 runs = sys.argv[1]
-rows = [r for r in json.load(open(f"{runs}/calibrate/calibrate.json"))["rows"] if r["learnable"] and r["task"]["name"] == "gym"]
-best = max(rows, key=lambda r: r["mixed"])["task"]
-pick = {"task": {**best, "split": "train", "limit": 1000}, "eval_task": {**best, "split": "test", "limit": 128}}
+rows = [r for r in json.load(open(f"{runs}/calibrate/calibrate.json"))["rows"] if r["task"]["name"] == "gym"]
+zone = [r for r in rows if r["learnable"]]
+if not zone:
+    print("no gym setting in the learnable zone: taking the one with the most mixed groups")
+best = max(zone or rows, key=lambda r: r["mixed"])["task"]
+from teamtune.tasks import DataError, TaskConfig, load_task
+for n in (1000, 300, 150):  # as many training problems as the setting holds
+    try:
+        load_task(TaskConfig(**{**best, "split": "train", "limit": n}))
+        break
+    except DataError:
+        pass
+pick = {"task": {**best, "split": "train", "limit": n}, "eval_task": {**best, "split": "test", "limit": min(128, n // 8)}}
 yaml.safe_dump(pick, open(f"{runs}/pick.yaml", "w"))
 print("picked:", json.dumps(best["gym"]))
 PY

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from .analysis.pareto import RunError
 from .config import ConfigError, load_config, packaged_configs, resolve_config, to_dict
@@ -151,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             return _trajectories(args, console)
         return _export(args, console)
     except (ConfigError, DataError, ModelLoadError, RunError) as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)  # one line at any width
+        # one line at any width; the message's own brackets are text, not markup
+        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
 
 

@@ -26,6 +26,7 @@ class CalibrateConfig:
     settings: list[TaskConfig] = field(default_factory=list)  # the task settings to measure
     k: int = 8  # answers sampled per problem (the GRPO group size to plan for)
     problems: int = 64  # N per setting (task.limit when a setting sets none)
+    # as MLPO and TeamTR sample for training (top_p 1): set the temperature your recipe uses
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(256, temperature=1.0, top_p=1.0))
     zone: list[float] = field(default_factory=lambda: [0.15, 0.7])  # pass@1 bounds of the learnable zone
     batch_size: int = 256
@@ -51,6 +52,8 @@ def setting_label(t: TaskConfig) -> str:
         parts.append(" ".join(f"{k}={v}" for k, v in knobs.items()) if knobs else name)
     if t.shots:
         parts.append(f"{t.shots}-shot")
+    if t.instruction:
+        parts.append(f"'{' '.join(t.instruction.split()[:3])} ...'")
     return " ".join([*parts, t.split])
 
 

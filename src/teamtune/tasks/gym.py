@@ -26,9 +26,10 @@ def _gym():
     try:
         import reasoning_gym
         from reasoning_gym.factory import DATASETS
-    except ImportError:
+    except ImportError as e:
+        lacks = "" if (e.name or "").startswith("reasoning_gym") else f" (it failed to import {e.name or e})"
         raise DataError(
-            "task gym needs the reasoning-gym package: pip install 'teamtune[gym]' (or reasoning-gym)"
+            f"task gym needs the reasoning-gym package{lacks}: pip install 'teamtune[gym]' (or reasoning-gym)"
         ) from None
     return reasoning_gym, DATASETS
 
