@@ -73,7 +73,7 @@ def test_reasoning_gym_missing_is_named(monkeypatch):
 
     def no_gym(name, *args, **kw):
         if name.startswith("reasoning_gym"):
-            raise ImportError(name)
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return real(name, *args, **kw)
 
     monkeypatch.setattr(builtins, "__import__", no_gym)
@@ -109,3 +109,12 @@ def test_gym_team_eval(tiny, tmp_path):
     args += ["team.agents=[{name: solver, sampling: {max_new_tokens: 3}}]"]
     assert main(args) == 0
     assert (out / "metrics.json").is_file()
+
+
+def test_partial_credit_is_a_reward_not_a_right_answer():
+    """reasoning-gym gives partial credit when the answer holds the gold one: the reward, never the accuracy."""
+    task = gym("test", 2, subset="letter_counting", settings={})
+    p = task.problems[0]
+    text = f"The answer is {p.answer} times."
+    assert 0 < task.reward(text, p) < 1 and not task.solves(text, p)
+    assert task.solves(f"The answer is {p.answer}.", p) and task.reward(f"The answer is {p.answer}.", p) == 1.0

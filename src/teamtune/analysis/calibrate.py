@@ -86,9 +86,7 @@ def calibrate(cfg: CalibrateConfig, console: Console | None = None) -> Path:
             t0 = time.perf_counter()
             calls = [(agent, task.prompt(p)) for p in task.problems for _ in range(cfg.k)]
             done = run_calls(calls, label, task.stop)
-            flags = [
-                task.is_correct(task.extract(c.text), task.problems[j // cfg.k]) for j, c in enumerate(done)
-            ]
+            flags = [task.solves(c.text, task.problems[j // cfg.k]) for j, c in enumerate(done)]
             groups = [flags[i : i + cfg.k] for i in range(0, len(flags), cfg.k)]
             row = {"setting": label, "n": len(task), "k": cfg.k, **group_stats(groups)}
             row["task"] = to_dict(next(t for t in cfg.settings if setting_label(t) == label))

@@ -44,7 +44,9 @@ class TaskConfig:
     shuffle_seed: int | None = None
     # BBH: worked examples (0-3) from cot-prompts/<task>.txt before each question, as in the paper
     shots: int = 0
-    instruction: str | None = None  # what follows each question (default: the task's own, e.g. think step by step)
+    instruction: str | None = (
+        None  # what follows each question (default: the task's own, e.g. think step by step)
+    )
     # gym: each dataset's generator settings (its difficulty), e.g. {chain_sum: {min_terms: 2, max_terms: 3}}
     gym: dict[str, dict[str, Any]] = field(default_factory=dict)
 

@@ -54,8 +54,12 @@ class Task:
     def is_correct(self, predicted: str | None, problem: Problem) -> bool:
         return predicted is not None and predicted == problem.answer
 
+    def solves(self, text: str, problem: Problem) -> bool:
+        """Whether the answer in `text` is right: what accuracy counts (a reward may give partial credit)."""
+        return self.is_correct(self.extract(text), problem)
+
     def reward(self, text: str, problem: Problem) -> float:
-        return float(self.is_correct(self.extract(text), problem))
+        return float(self.solves(text, problem))
 
     def __len__(self) -> int:
         return len(self.problems)

@@ -189,7 +189,7 @@ def train(
 
     G = cfg.policy.group_size
 
-    def draw(step: int, drawn: list[float], r: int):
+    def draw(step: int, drawn: list[bool], r: int):
         """The r-th draw of a step: this process's share of a batch of problems, G leader samples each."""
         seed = cfg.seed * 1_000_003 + step if r == 0 else f"{cfg.seed}-{step}-{r}"  # r > 0: other problems
         problems = random.Random(seed).sample(task.problems, min(cfg.problems_per_step, len(task.problems)))
@@ -197,10 +197,10 @@ def train(
         done = run_calls([(leader, p) for p in prompts_for(problems) for _ in range(G)], "leader", task.stop)
         counters["rollout_tokens"] += sum(c.cost.generated_tokens for c in done)
         counters["rollout_flops"] += sum(c.cost.flops for c in done)
-        correct = [task.reward(c.text, problems[j // G]) for j, c in enumerate(done)]
+        scores = [task.reward(c.text, problems[j // G]) for j, c in enumerate(done)]
         readable = [task.extract(c.text) is not None for c in done]
-        drawn.extend(correct)
-        rewards = [x + cfg.format_reward * f for x, f in zip(correct, readable, strict=True)]
+        drawn.extend(task.solves(c.text, problems[j // G]) for j, c in enumerate(done))
+        rewards = [x + cfg.format_reward * f for x, f in zip(scores, readable, strict=True)]
         groups = [(p, done[i * G : (i + 1) * G]) for i, p in enumerate(problems)]
         return groups, torch.tensor(rewards).view(len(problems), G)
 
@@ -209,7 +209,7 @@ def train(
             t0 = time.perf_counter()
             before = {k: counters[k] for k in SUMMED}
             model.eval()
-            drawn: list[float] = []  # the reward of every completion drawn this step, kept or dropped
+            drawn: list[bool] = []  # whether each completion drawn this step is right, kept or dropped
             want = min(cfg.problems_per_step, len(task.problems)) // world
             groups, rewards, draws = fill_groups(functools.partial(draw, step, drawn), want, cfg.policy)
             problems = [g[0] for g in groups]
@@ -293,7 +293,7 @@ def evaluate_leader(task, prompts_for, leader: Agent, engine: Engine) -> float:
     )
     prompts = prompts_for(task.problems)
     done = run_calls([(greedy, p) for p in prompts], "eval leader", task.stop)
-    return sum(task.reward(c.text, p) for c, p in zip(done, task.problems, strict=True)) / len(task.problems)
+    return sum(task.solves(c.text, p) for c, p in zip(done, task.problems, strict=True)) / len(task.problems)
 
 
 def write_eval_configs(cfg: MLPOConfig, out: Path) -> None:

@@ -259,7 +259,7 @@ def train(
 
     def judge() -> list[bool]:
         chains = rollout(judges, eval_task, eval_task.problems, 1)
-        return [bool(eval_task.reward(c.turns[-1].text, eval_task.problems[c.problem])) for c in chains]
+        return [eval_task.solves(c.turns[-1].text, eval_task.problems[c.problem]) for c in chains]
 
     def draw(stage: int, problems: list[Problem], r: int):
         """The r-th draw of an update: G chains for each problem of the stage's share (r > 0: other problems)."""
