@@ -54,6 +54,12 @@ class Task:
     def is_correct(self, predicted: str | None, problem: Problem) -> bool:
         return predicted is not None and predicted == problem.answer
 
+    def solution(self, problem: Problem) -> str:
+        """A gold answer written as the instruction asks: the worked steps when the data has them, then the
+        answer line (for supervised warm starts)."""
+        steps = problem.meta.get("solution", "").strip()
+        return f"{steps}\nThe answer is {problem.answer}." if steps else f"The answer is {problem.answer}."
+
     def solves(self, text: str, problem: Problem) -> bool:
         """Whether the answer in `text` is right: what accuracy counts (a reward may give partial credit)."""
         return self.is_correct(self.extract(text), problem)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from .base import Problem, Task, canonical_number, last_answer_span, last_number
 
 
@@ -15,7 +17,8 @@ class GSM8K(Task):
         gold = canonical_number(rec["answer"].split("####")[-1])
         if gold is None:
             raise ValueError("answer has no number after '####'")
-        return Problem(id=f"gsm8k-{index}", question=rec["question"], answer=gold)
+        steps = re.sub(r"<<[^>]*>>", "", rec["answer"].split("####")[0]).strip()  # without calculator notes
+        return Problem(id=f"gsm8k-{index}", question=rec["question"], answer=gold, meta={"solution": steps})
 
     def extract(self, text: str) -> str | None:
         span = last_answer_span(text)

@@ -19,8 +19,11 @@ class MATH(Task):
         if not gold:
             raise ValueError("no 'answer' field and no \\boxed{} answer in 'solution'")
         pid = rec.get("unique_id") or rec.get("idx", index)
-        meta = {k: rec[k] for k in ("level", "type", "subject") if k in rec}
+        meta = {k: rec[k] for k in ("level", "type", "subject", "solution") if k in rec}
         return Problem(id=f"math-{pid}", question=rec["problem"], answer=gold, meta=meta)
+
+    def solution(self, problem: Problem) -> str:
+        return problem.meta.get("solution") or f"The answer is \\boxed{{{problem.answer}}}."
 
     def extract(self, text: str) -> str | None:
         ans = last_boxed(text) or last_answer_span(text)

@@ -49,11 +49,17 @@ class OptimSettings:
 
 
 def make_trainable(
-    loaded: LoadedModel, finetune: str, lora: LoraSettings, adapter: str = "default"
+    loaded: LoadedModel, finetune: str, lora: LoraSettings, adapter: str = "default", init: Path | None = None
 ) -> torch.nn.Module:
-    """Wrap the model with a fresh LoRA adapter named `adapter`, or make every weight trainable (full)."""
+    """Wrap the model with a LoRA adapter named `adapter` (fresh, or the peft folder `init`), or make every
+    weight trainable (full)."""
     if finetune == "full":
         loaded.model.requires_grad_(True)
+        return loaded.model
+    if init is not None:
+        loaded.model = PeftModel.from_pretrained(
+            loaded.model, str(init), adapter_name=adapter, is_trainable=True
+        )
         return loaded.model
     cfg = LoraConfig(
         r=lora.r,

@@ -64,6 +64,7 @@ from .policy import (
     update,
     update_flops,
 )
+from .warm import WarmStart, warm_start
 
 
 @dataclass
@@ -94,6 +95,12 @@ class MLPOConfig:
     seed: int = 0
     device: str = "auto"
     output: str | None = None
+    # SFT on the training task's gold solutions first; the leader's adapter starts from it (LoRA only)
+    warm_start: WarmStart | None = None
+
+    def validate(self) -> None:
+        if self.warm_start and self.finetune != "lora":
+            raise ValueError("warm_start trains a LoRA adapter for the leader: it needs finetune: lora")
 
 
 def _peer_agents(cfg: MLPOConfig, engine: Engine, pool: ModelPool) -> list[Agent]:
@@ -143,18 +150,34 @@ def train(
     task = task or load_task(cfg.task)
     eval_task = load_task(cfg.eval_task) if cfg.eval_task and main else None
     device_name = process_device(acc, cfg.device)
+    role = "leader" if cfg.with_team else "solver"
+    warm = None
+    if cfg.warm_start:
+        prompt = ROLE_PROMPTS[role]
+        warm = warm_start(
+            cfg.warm_start,
+            task,
+            cfg.model,
+            cfg.lora,
+            prompt,
+            out / "warm-start",
+            cfg.seed,
+            device_name,
+            console,
+        )
+        acc.wait_for_everyone()
     loaded = load_model(cfg.model, device=device_name, dtype="float32", seed=cfg.seed)
     device = loaded.device
     # peer_models: the same weights on every rank, sampling apart as the leader's engine does
     pool = pool or ModelPool(device_name, "auto", cfg.batch_size, cfg.seed + 1_000 * rank, load_seed=cfg.seed)
-    model = make_trainable(loaded, cfg.finetune, cfg.lora)
+    model = make_trainable(loaded, cfg.finetune, cfg.lora, init=warm)
     params = [p for p in model.parameters() if p.requires_grad]
     dp = (acc, acc.prepare_model(model)) if world > 1 else None
     engine = Engine(loaded, batch_size=cfg.batch_size, seed=cfg.seed + 1_000 * rank)  # ranks sample apart
     peers = _peer_agents(cfg, engine, pool)
     adapter = "default" if cfg.finetune == "lora" else None
     sampling = SamplingConfig(cfg.policy.max_new_tokens, temperature=cfg.policy.temperature, top_p=1.0)
-    leader = Agent("leader", ROLE_PROMPTS["leader" if cfg.with_team else "solver"], engine, sampling, adapter)
+    leader = Agent("leader", ROLE_PROMPTS[role], engine, sampling, adapter)
     ref_model = None
     if cfg.policy.kl_coef > 0 and cfg.finetune == "full":
         ref_model = load_model(cfg.model, device=cfg.device, dtype="auto").model.eval()
@@ -297,7 +320,8 @@ def evaluate_leader(task, prompts_for, leader: Agent, engine: Engine) -> float:
 
 
 def write_eval_configs(cfg: MLPOConfig, out: Path) -> None:
-    """eval-<baseline>.yaml for the five baselines of the MLPO comparison, on the task's test split."""
+    """eval-<baseline>.yaml for the five baselines of the MLPO comparison (and the two of the warm start, when
+    there is one), on the task's test split."""
     adapter = str(out / "leader")
     trained = {"adapter": adapter} if cfg.finetune == "lora" else {"model": adapter}
     greedy = {"max_new_tokens": cfg.policy.max_new_tokens, "do_sample": False}
@@ -311,12 +335,22 @@ def write_eval_configs(cfg: MLPOConfig, out: Path) -> None:
         "leader-trained": ("leader", [*peers, {"name": "leader", "sampling": greedy, **trained}], "mlpo"),
         "leader-alone": ("single", [{"name": "solver", "sampling": greedy, **trained}], "mlpo"),
     }
+    if cfg.warm_start:  # the warm start is a baseline of its own: SFT on gold solutions, no RL
+        warm = {"adapter": str(out / "warm-start" / "agent")}
+        layouts["leader-warm-start"] = (
+            "leader",
+            [*peers, {"name": "leader", "sampling": greedy, **warm}],
+            "sft",
+        )
+        layouts["warm-start-alone"] = ("single", [{"name": "solver", "sampling": greedy, **warm}], "sft")
     labels = {
         "single": "single",
         "vote": f"vote x{k} (peers)",
         "leader-untrained": f"leader {k}+1 untrained",
         "leader-trained": f"leader {k}+1 MLPO",
         "leader-alone": "MLPO leader alone",
+        "leader-warm-start": f"leader {k}+1 SFT warm start",
+        "warm-start-alone": "SFT warm start alone",
     }
     for name, (layout, agents, method) in layouts.items():
         team = {

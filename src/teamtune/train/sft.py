@@ -323,8 +323,11 @@ def adapters_of(cfg: SFTConfig, records: list[dict]) -> dict[str, set[str] | Non
     return {"agent" if cfg.mode == "single" else "team": set(wanted) if cfg.roles else None}
 
 
-def train(cfg: SFTConfig, console: Console | None = None, stop_after: int | None = None) -> Path:
-    """Run the SFT/ProST recipe: one folder per adapter, train_metrics.json and an eval.yaml ready for eval."""
+def train(
+    cfg: SFTConfig, console: Console | None = None, stop_after: int | None = None, eval_config: bool = True
+) -> Path:
+    """Run the SFT/ProST recipe: one folder per adapter, train_metrics.json and (`eval_config`) an apps
+    eval.yaml ready for eval."""
     console = console or RunConsole()
     main = accelerator(cfg.device).is_main_process
     out = run_folder(cfg.output, f"sft-{cfg.mode}", cfg if main else None)
@@ -352,7 +355,8 @@ def train(cfg: SFTConfig, console: Console | None = None, stop_after: int | None
     }
     total["peak_memory_bytes"] = max(s.get("peak_memory_bytes", 0) for s in stats)  # adapters train in turn
     (out / "train_metrics.json").write_text(json.dumps({"adapters": stats, "total": total}, indent=1))
-    write_eval_config(cfg, out, [s["adapter"] for s in stats])
+    if eval_config:
+        write_eval_config(cfg, out, [s["adapter"] for s in stats])
     return out
 
 

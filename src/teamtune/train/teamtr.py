@@ -68,6 +68,7 @@ from .policy import (
     update,
     update_flops,
 )
+from .warm import WarmStart, warm_start
 
 CHAINS = {
     1: ["solver"],
@@ -101,6 +102,9 @@ class TeamTRConfig:
     seed: int = 0
     device: str = "auto"
     output: str | None = None
+    # SFT on the training task's gold solutions first; every trained role's adapter starts from it
+    # (roles in init_adapters keep theirs)
+    warm_start: WarmStart | None = None
 
     def validate(self) -> None:
         if self.agents not in (2, 3, 4):
@@ -154,7 +158,7 @@ def rollout(agents: list[Agent], task: Task, problems: list[Problem], g: int) ->
     return chains
 
 
-def build_team(cfg: TeamTRConfig, loaded) -> list[str]:
+def build_team(cfg: TeamTRConfig, loaded, init_adapters: dict[str, str]) -> list[str]:
     """One LoRA adapter per role on the shared base (fresh, or from `init_adapters`), but `agent_models`' roles."""
     roles = roles_of(cfg)
     lcfg = LoraConfig(
@@ -165,7 +169,7 @@ def build_team(cfg: TeamTRConfig, loaded) -> list[str]:
         task_type="CAUSAL_LM",
     )
     for role in [r for r in roles if r not in cfg.agent_models]:
-        path = cfg.init_adapters.get(role)
+        path = init_adapters.get(role)
         if isinstance(loaded.model, PeftModel):
             if path:
                 loaded.model.load_adapter(path, adapter_name=role, is_trainable=True)
@@ -215,8 +219,24 @@ def train(
     eval_task = eval_task or (load_task(cfg.eval_task) if cfg.eval_task else None)
     eval_task = eval_task if main else None
     device_name = process_device(acc, cfg.device)
+    init = dict(cfg.init_adapters)
+    if cfg.warm_start:
+        folder = out / "warm-start"
+        warm = warm_start(
+            cfg.warm_start,
+            task,
+            cfg.model,
+            cfg.lora,
+            ROLE_PROMPTS["solver"],
+            folder,
+            cfg.seed,
+            device_name,
+            console,
+        )
+        acc.wait_for_everyone()
+        init = {r: str(warm) for r in roles_of(cfg) if r not in cfg.agent_models} | init
     loaded = load_model(cfg.model, device=device_name, dtype="float32", seed=cfg.seed)
-    roles = build_team(cfg, loaded)
+    roles = build_team(cfg, loaded, init)
     model, device, tok = loaded.model, loaded.device, loaded.tokenizer
     dp = None
     if world > 1:  # DDP takes the weights that need gradients now: every agent's adapter
@@ -397,3 +417,12 @@ def write_eval_config(cfg: TeamTRConfig, out: Path, roles: list[str]) -> None:
         "output": str(out / "eval-test"),
     }
     (out / "eval.yaml").write_text(json.dumps(ev, indent=1))
+    if (
+        cfg.warm_start
+    ):  # the warm start as a baseline of its own: every trained role on the SFT adapter, no RL
+        warm = str(out / "warm-start" / "agent")
+        team["agents"] = [a if "model" in a else {**a, "adapter": warm} for a in agents]
+        ev.update(
+            method="sft", label=f"{len(roles)} agent(s), SFT warm start", output=str(out / "eval-warm-start")
+        )
+        (out / "eval-warm-start.yaml").write_text(json.dumps(ev, indent=1))

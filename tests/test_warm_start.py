@@ -1,0 +1,76 @@
+"""SFT warm start before RL: gold solutions, one command, RL starts from the SFT adapter, its own baseline."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from teamtune.config import ConfigError, load_config
+from teamtune.tasks import TaskConfig, load_task
+from teamtune.train import mlpo, teamtr
+from teamtune.train.warm import gold_records
+
+GYM = {"name": "gym", "subset": "chain_sum", "split": "train", "limit": 12,
+       "gym": {"chain_sum": {"min_terms": 2, "max_terms": 2, "max_digits": 2}}}  # fmt: skip
+WARM = {"problems": 8, "epochs": 1, "batch_tokens": 2048, "optim": {"lr": 5e-3, "warmup_steps": 0}}
+
+
+def _weights(folder):
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def test_gold_records_are_solutions_the_verifier_accepts(data_dir):
+    for cfg in (
+        TaskConfig(name="gsm8k", split="train", source=str(data_dir / "gsm8k"), limit=20),
+        TaskConfig(**GYM),
+    ):
+        task = load_task(cfg)
+        recs = gold_records(task, "You solve problems.", 5, seed=0)
+        assert len(recs) == 5
+        for r in recs:
+            user, gold = r["messages"][1]["content"], r["messages"][2]["content"]
+            p = next(p for p in task.problems if task.prompt(p) == user)
+            assert task.solves(gold, p)
+    gsm = (
+        recs
+        if False
+        else gold_records(load_task(TaskConfig(name="gsm8k", split="train", source="sample")), "s", 1, 0)
+    )
+    assert "<<" not in gsm[0]["messages"][2]["content"] and "\n" in gsm[0]["messages"][2]["content"]
+
+
+def test_mlpo_starts_from_the_warm_start(tmp_path):
+    kw = dict(model="tiny-random", peers=1, problems_per_step=2, steps=1, device="cpu", output=str(tmp_path / "run"),
+              task=GYM, warm_start=WARM, peer_sampling={"max_new_tokens": 4},
+              policy={"group_size": 2, "max_new_tokens": 4, "ppo_epochs": 1, "micro_batch": 4},
+              optim={"lr": 1e-12, "schedule": "constant", "warmup_steps": 0})  # fmt: skip
+    cfg = load_config(mlpo.MLPOConfig, None, [f"{k}={json.dumps(v)}" for k, v in kw.items()])
+    out = mlpo.train(cfg)
+    warm, leader = _weights(out / "warm-start" / "agent"), _weights(out / "leader")
+    assert any(float(v.abs().sum()) > 0 for k, v in warm.items() if "lora_B" in k)  # SFT moved the adapter
+    assert warm.keys() == leader.keys()
+    assert all(torch.allclose(warm[k], leader[k], atol=1e-6) for k in warm)  # RL (lr ~0) started from it
+    ev = json.loads((out / "eval-leader-warm-start.yaml").read_text())
+    assert ev["team"]["agents"][-1]["adapter"] == str(out / "warm-start" / "agent") and ev["method"] == "sft"
+    assert (out / "eval-warm-start-alone.yaml").is_file() and (out / "warm-start" / "gold.jsonl").is_file()
+
+
+def test_teamtr_roles_start_from_the_warm_start(tmp_path):
+    kw = dict(model="tiny-random", agents=2, stages=1, problems_per_stage=2, device="cpu", output=str(tmp_path / "r"),
+              task=GYM, warm_start=WARM, policy={"group_size": 2, "max_new_tokens": 4, "ppo_epochs": 1},
+              optim={"lr": 1e-12, "schedule": "constant", "warmup_steps": 0})  # fmt: skip
+    cfg = load_config(teamtr.TeamTRConfig, None, [f"{k}={json.dumps(v)}" for k, v in kw.items()])
+    out = teamtr.train(cfg)
+    warm = _weights(out / "warm-start" / "agent")
+    for role in ("solver", "refiner"):
+        got = _weights(out / "adapters" / role)
+        assert len(got) == len(warm)
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(warm.values(), got.values(), strict=True))
+    ev = json.loads((out / "eval-warm-start.yaml").read_text())
+    assert {a["adapter"] for a in ev["team"]["agents"]} == {str(out / "warm-start" / "agent")}
+
+
+def test_warm_start_needs_lora():
+    with pytest.raises(ConfigError, match="warm_start trains a LoRA adapter"):
+        load_config(mlpo.MLPOConfig, None, ["finetune=full", "warm_start={}"])
