@@ -34,7 +34,12 @@ def split(src: Path, folder: Path, mib: int) -> list[Path]:
             part = folder / f"part{len(parts):02d}"
             part.write_bytes(block)
             parts.append(part)
-    manifest = {"name": src.name, "bytes": src.stat().st_size, "sha256": sha256(src), "parts": [p.name for p in parts]}
+    manifest = {
+        "name": src.name,
+        "bytes": src.stat().st_size,
+        "sha256": sha256(src),
+        "parts": [p.name for p in parts],
+    }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return parts
 

@@ -134,22 +134,23 @@ def markdown(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
+    """pass@1 and mixed groups per setting as horizontal bars (labels are long), the learnable zone shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = result["rows"]
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows) + 2), 4.5))
-    xs = range(len(rows))
-    ax.bar([x - 0.2 for x in xs], [r["pass@1"] for r in rows], 0.4, label="pass@1")
-    ax.bar([x + 0.2 for x in xs], [r["mixed"] for r in rows], 0.4, label=f"mixed groups of {result['k']}")
-    ax.axhspan(*result["zone"], color="green", alpha=0.08, label="learnable zone (pass@1)")
-    ax.set_xticks(list(xs), [r["setting"] for r in rows], rotation=30, ha="right", fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("share")
-    ax.set_title(f"{result['model']}: where GRPO gets a signal")
-    ax.legend(fontsize=8)
+    rows = result["rows"][::-1]  # first setting on top
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.38 * len(rows)))
+    ys = range(len(rows))
+    ax.barh([y + 0.2 for y in ys], [r["pass@1"] for r in rows], 0.4, label="pass@1")
+    ax.barh([y - 0.2 for y in ys], [r["mixed"] for r in rows], 0.4, label=f"mixed groups of {result['k']}")
+    ax.axvspan(*result["zone"], color="green", alpha=0.08, label="learnable zone (pass@1)")
+    ax.set_yticks(list(ys), [r["setting"] for r in rows], fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of samples (pass@1) or of problems (mixed)")
+    ax.set_title(f"{Path(result['model']).name}: where GRPO gets a signal", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
