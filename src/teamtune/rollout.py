@@ -9,7 +9,7 @@ import contextlib
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from peft import PeftModel
@@ -19,17 +19,19 @@ from . import fastgen
 from .costs import Cost, FlopModel
 from .models import LoadedModel, adapter_parameters
 
+DEFAULT_MAX_NEW_TOKENS = 256
+
 
 @dataclass
 class SamplingConfig:
-    max_new_tokens: int = 256
+    max_new_tokens: int | None = None  # None: the task's budget (`Task.max_new_tokens`), 256 without a task
     temperature: float = 0.7
     top_p: float = 0.95
     do_sample: bool = True  # false: greedy decoding
     stop: list[str] = field(default_factory=list)  # generation ends at the first of these (not kept)
 
     def validate(self) -> None:
-        if self.max_new_tokens < 1:
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
         if self.do_sample and not (self.temperature > 0 and 0 < self.top_p <= 1):
             raise ValueError("sampling needs temperature > 0 and 0 < top_p <= 1")
@@ -105,6 +107,8 @@ class Engine:
         self, requests: Sequence[Request], sampling: SamplingConfig, desc: str = "generate"
     ) -> list[Completion]:
         """One completion per request, in request order."""
+        if sampling.max_new_tokens is None:  # no task set the budget (eval resolves it to the task's)
+            sampling = replace(sampling, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
         texts = [self.render(r.messages) for r in requests]
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         order = sorted(range(len(requests)), key=lambda i: -len(ids[i]))  # similar lengths share a batch

@@ -74,7 +74,7 @@ class Team:
         getattr(self, f"_{self.cfg.layout}")(task, problems, episodes)
         for ep, p in zip(episodes, problems, strict=True):
             if ep.answer is None and ep.turns:
-                ep.answer = task.extract(ep.turns[-1].text)
+                ep.answer = task.read_answer(ep.turns[-1].text, p)
             ep.correct = task.is_correct(ep.answer, p)
             ep.reward = float(ep.correct)
         return episodes
@@ -101,7 +101,7 @@ class Team:
         calls = [(agent, task.prompt(p)) for p in problems for _ in range(n)]
         texts = self._stage(task, calls, [ep for ep in episodes for _ in range(n)], 1, f"{agent.name} x{n}")
         for i, ep in enumerate(episodes):
-            ep.answer = majority([task.extract(t) for t in texts[i * n : (i + 1) * n]])
+            ep.answer = majority([task.read_answer(t, problems[i]) for t in texts[i * n : (i + 1) * n]])
 
     def _leader(self, task: Task, problems: list[Problem], episodes: list[Episode]) -> None:
         *peers, leader = self.agents

@@ -90,7 +90,8 @@ def calibrate(cfg: CalibrateConfig, console: Console | None = None) -> Path:
             groups = [flags[i : i + cfg.k] for i in range(0, len(flags), cfg.k)]
             row = {"setting": label, "n": len(task), "k": cfg.k, **group_stats(groups)}
             row["task"] = to_dict(next(t for t in cfg.settings if setting_label(t) == label))
-            row["answered"] = sum(task.extract(c.text) is not None for c in done) / len(done)
+            answers = [task.read_answer(c.text, task.problems[j // cfg.k]) for j, c in enumerate(done)]
+            row["answered"] = sum(a is not None for a in answers) / len(done)
             row["truncated"] = sum(c.finish == "length" for c in done) / len(done)
             row["generated_tokens"] = sum(c.cost.generated_tokens for c in done) / len(done)
             row["seconds"] = time.perf_counter() - t0

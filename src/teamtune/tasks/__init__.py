@@ -7,7 +7,7 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .base import (
     SAMPLE_DIR,
@@ -40,8 +40,14 @@ class TaskConfig:
     source: str | None = None
     # BBH task names (comma separated; default all 27), an MMLU subject, or reasoning-gym datasets (comma separated)
     subset: str | None = None
-    limit: int | None = None  # keep the first N problems (after shuffling when shuffle_seed is set)
-    shuffle_seed: int | None = None
+    limit: int | None = (
+        None  # keep N problems: the first N (sample: first) or a seeded sample (sample: random)
+    )
+    # first: the file's first N (earlier results reproduce); random: N drawn with sample_seed across the whole
+    # file, kept in file order (for files ordered by subject, as cais/mmlu's test split is)
+    sample: Literal["first", "random"] = "first"
+    sample_seed: int = 0
+    shuffle_seed: int | None = None  # shuffle the problems' order (before `limit` takes the first N)
     # BBH: worked examples (0-3) from cot-prompts/<task>.txt before each question, as in the paper
     shots: int = 0
     instruction: str | None = (
@@ -94,7 +100,10 @@ def _load(cfg: TaskConfig) -> Task:
     problems = _bbh_problems(cfg) if cls is BBH else _record_problems(cls, cfg)
     if cfg.shuffle_seed is not None:
         random.Random(cfg.shuffle_seed).shuffle(problems)
-    if cfg.limit is not None:
+    if cfg.limit is not None and cfg.sample == "random" and cfg.limit < len(problems):
+        keep = sorted(random.Random(cfg.sample_seed).sample(range(len(problems)), cfg.limit))
+        problems = [problems[i] for i in keep]
+    elif cfg.limit is not None:
         problems = problems[: cfg.limit]
     if not problems:
         raise DataError(f"task {cfg.name} split {cfg.split!r} has no problems")

@@ -33,6 +33,7 @@ class Task:
     name = "task"
     instruction = ANSWER_INSTRUCTION
     stop: tuple[str, ...] = ()  # stop strings for every generation on this task (after the agents' own)
+    max_new_tokens = 256  # the generation budget of agents that set none
 
     def __init__(self, problems: list[Problem], split: str):
         self.problems = problems
@@ -54,6 +55,11 @@ class Task:
     def is_correct(self, predicted: str | None, problem: Problem) -> bool:
         return predicted is not None and predicted == problem.answer
 
+    def read_answer(self, text: str, problem: Problem) -> str | None:
+        """The answer in `text` to `problem`: `extract`, unless what is valid differs between records (the
+        letters of a multiple-choice record)."""
+        return self.extract(text)
+
     def solution(self, problem: Problem) -> str:
         """A gold answer written as the instruction asks: the worked steps when the data has them, then the
         answer line (for supervised warm starts)."""
@@ -62,7 +68,7 @@ class Task:
 
     def solves(self, text: str, problem: Problem) -> bool:
         """Whether the answer in `text` is right: what accuracy counts (a reward may give partial credit)."""
-        return self.is_correct(self.extract(text), problem)
+        return self.is_correct(self.read_answer(text, problem), problem)
 
     def reward(self, text: str, problem: Problem) -> float:
         return float(self.solves(text, problem))
@@ -159,11 +165,10 @@ _NUM = r"-?\$?\d[\d,]*(?:\.\d+)?"
 
 def last_answer_span(text: str) -> str | None:
     """The text after the last 'answer is', else in the last \\boxed{}, else None."""
-    boxed = last_boxed(text)
-    m = list(re.finditer(r"answer is[:\s]*(.+)", text, flags=re.IGNORECASE))
-    if m:
-        return m[-1].group(1).strip()
-    return boxed
+    starts = [m.end() for m in re.finditer(r"answer is[:\s]*", text, flags=re.IGNORECASE)]
+    if starts:  # the last statement, also when a line holds two
+        return text[starts[-1] :].split("\n", 1)[0].strip()
+    return last_boxed(text)
 
 
 def last_boxed(text: str) -> str | None:

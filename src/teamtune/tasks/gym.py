@@ -105,7 +105,7 @@ class Gym(Task):
         return self.score(predicted, problem) >= 1.0
 
     def reward(self, text: str, problem: Problem) -> float:
-        return self.score(self.extract(text), problem)
+        return self.score(self.read_answer(text, problem), problem)
 
 
 def _draw(ds, name: str, split: str, want: int) -> list[Problem]:

@@ -12,6 +12,7 @@ class MATH(Task):
     fields = ("problem", "solution")
     hub = ("HuggingFaceH4/MATH-500", None)
     instruction = "Think step by step, then put the final answer in \\boxed{}."
+    max_new_tokens = 640  # competition solutions run long: at 256, 58% of SmolLM2-135M's answers were cut
 
     @classmethod
     def problem(cls, rec: dict, index: int) -> Problem:

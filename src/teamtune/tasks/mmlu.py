@@ -36,10 +36,22 @@ class MMLU(Task):
         )
 
     def extract(self, text: str) -> str | None:
+        return self._letter(text, LETTERS)
+
+    def read_answer(self, text: str, problem: Problem) -> str | None:
+        return self._letter(text, LETTERS[: problem.meta.get("n_choices", len(LETTERS))])
+
+    @staticmethod
+    def _letter(text: str, valid: str) -> str | None:
+        """The letter of the last answer statement ("The answer is (B)."), else (no statement) the last "(X)" in
+        the text; only `valid` letters count. A statement that holds no valid letter ("(N)" of four choices, a
+        number, a cut-off "(") reads as no answer, never as a letter written earlier."""
         span = last_answer_span(text)
-        if span:
-            m = re.search(r"\(?\b([A-J])\b\)?", span)
-            if m:
-                return m.group(1)
-        found = re.findall(r"\(([A-J])\)", text)
+        if span is not None:  # the answer statement alone decides
+            m = re.match(r"[\s*:]*\(?([A-Z])\)?(?![A-Za-z])", span) or re.search(
+                r"\(([A-Z])\)|\b([A-Z])\b", span
+            )
+            letter = (m.group(1) or m.group(2)) if m else None
+            return letter if letter is not None and letter in valid else None
+        found = [x for x in re.findall(r"\(([A-Z])\)", text) if x in valid]
         return found[-1] if found else None

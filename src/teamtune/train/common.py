@@ -18,11 +18,12 @@ import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from peft import LoraConfig, PeftModel, get_peft_model
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import get_scheduler
 
 from ..config import ConfigError, save_config
+from ..console import RunProgress
 from ..costs import FlopModel
 from ..models import LoadedModel, save_model
 
@@ -276,7 +277,7 @@ class Interrupted(RuntimeError):
 def step_bar(console: Console, desc: str, total: int, done: int, fields: list[str]):
     """A progress bar over optimiser steps showing the latest value of `fields`; yields update(**values)."""
     text = " · ".join(f"{f} {{task.fields[{f}]:.4g}}" for f in fields)
-    with Progress(
+    with RunProgress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),

@@ -221,7 +221,7 @@ def train(
         counters["rollout_tokens"] += sum(c.cost.generated_tokens for c in done)
         counters["rollout_flops"] += sum(c.cost.flops for c in done)
         scores = [task.reward(c.text, problems[j // G]) for j, c in enumerate(done)]
-        readable = [task.extract(c.text) is not None for c in done]
+        readable = [task.read_answer(c.text, problems[j // G]) is not None for j, c in enumerate(done)]
         drawn.extend(task.solves(c.text, problems[j // G]) for j, c in enumerate(done))
         rewards = [x + cfg.format_reward * f for x, f in zip(scores, readable, strict=True)]
         groups = [(p, done[i * G : (i + 1) * G]) for i, p in enumerate(problems)]
@@ -237,7 +237,7 @@ def train(
             groups, rewards, draws = fill_groups(functools.partial(draw, step, drawn), want, cfg.policy)
             problems = [g[0] for g in groups]
             done = [c for g in groups for c in g[1]]
-            readable = [task.extract(c.text) is not None for c in done]
+            readable = [task.read_answer(c.text, problems[j // G]) is not None for j, c in enumerate(done)]
             for key, n in draws.items():
                 counters[key] += n
             t1 = time.perf_counter()
