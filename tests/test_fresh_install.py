@@ -44,7 +44,7 @@ def test_wheel_runs_the_demo_with_no_shared_folder(venv, tmp_path):
     r = _run(venv, tmp_path, "-m", "teamtune.cli", "demo", "--model", "tiny-random", "--limit", "2",
              "--max-new-tokens", "4", "--output", str(out))  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "teamtune demo: tiny-random on 2 GSM8K test problems" in r.stdout
+    assert "teamtune demo: tiny-random on 2 BBH boolean_expressions (3-shot) test problems" in r.stdout
     for layout in ("single", "vote", "leader"):
         metrics = json.loads((out / layout / "metrics.json").read_text())
         assert metrics["n"] == 2 and metrics["layout"] == layout

@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -57,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
 
     demo = verbs.add_parser("demo", help="SmolLM2-135M as single, vote and leader on a few GSM8K problems")
     demo.add_argument("--model", default="smollm2-135m")
-    demo.add_argument("--limit", type=int, default=4, help="problems (default 4)")
+    demo.add_argument(
+        "--task", choices=["bbh", "gsm8k"], default="bbh", help="BBH boolean_expressions 3-shot, or GSM8K"
+    )
+    demo.add_argument("--limit", type=int, default=8, help="problems (default 8)")
     demo.add_argument("--max-new-tokens", type=int, default=160)
     demo.add_argument("--output", default=None, help="run folder (default runs/demo-<time>)")
 
@@ -247,13 +251,21 @@ def _demo(args, console: Console) -> int:
 
     root = Path(args.output or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=0.7)
-    task = TaskConfig(name="gsm8k", split="test", source="sample", limit=args.limit)  # shipped in the package
+    # the problems ship in the package; a seeded sample across the test split
+    task, what = {
+        "bbh": (
+            TaskConfig(name="bbh", split="test", source="sample", subset="boolean_expressions", shots=3),
+            "BBH boolean_expressions (3-shot)",
+        ),
+        "gsm8k": (TaskConfig(name="gsm8k", split="test", source="sample"), "GSM8K"),
+    }[args.task]
+    task = replace(task, limit=args.limit, sample="random")
     console.print(f"loading {args.model} ...")
     t0 = time.perf_counter()
     with progress_bar(console) as progress:
         pool = ModelPool(seed=0, progress=progress)
         pool.engine(args.model)
-    console.print(f"loaded in {time.perf_counter() - t0:.0f} s; running {args.limit} GSM8K test problems")
+    console.print(f"loaded in {time.perf_counter() - t0:.0f} s; running {args.limit} {what} test problems")
     layouts = {
         "single": dict(
             agents=[AgentConfig("solver", sampling=SamplingConfig(args.max_new_tokens, do_sample=False))]
@@ -277,7 +289,7 @@ def _demo(args, console: Console) -> int:
         _, metrics = run_eval(cfg, console, pool)
         rows.append((label, metrics))
     console.print(
-        results_table(rows, title=f"teamtune demo: {args.model} on {args.limit} GSM8K test problems")
+        results_table(rows, title=f"teamtune demo: {args.model} on {args.limit} {what} test problems")
     )
     console.print(
         "single: greedy; vote x3: majority of 3 samples; leader 3+1: 3 sampled peers, a greedy leader"
