@@ -40,9 +40,7 @@ class TaskConfig:
     source: str | None = None
     # BBH task names (comma separated; default all 27), an MMLU subject, or reasoning-gym datasets (comma separated)
     subset: str | None = None
-    limit: int | None = (
-        None  # keep N problems: the first N (sample: first) or a seeded sample (sample: random)
-    )
+    limit: int | None = None  # keep N problems, as `sample` says
     # first: the file's first N (earlier results reproduce); random: N drawn with sample_seed across the whole
     # file, kept in file order (for files ordered by subject, as cais/mmlu's test split is)
     sample: Literal["first", "random"] = "first"
@@ -50,9 +48,8 @@ class TaskConfig:
     shuffle_seed: int | None = None  # shuffle the problems' order (before `limit` takes the first N)
     # BBH: worked examples (0-3) from cot-prompts/<task>.txt before each question, as in the paper
     shots: int = 0
-    instruction: str | None = (
-        None  # what follows each question (default: the task's own, e.g. think step by step)
-    )
+    # what follows each question (default: the task's own, e.g. think step by step)
+    instruction: str | None = None
     # gym: each dataset's generator settings (its difficulty), e.g. {chain_sum: {min_terms: 2, max_terms: 3}}
     gym: dict[str, dict[str, Any]] = field(default_factory=dict)
 

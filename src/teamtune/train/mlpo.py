@@ -153,13 +153,12 @@ def train(
     role = "leader" if cfg.with_team else "solver"
     warm = None
     if cfg.warm_start:
-        prompt = ROLE_PROMPTS[role]
         warm = warm_start(
             cfg.warm_start,
             task,
             cfg.model,
             cfg.lora,
-            prompt,
+            ROLE_PROMPTS[role],
             out / "warm-start",
             cfg.seed,
             device_name,
