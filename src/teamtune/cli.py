@@ -165,7 +165,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "trajectories":
             return _trajectories(args, console)
         return _export(args, console)
-    except (ConfigError, DataError, ModelLoadError, RunError) as e:
+    except (
+        ConfigError,
+        DataError,
+        ModelLoadError,
+        RunError,
+        OSError,
+    ) as e:  # OSError: a path that cannot be written
         # one line at any width; the message's own brackets are text, not markup
         console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2

@@ -17,6 +17,13 @@ class ConfigError(ValueError):
     """A config that does not fit its dataclass; the message names the file and key."""
 
 
+def at_least(obj: Any, minimum: int, *names: str) -> None:
+    """ValueError naming the first of `names` whose value on `obj` is below `minimum` (for validate methods)."""
+    for name in names:
+        if getattr(obj, name) < minimum:
+            raise ValueError(f"{name} must be at least {minimum}, got {getattr(obj, name)}")
+
+
 def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
     """Build dataclass `cls` from a plain dict, refusing unknown keys and wrong types."""
     return _convert(cls, data, where)

@@ -134,13 +134,13 @@ def _record_problems(cls, cfg: TaskConfig) -> list[Problem]:
         config = cfg.subset or config
         records = [(f"{name}[{i}]", r) for i, r in enumerate(load_hub(name, config, cfg.split))]
         for where, rec in records:
-            check_record(rec, cls.fields, where)
+            check_record(rec, cls.fields, where, cls.text_fields)
     else:
         path = root / f"{cfg.split}.jsonl" if root.is_dir() else root
         if root.is_dir() and not path.is_file():
             have = ", ".join(sorted(p.stem for p in root.glob("*.jsonl"))) or "none"
             raise DataError(f"{root}: no {cfg.split}.jsonl for split {cfg.split!r} (splits here: {have})")
-        records = read_jsonl(path, cls.fields)
+        records = read_jsonl(path, cls.fields, cls.text_fields)
     if cls is MMLU and cfg.subset:
         records = [(w, r) for w, r in records if r.get("subject") == cfg.subset]
     return [_problem(cls.problem, where, rec, i) for i, (where, rec) in enumerate(records)]
@@ -183,7 +183,7 @@ def _bbh_problems(cfg: TaskConfig) -> list[Problem]:
         except ValueError as e:
             raise DataError(str(e)) from None
         for i, (where, rec) in chosen:
-            check_record(rec, BBH.fields, where)
+            check_record(rec, BBH.fields, where, BBH.text_fields)
             problems.append(_problem(BBH.problem, where, rec, i, task, shots))
     return problems
 

@@ -88,30 +88,36 @@ def check_messages(messages, where: str) -> None:
             raise DataError(f"{where}: message {i} ({m['role']}) needs a string 'content'")
 
 
-def read_jsonl(path: Path, required: Iterable[str]) -> list[tuple[str, dict]]:
+def read_jsonl(path: Path, required: Iterable[str], text: Iterable[str] = ()) -> list[tuple[str, dict]]:
     """(`file:line`, record) for each record of a JSONL file, each checked for the `required` keys."""
     if not path.is_file():
         raise DataError(f"dataset file not found: {path}")
     records = []
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8", errors="surrogateescape") as f:
         for n, line in enumerate(f, 1):
+            if any("\udc80" <= ch <= "\udcff" for ch in line):  # a byte that is not UTF-8
+                raise DataError(f"{path}:{n}: not UTF-8 text")
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            check_record(rec, required, f"{path}:{n}")
+            check_record(rec, required, f"{path}:{n}", text)
             records.append((f"{path}:{n}", rec))
     return records
 
 
-def check_record(rec: Any, required: Iterable[str], where: str) -> None:
+def check_record(rec: Any, required: Iterable[str], where: str, text: Iterable[str] = ()) -> None:
+    """A JSON object with the `required` keys, the `text` ones strings; else DataError at `where`."""
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
     missing = [k for k in required if k not in rec]
     if missing:
         raise DataError(f"{where}: record lacks key {missing[0]!r} (has {', '.join(sorted(rec))})")
+    for k in text:
+        if not isinstance(rec[k], str):
+            raise DataError(f"{where}: {k!r} must be a string, got {rec[k]!r:.40}")
 
 
 LOCAL_PLACES = "task.source, $TEAMTUNE_DATA/<task>, shared/datasets/<task> in the working folder or above"

@@ -34,6 +34,7 @@ def normalize(ans: str) -> str:
 class BBH(Task):
     name = "bbh"
     fields = ("input", "target")
+    text_fields = fields
     hub = ("lukaemon/bbh", None)
     stop = ("\nQ: ",)  # a few-shot completion that starts a question of its own is done
 

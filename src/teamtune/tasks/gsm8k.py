@@ -10,6 +10,7 @@ from .base import Problem, Task, canonical_number, last_answer_span, last_number
 class GSM8K(Task):
     name = "gsm8k"
     fields = ("question", "answer")
+    text_fields = fields
     hub = ("openai/gsm8k", "main")
 
     @classmethod

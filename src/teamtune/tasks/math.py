@@ -10,6 +10,7 @@ from .base import Problem, Task, last_answer_span, last_boxed
 class MATH(Task):
     name = "math"
     fields = ("problem", "solution")
+    text_fields = fields
     hub = ("HuggingFaceH4/MATH-500", None)
     instruction = "Think step by step, then put the final answer in \\boxed{}."
     max_new_tokens = 640  # competition solutions run long: at 256, 58% of SmolLM2-135M's answers were cut

@@ -12,6 +12,7 @@ LETTERS = "ABCDEFGHIJ"
 class MMLU(Task):
     name = "mmlu"
     fields = ("question", "choices", "answer")
+    text_fields = ("question",)
     hub = ("cais/mmlu", "all")
     instruction = (
         "Think step by step, then finish with a line of the form 'The answer is (X).' where X is a letter."
@@ -24,7 +25,7 @@ class MMLU(Task):
             raise ValueError(f"'choices' must be a list of 2 to {len(LETTERS)} options")
         if isinstance(ans, str) and ans in LETTERS:
             ans = LETTERS.index(ans)
-        if not isinstance(ans, int) or not 0 <= ans < len(choices):
+        if isinstance(ans, bool) or not isinstance(ans, int) or not 0 <= ans < len(choices):
             raise ValueError(f"'answer' must be an index into 'choices', got {ans!r}")
         options = "\n".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
         subject = rec.get("subject", "")

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import get_scheduler
 
-from ..config import ConfigError, save_config
+from ..config import ConfigError, at_least, save_config
 from ..console import RunProgress
 from ..costs import FlopModel
 from ..models import LoadedModel, save_model
@@ -34,6 +34,11 @@ class LoraSettings:
     alpha: int = 32
     dropout: float = 0.05
     target_modules: list[str] | str = "all-linear"
+
+    def validate(self) -> None:
+        at_least(self, 1, "r", "alpha")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass

@@ -26,7 +26,7 @@ import torch
 from rich.console import Console
 
 from ..agents import ROLE_PROMPTS, Agent, AgentConfig, ModelPool, run_calls
-from ..config import ConfigError
+from ..config import ConfigError, at_least
 from ..console import RunConsole
 from ..costs import FlopModel, peak_memory, reset_peak_memory
 from ..models import load_model
@@ -99,6 +99,8 @@ class MLPOConfig:
     warm_start: WarmStart | None = None
 
     def validate(self) -> None:
+        at_least(self, 1, "steps", "problems_per_step", "peers", "rounds", "batch_size")
+        at_least(self, 0, "eval_every", "save_every")
         if self.warm_start and self.finetune != "lora":
             raise ValueError("warm_start trains a LoRA adapter for the leader: it needs finetune: lora")
 

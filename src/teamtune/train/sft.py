@@ -25,6 +25,7 @@ from typing import Literal
 import torch
 from rich.console import Console
 
+from ..config import at_least
 from ..console import RunConsole
 from ..costs import FlopModel, peak_memory, reset_peak_memory
 from ..models import load_model
@@ -93,6 +94,8 @@ class SFTConfig:
     output: str | None = None  # default runs/<time>-sft-<mode>
 
     def validate(self) -> None:
+        at_least(self, 1, "max_length")
+        at_least(self, 0, "eval_every", "save_every")
         if self.epochs < 1 or self.batch_tokens < 1 or self.grad_accum < 1:
             raise ValueError("epochs, batch_tokens and grad_accum must be at least 1")
 

@@ -33,7 +33,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from rich.console import Console
 
 from ..agents import ROLE_PROMPTS, Agent, ModelPool, Turn, run_calls
-from ..config import ConfigError
+from ..config import ConfigError, at_least
 from ..console import RunConsole
 from ..costs import peak_memory, reset_peak_memory
 from ..models import load_model
@@ -107,6 +107,7 @@ class TeamTRConfig:
     warm_start: WarmStart | None = None
 
     def validate(self) -> None:
+        at_least(self, 1, "stages", "problems_per_stage", "batch_size")
         if self.agents not in (2, 3, 4):
             raise ValueError(
                 f"agents must be 2, 3 or 4 (mode single trains one agent with their budget), not {self.agents}"
