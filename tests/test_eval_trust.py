@@ -102,3 +102,11 @@ def test_help_and_list_name_tasks_layouts_models(capsys):
         ):
             assert name in text
         assert "mlpo_gym" in text and "samples (--source sample): bbh, gsm8k, math, mmlu" in text
+
+
+def test_a_team_built_in_python_gets_the_task_budget():
+    from teamtune.team import Team, TeamConfig
+
+    task = load_task(TaskConfig(name="math", split="train", source="sample", limit=1))
+    (ep,) = Team(TeamConfig(layout="single", model="tiny-random", device="cpu")).run(task)
+    assert ep.turns[0].finish == "length" and ep.turns[0].cost.generated_tokens == task.max_new_tokens == 640

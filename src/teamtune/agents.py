@@ -114,11 +114,15 @@ class ModelPool:
 
 
 def run_calls(
-    calls: list[tuple[Agent, str | list[dict]]], desc: str, stop: Sequence[str] = ()
+    calls: list[tuple[Agent, str | list[dict]]],
+    desc: str,
+    stop: Sequence[str] = (),
+    budget: int | None = None,
 ) -> list[Completion]:
     """Run (agent, user message or conversation) calls, one batched generate per base model and sampling.
 
-    `stop`: stop strings added to every agent's own (a task's, e.g. `Task.stop`)."""
+    `stop`: stop strings added to every agent's own (a task's, e.g. `Task.stop`); `budget`: the new tokens of
+    agents whose sampling sets none (a task's, `Task.max_new_tokens`)."""
     groups: dict[tuple, list[int]] = {}
     for i, (agent, _) in enumerate(calls):
         groups.setdefault((id(agent.engine), agent.sampling.key()), []).append(i)
@@ -128,6 +132,10 @@ def run_calls(
         sampling = agent0.sampling
         if stop:
             sampling = replace(sampling, stop=[*sampling.stop, *(x for x in stop if x not in sampling.stop)])
+        if (
+            sampling.max_new_tokens is None and budget is not None
+        ):  # the task's budget for agents that set none
+            sampling = replace(sampling, max_new_tokens=budget)
         done = agent0.engine.generate([calls[i][0].request(calls[i][1]) for i in idx], sampling, desc)
         for i, c in zip(idx, done, strict=True):
             out[i] = c

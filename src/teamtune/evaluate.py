@@ -66,7 +66,8 @@ def run_eval(
         raise ConfigError(str(e)) from None
     task = load_task(cfg.task)
     budget = getattr(task, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
-    for a in cfg.team.agents:  # agents that set no budget get the task's (recorded in config.yaml)
+    cfg.team.validate()  # the layout's default agents, when none are given
+    for a in cfg.team.agents:  # agents that set no budget get the task's, recorded in config.yaml
         if a.sampling.max_new_tokens is None:
             a.sampling = replace(a.sampling, max_new_tokens=budget)
     out = Path(cfg.output or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.task.name}-{cfg.team.layout}")

