@@ -1,6 +1,8 @@
 """Bad input ends with exit code 2 and one line that names the problem: never a traceback, never a silent result."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +85,23 @@ def test_train_config_whose_top_level_is_a_list(tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 2
     out = capsys.readouterr().out
     assert "the top level must be a mapping of keys, not list" in out and out.count("\n") == 1
+
+
+def test_log_cut_by_a_kill_mid_line_is_resumed_without_it(tmp_path):
+    from teamtune.train.common import RunLog
+
+    (tmp_path / "log.jsonl").write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "loss": 0.9}\n{"step": 3, "lo')
+    RunLog(tmp_path, resume_step=2).close()
+    assert (tmp_path / "log.jsonl").read_text().splitlines() == [
+        '{"step": 1, "loss": 1.0}',
+        '{"step": 2, "loss": 0.9}',
+    ]
+
+
+def test_json_is_written_whole_under_a_name_of_its_own(tmp_path, monkeypatch):
+    from teamtune import evaluate
+
+    seen = []
+    monkeypatch.setattr(evaluate.os, "replace", lambda a, b: seen.append(Path(a).name))
+    evaluate.write_json(tmp_path / "train_metrics.json", {"a": 1})
+    assert seen == [f".train_metrics.json.{os.getpid()}.tmp"]

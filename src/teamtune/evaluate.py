@@ -197,8 +197,13 @@ def apps_table(m: dict) -> Table:
     return table
 
 
+def _tmp(path: Path) -> Path:
+    """A temporary name beside `path` that no other process writing `path` shares."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def write_jsonl(path: Path, records: list[dict]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = _tmp(path)
     with tmp.open("w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
@@ -206,6 +211,7 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    """`data` as JSON, written whole or not at all: a killed run never leaves half a file."""
+    tmp = _tmp(path)
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)

@@ -221,14 +221,24 @@ def load_checkpoint(path: Path, model, opt, sched) -> dict:
 # ---- the step log
 
 
+def _log_rows(path: Path) -> list[dict]:
+    """The rows of a log.jsonl; a line cut by a kill mid-write is dropped."""
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
 class RunLog:
     """One JSON object per logged step in log.jsonl (what `teamtune report` draws) and TensorBoard scalars."""
 
     def __init__(self, folder: Path, resume_step: int = 0):
         self.path = folder / "log.jsonl"
         if self.path.is_file():  # drop what a killed run logged after its last checkpoint
-            rows = [json.loads(x) for x in self.path.read_text().splitlines() if x.strip()]
-            keep = [r for r in rows if r.get("step", 0) <= resume_step]
+            keep = [r for r in _log_rows(self.path) if r.get("step", 0) <= resume_step]
             self.path.write_text("".join(json.dumps(r) + "\n" for r in keep))
         self.tb = None
         try:

@@ -29,6 +29,7 @@ from ..agents import ROLE_PROMPTS, Agent, AgentConfig, ModelPool, run_calls
 from ..config import ConfigError, at_least
 from ..console import RunConsole
 from ..costs import FlopModel, peak_memory, reset_peak_memory
+from ..evaluate import write_json
 from ..models import load_model
 from ..rollout import Engine, SamplingConfig
 from ..tasks import Task, TaskConfig, load_task
@@ -301,7 +302,7 @@ def train(
     save_trained(loaded, out / "leader")
     stats = {"steps": cfg.steps, "trainable_parameters": trainable_parameters(model), **counters}
     stats["peak_memory_bytes"] = peak_memory()  # the whole run (CUDA: torch's allocations)
-    (out / "train_metrics.json").write_text(json.dumps(stats, indent=1))
+    write_json(out / "train_metrics.json", stats)
     write_eval_configs(cfg, out)
     return out
 

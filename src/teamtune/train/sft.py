@@ -28,6 +28,7 @@ from rich.console import Console
 from ..config import at_least
 from ..console import RunConsole
 from ..costs import FlopModel, peak_memory, reset_peak_memory
+from ..evaluate import write_json
 from ..models import load_model
 from ..tasks.base import DataError
 from .common import (
@@ -307,7 +308,7 @@ def train_adapter(
     }
     if eval_set:
         stats["eval_loss"] = row["eval_loss"]
-    (folder / "train_metrics.json").write_text(json.dumps(stats, indent=1))
+    write_json(folder / "train_metrics.json", stats)
     return stats
 
 
@@ -357,7 +358,7 @@ def train(
         k: sum(s[k] for s in stats) for k in ("tokens", "trained_tokens", "sequences", "seconds", "flops")
     }
     total["peak_memory_bytes"] = max(s.get("peak_memory_bytes", 0) for s in stats)  # adapters train in turn
-    (out / "train_metrics.json").write_text(json.dumps({"adapters": stats, "total": total}, indent=1))
+    write_json(out / "train_metrics.json", {"adapters": stats, "total": total})
     if eval_config:
         write_eval_config(cfg, out, [s["adapter"] for s in stats])
     return out

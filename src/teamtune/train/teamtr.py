@@ -36,6 +36,7 @@ from ..agents import ROLE_PROMPTS, Agent, ModelPool, Turn, run_calls
 from ..config import ConfigError, at_least
 from ..console import RunConsole
 from ..costs import peak_memory, reset_peak_memory
+from ..evaluate import write_json
 from ..models import load_model
 from ..rollout import Engine, SamplingConfig
 from ..tasks import Problem, Task, TaskConfig, load_task
@@ -390,7 +391,7 @@ def train(
         model.save_pretrained(str(out / "adapters"), selected_adapters=[r])
     stats = {"stages": cfg.stages, **counters}
     stats["peak_memory_bytes"] = peak_memory()  # the whole run (CUDA: torch's allocations)
-    (out / "train_metrics.json").write_text(json.dumps(stats, indent=1))
+    write_json(out / "train_metrics.json", stats)
     write_eval_config(cfg, out, roles)
     return out
 
