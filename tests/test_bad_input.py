@@ -105,3 +105,12 @@ def test_json_is_written_whole_under_a_name_of_its_own(tmp_path, monkeypatch):
     monkeypatch.setattr(evaluate.os, "replace", lambda a, b: seen.append(Path(a).name))
     evaluate.write_json(tmp_path / "train_metrics.json", {"a": 1})
     assert seen == [f".train_metrics.json.{os.getpid()}.tmp"]
+
+
+def test_a_damaged_line_inside_the_log_is_named_not_dropped(tmp_path):
+    from teamtune.config import ConfigError
+    from teamtune.train.common import RunLog
+
+    (tmp_path / "log.jsonl").write_text('{"step": 1}\nnot json\n{"step": 2}\n')
+    with pytest.raises(ConfigError, match=r"log.jsonl:2: not a JSON row"):
+        RunLog(tmp_path, resume_step=2)

@@ -132,9 +132,7 @@ def run_calls(
         sampling = agent0.sampling
         if stop:
             sampling = replace(sampling, stop=[*sampling.stop, *(x for x in stop if x not in sampling.stop)])
-        if (
-            sampling.max_new_tokens is None and budget is not None
-        ):  # the task's budget for agents that set none
+        if sampling.max_new_tokens is None and budget is not None:  # the task's, for agents that set none
             sampling = replace(sampling, max_new_tokens=budget)
         done = agent0.engine.generate([calls[i][0].request(calls[i][1]) for i in idx], sampling, desc)
         for i, c in zip(idx, done, strict=True):

@@ -222,13 +222,17 @@ def load_checkpoint(path: Path, model, opt, sched) -> dict:
 
 
 def _log_rows(path: Path) -> list[dict]:
-    """The rows of a log.jsonl; a line cut by a kill mid-write is dropped."""
+    """The rows of a log.jsonl; its last line, when a kill cut it mid-write (no newline), is dropped."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):
+        lines.pop()
     rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for i, line in enumerate(lines, 1):
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
-            continue
+            raise ConfigError(f"{path}:{i}: not a JSON row; the run's step log is damaged") from None
     return rows
 
 
