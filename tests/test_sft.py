@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from teamtune.cli import main
-from teamtune.config import load_config
+from teamtune.config import ConfigError, load_config
 from teamtune.evaluate import EvalConfig, run_eval
 from teamtune.train.common import Interrupted
 from teamtune.train.data import encode_chat, load_records
@@ -318,3 +318,51 @@ def test_load_records_apps_spec_errors():
     with pytest.raises(DataError, match="unknown apps split"):
         load_records("apps:nosuch:3")
     assert {r["role"] for r in load_records("apps:train:2", "single")} == {"agent"}
+
+
+def _damage(ckpt, how: str) -> None:
+    if how == "truncated trainable.pt":
+        w = ckpt / "trainable.pt"
+        w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    elif how == "missing state.pt":
+        (ckpt / "state.pt").unlink()
+    elif how == "garbage state.pt":
+        (ckpt / "state.pt").write_bytes(b"\x00garbage" * 50)
+    elif how == "corrupt counters.json":
+        (ckpt / "counters.json").write_text('{"step": 4, "tok')
+
+
+@pytest.mark.parametrize(
+    "how", ["truncated trainable.pt", "missing state.pt", "garbage state.pt", "corrupt counters.json"]
+)
+def test_resume_falls_back_to_the_older_checkpoint_when_the_newest_is_damaged(tmp_path, chat_data, how, capsys):
+    data = chat_data()
+    whole = train(_cfg(tmp_path, data, "whole"))
+    cfg = _cfg(tmp_path, data, "killed")
+    with pytest.raises(Interrupted):
+        train(cfg, stop_after=5)
+    root = tmp_path / "killed/agent/checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == ["step-0000002", "step-0000004"]
+    _damage(root / "step-0000004", how)
+    (root / ".step-0000006.tmp").mkdir()  # what a kill mid-write leaves
+    (tmp_path / "killed/agent/.log.jsonl.999.tmp").write_text("half")
+    capsys.readouterr()
+    resumed = train(cfg)
+    out = capsys.readouterr().out
+    assert "skipping damaged checkpoint" in out and how.split()[-1] in out
+    assert "step-0000002 (2 steps done)" in out
+    assert not list(root.glob(".*.tmp")) and not list((tmp_path / "killed/agent").glob(".*.tmp"))
+    a = load_file(whole / "agent/adapter_model.safetensors")
+    b = load_file(resumed / "agent/adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_with_every_checkpoint_damaged_is_one_clear_error(tmp_path, chat_data):
+    cfg = _cfg(tmp_path, chat_data(), "killed")
+    with pytest.raises(Interrupted):
+        train(cfg, stop_after=5)
+    root = tmp_path / "killed/agent/checkpoints"
+    for ckpt in root.iterdir():
+        _damage(ckpt, "garbage state.pt")
+    with pytest.raises(ConfigError, match=r"no checkpoint loads \(step-0000004, step-0000002 damaged\)"):
+        train(cfg)

@@ -25,6 +25,7 @@ from transformers import get_scheduler
 from ..config import ConfigError, at_least, save_config
 from ..console import RunProgress
 from ..costs import FlopModel
+from ..evaluate import claim_folder
 from ..models import LoadedModel, save_model
 
 
@@ -176,33 +177,95 @@ def save_checkpoint(folder: Path, step: int, model, opt, sched, counters: dict, 
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
-    done = sorted(p for p in (folder / "checkpoints").glob("step-*") if (p / "counters.json").is_file())
+    done = _checkpoints(folder)
     return done[-1] if done else None
 
 
+def _checkpoints(folder: Path) -> list[Path]:
+    """Finished checkpoints under `folder`, oldest first (a half-written one is a `.step-*.tmp` folder)."""
+    return sorted(p for p in (folder / "checkpoints").glob("step-*") if (p / "counters.json").is_file())
+
+
+def _clear_leftovers(folder: Path) -> None:
+    """Remove what a killed writer left: a `.step-*.tmp` checkpoint folder, `.<name>.<pid>.tmp` files."""
+    root = folder / "checkpoints"
+    if root.is_dir():
+        for tmp in root.glob(".step-*.tmp"):
+            shutil.rmtree(tmp, ignore_errors=True)
+    for tmp in folder.glob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+
+
 def resume(folder: Path, model, opt, sched, counters: dict, console: Console, unit: str) -> tuple[int, dict]:
-    """Restore the newest checkpoint under `folder`, if any; returns (`unit`s done, counters)."""
-    ckpt = latest_checkpoint(folder)
-    if ckpt is None:
-        return 0, counters
-    restored = load_checkpoint(ckpt, model, opt, sched)
-    done = restored.pop("step")
-    console.print(f"resuming from {ckpt} ({done} {unit}s done)")
-    return done, {**counters, **restored}  # a counter newer than the checkpoint starts from its initial value
+    """Restore the newest checkpoint under `folder` that reads whole, if any; returns (`unit`s done, counters).
+
+    A damaged checkpoint (truncated weights, missing or garbage state, corrupt counters) is named in one
+    line and the next older one is tried; a ConfigError when checkpoints exist and none loads.
+    """
+    _clear_leftovers(folder)
+    found = _checkpoints(folder)
+    damaged = []
+    for ckpt in reversed(found):
+        try:
+            saved = read_checkpoint(ckpt)
+        except ConfigError as e:
+            console.print(f"skipping damaged checkpoint: {e}")
+            damaged.append(ckpt.name)
+            continue
+        restored = apply_checkpoint(ckpt, saved, model, opt, sched)
+        done = restored.pop("step")
+        console.print(f"resuming from {ckpt} ({done} {unit}s done)")
+        return done, {**counters, **restored}  # a counter newer than the checkpoint starts from its initial value
+    if damaged:
+        raise ConfigError(
+            f"{folder / 'checkpoints'}: no checkpoint loads ({', '.join(damaged)} damaged); "
+            "remove the folder to start over"
+        )
+    return 0, counters
 
 
 def run_folder(output: str | None, default: str, cfg=None) -> Path:
-    """The run's folder (`output`, or runs/<time>-<default>), created; with `cfg`, its config.yaml written."""
+    """The run's folder (`output`, or runs/<time>-<default>), created; with `cfg` (the main process), claimed
+    for this process (`claim_folder`) and its config.yaml written."""
     out = Path(output or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{default}")
     out.mkdir(parents=True, exist_ok=True)
     if cfg is not None:
+        claim_folder(out)
         save_config(cfg, out / "config.yaml")
     return out
 
 
-def load_checkpoint(path: Path, model, opt, sched) -> dict:
-    """Restore what `save_checkpoint` wrote into live objects; returns the counters."""
-    weights = torch.load(path / "trainable.pt", map_location="cpu")
+def read_checkpoint(path: Path) -> dict:
+    """Everything a checkpoint holds, read into memory and checked; ConfigError naming what is damaged."""
+
+    def load(name: str, **kw):
+        try:
+            return torch.load(path / name, map_location="cpu", **kw)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: {name} is missing") from None
+        except Exception as e:  # a truncated or garbage file fails in pickle, zipfile or torch's reader
+            why = str(e).split(". ")[0][:120]  # torch's reader appends a paragraph of advice
+            raise ConfigError(f"{path}: {name} does not read ({type(e).__name__}: {why})") from None
+
+    weights = load("trainable.pt")
+    state = load("state.pt", weights_only=False)
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise ConfigError(f"{path}: trainable.pt does not hold a mapping of tensors")
+    if not isinstance(state, dict) or not {"optimizer", "scheduler", "rng"} <= set(state):
+        raise ConfigError(f"{path}: state.pt does not hold optimizer, scheduler and rng states")
+    try:
+        counters = json.loads((path / "counters.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: counters.json does not read ({e})") from None
+    if not isinstance(counters, dict) or not isinstance(counters.get("step"), int):
+        raise ConfigError(f"{path}: counters.json holds no step count")
+    return {"weights": weights, "state": state, "counters": counters}
+
+
+def apply_checkpoint(path: Path, saved: dict, model, opt, sched) -> dict:
+    """Put what `read_checkpoint` read into live objects; returns the counters."""
+    weights, state = saved["weights"], saved["state"]
     live = _weights(model)
     if set(weights) != set(live):
         raise ConfigError(
@@ -211,11 +274,15 @@ def load_checkpoint(path: Path, model, opt, sched) -> dict:
     with torch.no_grad():
         for n, p in live.items():
             p.copy_(weights[n])
-    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
     _load_states(opt, state["optimizer"])
     _load_states(sched, state["scheduler"])
     _set_rng_state(state["rng"])
-    return json.loads((path / "counters.json").read_text())
+    return dict(saved["counters"])
+
+
+def load_checkpoint(path: Path, model, opt, sched) -> dict:
+    """Restore what `save_checkpoint` wrote into live objects; returns the counters."""
+    return apply_checkpoint(path, read_checkpoint(path), model, opt, sched)
 
 
 # ---- the step log
