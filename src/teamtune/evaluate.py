@@ -72,6 +72,16 @@ def run_eval(
             a.sampling = replace(a.sampling, max_new_tokens=budget)
     out = Path(cfg.output or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.task.name}-{cfg.team.layout}")
     out.mkdir(parents=True, exist_ok=True)
+    claim_folder(out)
+    try:
+        return _run_eval(cfg, task, console, pool, out)
+    finally:
+        release_folder(out)
+
+
+def _run_eval(
+    cfg: EvalConfig, task, console: Console, pool: ModelPool | None, out: Path
+) -> tuple[Path, dict]:
     save_config(cfg, out / "config.yaml")
     with progress_bar(console) as progress:
         if pool is None:
@@ -197,16 +207,63 @@ def apps_table(m: dict) -> Table:
     return table
 
 
+_CLAIMED: dict[Path, object] = {}  # run folders this process holds: resolved path -> open lock file
+
+
+def claim_folder(folder: Path) -> None:
+    """Hold `folder` for this process (an OS lock on folder/.lock, freed when the process ends or is killed);
+    ConfigError when another process holds it, so two runs never write one folder. Claiming again is a no-op."""
+    key = folder.resolve()
+    if key in _CLAIMED:
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; runs there are not guarded
+        return
+    f = (folder / ".lock").open("a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        pid = f.read().strip() or "?"
+        f.close()
+        raise ConfigError(
+            f"{folder} is in use by another teamtune process (pid {pid}): wait for it to end, "
+            "or choose another output"
+        ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    _CLAIMED[key] = f
+
+
+def release_folder(folder: Path) -> None:
+    f = _CLAIMED.pop(folder.resolve(), None)
+    if f is not None:
+        f.close()  # closing the file frees the lock
+
+
 def _tmp(path: Path) -> Path:
     """A temporary name beside `path` that no other process writing `path` shares."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _json_line(record: dict) -> str:
+    """One JSON line, readable UTF-8; text a model wrote with a lone surrogate (no UTF-8 form) is escaped."""
+    line = json.dumps(record, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(record)
+    return line
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
     tmp = _tmp(path)
     with tmp.open("w", encoding="utf-8") as f:
         for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            f.write(_json_line(r) + "\n")
     os.replace(tmp, path)  # atomic: a killed run never leaves half a file
 
 

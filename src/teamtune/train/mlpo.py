@@ -29,7 +29,7 @@ from ..agents import ROLE_PROMPTS, Agent, AgentConfig, ModelPool, run_calls
 from ..config import ConfigError, at_least
 from ..console import RunConsole
 from ..costs import FlopModel, peak_memory, reset_peak_memory
-from ..evaluate import write_json
+from ..evaluate import release_folder, write_json
 from ..models import load_model
 from ..rollout import Engine, SamplingConfig
 from ..tasks import Task, TaskConfig, load_task
@@ -304,6 +304,7 @@ def train(
     stats["peak_memory_bytes"] = peak_memory()  # the whole run (CUDA: torch's allocations)
     write_json(out / "train_metrics.json", stats)
     write_eval_configs(cfg, out)
+    release_folder(out)
     return out
 
 

@@ -28,7 +28,7 @@ from rich.console import Console
 from ..config import at_least
 from ..console import RunConsole
 from ..costs import FlopModel, peak_memory, reset_peak_memory
-from ..evaluate import write_json
+from ..evaluate import release_folder, write_json
 from ..models import load_model
 from ..tasks.base import DataError
 from .common import (
@@ -361,6 +361,7 @@ def train(
     write_json(out / "train_metrics.json", {"adapters": stats, "total": total})
     if eval_config:
         write_eval_config(cfg, out, [s["adapter"] for s in stats])
+    release_folder(out)
     return out
 
 
