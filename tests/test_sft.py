@@ -335,7 +335,9 @@ def _damage(ckpt, how: str) -> None:
 @pytest.mark.parametrize(
     "how", ["truncated trainable.pt", "missing state.pt", "garbage state.pt", "corrupt counters.json"]
 )
-def test_resume_falls_back_to_the_older_checkpoint_when_the_newest_is_damaged(tmp_path, chat_data, how, capsys):
+def test_resume_falls_back_to_the_older_checkpoint_when_the_newest_is_damaged(
+    tmp_path, chat_data, how, capsys
+):
     data = chat_data()
     whole = train(_cfg(tmp_path, data, "whole"))
     cfg = _cfg(tmp_path, data, "killed")

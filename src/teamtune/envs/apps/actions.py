@@ -11,12 +11,14 @@ import inspect
 import json
 import re
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .api import API, ApiError, signature
 
 CALL_LINE = re.compile(r"^\s*`*\s*([a-z_]+\.[a-z_]+)\s*\(")
 MAX_LINE = 2000
+LINE = re.compile("[^\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]+")  # what str.splitlines splits on
 COMPLETE = "supervisor.complete"
 
 
@@ -37,13 +39,15 @@ class BadCall:
     error: str
 
 
-def parse_actions(text: str) -> list[Call | BadCall]:
-    """Every line of `text` that starts like `app.function(` becomes a Call, or a BadCall saying what is wrong."""
-    out: list[Call | BadCall] = []
-    for line in text.splitlines():
+def parse_actions(text: str) -> Iterator[Call | BadCall]:
+    """Every line of `text` that starts like `app.function(` becomes a Call, or a BadCall saying what is wrong.
+
+    Lazily, line by line: a caller that stops at its step limit never parses the rest of a huge text.
+    """
+    for match in LINE.finditer(text):
+        line = match.group()
         if CALL_LINE.match(line):
-            out.append(parse_call(line.strip().strip("`").strip()))
-    return out
+            yield parse_call(line.strip().strip("`").strip())
 
 
 def parse_call(line: str) -> Call | BadCall:
@@ -53,6 +57,13 @@ def parse_call(line: str) -> Call | BadCall:
         node = ast.parse(line, mode="eval").body
     except SyntaxError as e:
         return BadCall(line, f"not a valid call: {e.msg}")
+    except UnicodeEncodeError:  # a lone surrogate has no UTF-8 form for the parser
+        return BadCall(
+            line.encode("utf-8", "backslashreplace").decode(),
+            "the line holds a lone surrogate, which is not text",
+        )
+    except ValueError as e:  # Python 3.11: a NUL byte
+        return BadCall(line, f"not a valid call: {e}")
     if not (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
