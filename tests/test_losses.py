@@ -1,5 +1,8 @@
+import dataclasses
+import json
 import math
 
+import pytest
 import torch
 
 from teamtune.train.losses import (
@@ -82,3 +85,43 @@ def test_grpo_loss_adds_kl_penalty():
     assert math.isclose(float(loss), -1.0 + 0.1 * kl, rel_tol=1e-6)
     no_ref, stats = grpo_loss(logp, logp.clone(), None, torch.tensor([1.0]), mask)
     assert float(no_ref) == -1.0 and float(stats["kl"]) == 0.0
+
+
+@pytest.mark.parametrize("recipe", ["mlpo", "teamtr"])
+def test_max_grad_norm_is_the_clip_the_update_uses(recipe, tmp_path, monkeypatch, toy_task):
+    """optim.max_grad_norm reaches the RL update's gradient clip (it was fixed at 1.0), and the logged grad_norm
+    is the norm before clipping."""
+    from teamtune.config import load_config
+    from teamtune.train import mlpo, teamtr
+
+    seen = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def clip(params, max_norm, *a, **k):
+        params = list(params)
+        norm = real(params, max_norm, *a, **k)
+        seen.append((max_norm, float(norm), float(torch.cat([p.grad.flatten() for p in params]).norm())))
+        return norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    module, extra = (mlpo, {"peers": 2, "problems_per_step": 2}) if recipe == "mlpo" else (teamtr, {"agents": 2})
+    base = dict(
+        model="tiny-random",
+        steps=1,
+        stages=1,
+        problems_per_stage=2,
+        delta=100.0,
+        device="cpu",
+        output=str(tmp_path / "run"),
+        policy={"group_size": 4, "max_new_tokens": 6, "ppo_epochs": 1, "micro_batch": 8, "temperature": 1.0},
+        optim={"lr": 1e-2, "schedule": "constant", "warmup_steps": 0, "max_grad_norm": 1e-4},
+        **extra,
+    )
+    cls = module.MLPOConfig if recipe == "mlpo" else module.TeamTRConfig
+    keys = {f.name for f in dataclasses.fields(cls)}
+    cfg = load_config(cls, None, [f"{k}={json.dumps(v)}" for k, v in base.items() if k in keys])
+    out = module.train(cfg, task=toy_task)
+    assert seen and all(m == 1e-4 for m, _, _ in seen)
+    assert all(after <= 1e-4 * 1.01 < before for _, before, after in seen)  # a real clip
+    logged = [json.loads(x)["grad_norm"] for x in (out / "log.jsonl").read_text().splitlines()]
+    assert logged[0] == pytest.approx(seen[0][1])

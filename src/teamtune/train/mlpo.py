@@ -251,7 +251,9 @@ def train(
                 batch.ref_logp = logprobs(
                     ref_model or model, batch, micro, device, reference=ref_model is None
                 )
-            st = update(model, params, opt, sched, batch, cfg.policy, device, dp=dp)
+            st = update(
+                model, params, opt, sched, batch, cfg.policy, device, dp=dp, max_grad_norm=cfg.optim.max_grad_norm
+            )
             dt = time.perf_counter() - t0
             counters["train_tokens"] += int(batch.attention.sum()) * cfg.policy.ppo_epochs
             forwards = 1 + (cfg.policy.kl_coef > 0)
@@ -276,6 +278,7 @@ def train(
                 "readable": means[2],
                 "kl": st["kl_ref"],
                 "clip_frac": st["clip_frac"],
+                "grad_norm": st["grad_norm"],  # before clipping
                 "loss": st["loss"],
                 "completion_tokens": means[3],
                 "signal": means[4],

@@ -134,8 +134,9 @@ def update(
     device,
     max_kl: float | None = None,
     dp=None,
+    max_grad_norm: float = 1.0,
 ) -> dict:
-    """`s.ppo_epochs` optimiser steps of the clipped objective on `batch`.
+    """`s.ppo_epochs` optimiser steps of the clipped objective on `batch`, gradients clipped to `max_grad_norm`.
 
     With `max_kl` (a trust region): after each step the mean k3 KL between the pre-update and the new policy
     is measured on the batch; a step that takes it past `max_kl` is undone and the update stops there.
@@ -151,7 +152,8 @@ def update(
     n_tokens = max(n_tokens, 1.0)
     scale = acc.num_processes if acc is not None else 1  # DDP averages over ranks: x world sums
     slices = list(_slices(batch, s.micro_batch))
-    stats = {"loss": 0.0, "clip_frac": 0.0, "kl_ref": 0.0, "kl_old": 0.0, "steps": 0, "stopped": False}
+    stats = {"loss": 0.0, "clip_frac": 0.0, "kl_ref": 0.0, "kl_old": 0.0, "grad_norm": 0.0, "steps": 0}
+    stats["stopped"] = False
     model.train()
     for _ in range(s.ppo_epochs):
         before = [p.detach().clone() for p in params] if max_kl is not None else None
@@ -176,7 +178,8 @@ def update(
             stats["loss"] += float(loss.detach()) * share / s.ppo_epochs
             stats["clip_frac"] += float(st["clip_frac"]) * share / s.ppo_epochs
             stats["kl_ref"] += float(st["kl"]) * share / s.ppo_epochs
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)  # the norm before clipping
+        stats["grad_norm"] += float(norm) / s.ppo_epochs
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)

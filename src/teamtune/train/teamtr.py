@@ -337,7 +337,16 @@ def train(
                     batch.ref_logp = logprobs(model, batch, s.micro_batch, device, reference=True)
                 params = adapter_params(model, role)
                 st = update(
-                    model, params, opts[role], scheds[role], batch, s, device, max_kl=cfg.delta, dp=dp
+                    model,
+                    params,
+                    opts[role],
+                    scheds[role],
+                    batch,
+                    s,
+                    device,
+                    max_kl=cfg.delta,
+                    dp=dp,
+                    max_grad_norm=cfg.optim.max_grad_norm,
                 )
                 fm = engine.flop_model(role)
                 forwards = 1 + (s.kl_coef > 0) + st["steps"] + st["stopped"]  # old, reference, trust checks
@@ -357,6 +366,7 @@ def train(
                     "kl": st["kl_old"],
                     "kl_ref": st["kl_ref"],
                     "clip_frac": st["clip_frac"],
+                    "grad_norm": st["grad_norm"],  # before clipping
                     "optimiser_steps": st["steps"],
                     "trust_region_stop": st["stopped"],
                     "signal": signal,
