@@ -46,7 +46,7 @@ def test_save_and_reload(tiny, tmp_path):
 
 
 def test_clear_errors(tmp_path, monkeypatch):
-    with pytest.raises(ModelLoadError, match="could not load model"):
+    with pytest.raises(ModelLoadError, match="is not a model folder: it has no config.json"):
         load_model(str(tmp_path), device="cpu")  # a folder with no model in it
     with pytest.raises(ModelLoadError, match="GGUF file not found"):
         load_model(str(tmp_path / "x.gguf"), device="cpu")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import re
 import shutil
 import sys
 import time
@@ -14,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .analysis.pareto import RunError
-from .config import ConfigError, load_config, packaged_configs, resolve_config, to_dict
+from .config import ConfigError, load_config, packaged_configs, read_yaml, resolve_config, to_dict
 from .console import RunConsole
 from .models import ModelLoadError
 from .tasks import DataError
@@ -173,8 +175,23 @@ def main(argv: list[str] | None = None) -> int:
         OSError,
     ) as e:  # OSError: a path that cannot be written
         # one line at any width; the message's own brackets are text, not markup
-        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        text = _os_problem(e) if isinstance(e, OSError) and e.filename else str(e)
+        line = re.sub(r"\s*\n\s*", " ", text.strip())  # a library's message may span lines
+        console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         return 2
+
+
+def _os_problem(e: OSError) -> str:
+    """A file-system error as what the user has to change."""
+    path = e.filename
+    return {
+        errno.EEXIST: f"{path} is a file, not a folder: choose another output",
+        errno.ENOTDIR: f"{path}: part of this path is a file, not a folder",
+        errno.EISDIR: f"{path} is a folder: name a file",
+        errno.EACCES: f"cannot write {path}: permission denied",
+        errno.EROFS: f"cannot write {path}: the file system is read-only",
+        errno.ENOSPC: f"cannot write {path}: no space left on the device",
+    }.get(e.errno, f"{path}: {e.strerror}")
 
 
 def _eval(args, console: Console) -> int:
@@ -193,19 +210,12 @@ def _eval(args, console: Console) -> int:
 
 
 def _train(args, console: Console) -> int:
-    import yaml
-
     from .train import recipes
     from .train.common import end_launch_group
 
     path = resolve_config(args.config)
-    try:
-        data = yaml.safe_load(path.read_text())
-        method = (
-            data.get("method", "sft") if isinstance(data, dict) else "sft"
-        )  # load_config names a non-mapping
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{args.config}: not valid YAML: {e}") from None
+    data = read_yaml(path)
+    method = data.get("method", "sft") if isinstance(data, dict) else "sft"  # load_config names a non-mapping
     method = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("method=")), method)
     if method not in recipes():
         raise ConfigError(f"{args.config}: unknown method {method!r} (methods: {', '.join(recipes())})")
@@ -222,7 +232,7 @@ def _train(args, console: Console) -> int:
             f"{out} already holds a run: pass --resume to continue it, or choose another output"
         )
     if args.resume and out is not None and (out / "config.yaml").is_file():
-        changed = _changed_keys(yaml.safe_load((out / "config.yaml").read_text()), to_dict(cfg))
+        changed = _changed_keys(read_yaml(out / "config.yaml"), to_dict(cfg))
         if changed:
             raise ConfigError(
                 f"{out} was trained with another config ({', '.join(changed[:5])} differ): resuming it with this "

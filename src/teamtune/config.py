@@ -17,6 +17,19 @@ class ConfigError(ValueError):
     """A config that does not fit its dataclass; the message names the file and key."""
 
 
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's data; a ConfigError in one line (where and what) if it is not valid YAML or not text."""
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {what}") from None
+
+
 def at_least(obj: Any, minimum: int, *names: str) -> None:
     """ValueError naming the first of `names` whose value on `obj` is below `minimum` (for validate methods)."""
     for name in names:
@@ -41,6 +54,8 @@ def resolve_config(path: str | Path) -> Path:
     path = Path(path)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder: a config is a YAML file")
     name = path.name if path.suffix else f"{path.name}.yaml"
     if str(path.parent) in (".", "configs") and (PACKAGED / name).is_file():
         return PACKAGED / name
@@ -55,10 +70,8 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     if path is not None:
         path = resolve_config(path)
         where = str(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        data = read_yaml(path)
+        data = {} if data is None else data
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys, not {type(data).__name__}")
     for item in overrides or []:

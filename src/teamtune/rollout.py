@@ -16,6 +16,7 @@ from peft import PeftModel
 from rich.progress import Progress
 
 from . import fastgen
+from .config import ConfigError
 from .costs import Cost, FlopModel
 from .models import LoadedModel, adapter_parameters
 
@@ -109,6 +110,12 @@ class Engine:
         """One completion per request, in request order."""
         if sampling.max_new_tokens is None:  # no task set the budget (eval resolves it to the task's)
             sampling = replace(sampling, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        if context is not None and sampling.max_new_tokens >= context:
+            raise ConfigError(
+                f"max_new_tokens {sampling.max_new_tokens} is past the context of model {self.loaded.name!r} "
+                f"({context} tokens, prompt included)"
+            )
         texts = [self.render(r.messages) for r in requests]
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         order = sorted(range(len(requests)), key=lambda i: -len(ids[i]))  # similar lengths share a batch

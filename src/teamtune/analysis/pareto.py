@@ -34,16 +34,29 @@ def load_run(folder: str | Path, axis: str) -> dict:
         raise RunError(f"{folder}: not a run folder")
     if not path.is_file():
         raise RunError(f"{folder}: no metrics.json (is the run finished? `teamtune eval` writes it last)")
-    try:
-        m = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise RunError(f"{path}: not valid JSON ({e.msg})") from None
+    m = read_json(path)
     key = AXES[axis][0]
     missing = [k for k in (*REQUIRED, key) if k not in m]
     if missing:
         hint = " (set price_per_million_tokens when running eval)" if missing[0] == "usd_per_problem" else ""
         raise RunError(f"{path}: lacks {missing[0]!r}{hint}")
+    for k in ("accuracy", "n", key):
+        if isinstance(m[k], bool) or not isinstance(m[k], int | float) or not math.isfinite(m[k]):
+            raise RunError(f"{path}: {k!r} must be a number, got {m[k]!r}")
     return m | {"folder": str(folder)}
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object file a run wrote; a RunError naming the file if it is damaged."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise RunError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: not a JSON object but {type(data).__name__}")
+    return data
 
 
 @dataclass

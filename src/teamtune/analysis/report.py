@@ -6,14 +6,14 @@ sub-folders), with `step` and any of CURVES, and write train_metrics.json; eval 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import yaml
 
+from ..config import ConfigError, read_yaml
 from ..tasks.base import read_jsonl
-from .pareto import RunError, load_run
+from .pareto import RunError, load_run, read_json
 
 CURVES = {
     "loss": "loss",
@@ -61,12 +61,21 @@ def _logs(folder: Path) -> dict[str, list[dict]]:
 
 
 def _config(folder: Path) -> dict:
-    return yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else {}
+    path = folder / "config.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        data = read_yaml(path)
+    except ConfigError as e:
+        raise RunError(str(e)) from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: not a run's config (the top level is {type(data).__name__}, not a mapping)")
+    return data
 
 
 def training_summary(folder: Path, curves: list[str]) -> list[str]:
     """The lines of a training run's report, from train_metrics.json (per adapter for SFT)."""
-    tm = json.loads((folder / "train_metrics.json").read_text())
+    tm = read_json(folder / "train_metrics.json")
     cfg = _config(folder)
     schedule = cfg.get("curriculum", {}).get("schedule")
     task = cfg.get("task", {}).get("name") if isinstance(cfg.get("task"), dict) else None
