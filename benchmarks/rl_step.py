@@ -63,6 +63,10 @@ def ours(args, variant: str) -> dict:
     phases = {"rollout": [], "logprobs": [], "update": [], "step": []}
     tokens = []
     for k in range(args.warmup + args.steps):
+        profiling = args.profile and k == args.warmup  # the first timed step, when asked
+        if profiling:
+            prof = torch.profiler.profile(record_shapes=False)
+            prof.__enter__()
         prompts = qs[k * args.prompts : (k + 1) * args.prompts]
         reqs = [
             Request([{"role": "user", "content": q}], "default") for q in prompts for _ in range(args.group)
@@ -82,6 +86,11 @@ def ours(args, variant: str) -> dict:
         update(model, params, opt, sched, batch, s, dev, max_kl=1e9 if variant == "teamtr" else None)
         sync(dev)
         t3 = time.perf_counter()
+        if profiling:
+            prof.__exit__(None, None, None)
+            sort = "cuda_time_total" if dev.type == "cuda" else "cpu_time_total"
+            with open(f"{args.profile}.{variant}.txt", "w") as f:
+                f.write(prof.key_averages().table(sort_by=sort, row_limit=50))
         if k >= args.warmup:
             for key, v in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
                 phases[key].append(v)
@@ -176,6 +185,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--variants", nargs="+", default=["mlpo", "teamtr", "trl", "trl_no_gc"])
     ap.add_argument("--out", default="benchmarks/results/rl_step.json")
+    ap.add_argument("--profile", help="write a torch profile of teamtune's first timed step to PROFILE.<variant>.txt")
     args = ap.parse_args()
     res: dict[str, dict] = {}
     for v in args.variants:

@@ -68,3 +68,29 @@ def test_float_fields_take_yaml_exponents_without_a_dot(tmp_path):
     path.write_text("lr: fast\n")
     with pytest.raises(ConfigError, match="expected float"):
         load_config(OptimSettings, path)
+
+
+def test_decode_settings_and_their_overrides_are_in_the_runs_config(tmp_path, monkeypatch):
+    """The fast path's settings are config keys; a TEAMTUNE_* override is written down as the value used."""
+    import yaml
+
+    from teamtune.cli import main
+    from teamtune.train.mlpo import MLPOConfig
+
+    argv = ["eval", "--model", "tiny-random", "--limit", "1", "--source", "sample"]
+    assert main([*argv, "team.decode.nucleus=search", "--output", str(tmp_path / "a")]) == 0
+    monkeypatch.setenv("TEAMTUNE_NUCLEUS", "reject")
+    monkeypatch.setenv("TEAMTUNE_FAST", "0")
+    assert main([*argv, "--output", str(tmp_path / "b")]) == 0
+    decode = {k: yaml.safe_load((tmp_path / k / "config.yaml").read_text())["team"]["decode"] for k in "ab"}
+    assert decode["a"] == {"fast": None, "compile_step": False, "nucleus": "search"}
+    assert decode["b"] == {"fast": False, "compile_step": False, "nucleus": "reject"}
+    monkeypatch.setenv("TEAMTUNE_COMPILE_DECODE", "1")
+    assert load_config(MLPOConfig, None, []).decode.compile_step is True
+    monkeypatch.setenv("TEAMTUNE_FAST", "yes")
+    with pytest.raises(ConfigError, match="TEAMTUNE_FAST='yes': use 0 or 1"):
+        load_config(MLPOConfig, None, [])
+    monkeypatch.delenv("TEAMTUNE_FAST")
+    monkeypatch.delenv("TEAMTUNE_NUCLEUS")  # an override would win over the config's value
+    with pytest.raises(ConfigError, match="nucleus must be one of sort, reject, search, not 'heap'"):
+        load_config(MLPOConfig, None, ["decode.nucleus=heap", "method=mlpo"])

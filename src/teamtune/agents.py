@@ -11,7 +11,7 @@ from rich.progress import Progress
 
 from .costs import Cost, total
 from .models import LoadedModel, ModelLoadError, load_model
-from .rollout import Completion, Engine, Request, SamplingConfig
+from .rollout import Completion, DecodeConfig, Engine, Request, SamplingConfig
 
 ROLE_PROMPTS = {
     "solver": "You are a careful problem solver.",
@@ -67,6 +67,7 @@ class ModelPool:
         seed: int | None = 0,
         progress: Progress | None = None,
         load_seed: int | None = None,
+        decode: DecodeConfig | None = None,
     ):
         self.device = device
         self.dtype = dtype
@@ -74,13 +75,14 @@ class ModelPool:
         self.seed = seed  # the engines' sampling seed
         self.load_seed = seed if load_seed is None else load_seed  # random-init weights (default: `seed`)
         self.progress = progress
+        self.decode = decode
         self.engines: dict[str, Engine] = {}
 
     def engine(self, model: str) -> Engine:
         if model not in self.engines:
             loaded = load_model(model, device=self.device, dtype=self.dtype, seed=self.load_seed or 0)
             self.engines[model] = Engine(
-                loaded, batch_size=self.batch_size, seed=self.seed, progress=self.progress
+                loaded, batch_size=self.batch_size, seed=self.seed, progress=self.progress, decode=self.decode
             )
         return self.engines[model]
 

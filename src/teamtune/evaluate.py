@@ -85,7 +85,14 @@ def _run_eval(
     save_config(cfg, out / "config.yaml")
     with progress_bar(console) as progress:
         if pool is None:
-            pool = ModelPool(cfg.team.device, cfg.team.dtype, cfg.team.batch_size, cfg.team.seed, progress)
+            pool = ModelPool(
+                cfg.team.device,
+                cfg.team.dtype,
+                cfg.team.batch_size,
+                cfg.team.seed,
+                progress,
+                decode=cfg.team.decode,
+            )
         pool.progress = progress
         for engine in pool.engines.values():
             engine.progress = progress

@@ -303,6 +303,9 @@ def _compiled(fn):
     return torch.compile(fn, dynamic=True, fullgraph=True)
 
 
+NUCLEI = ("sort", "reject", "search")  # the top-p draws: a full sort, rejection, or a search for the floor
+
+
 class FastDecoder:
     """Generates for a batch of token-id prompts on one model; rows may use different LoRA adapters.
 
@@ -319,7 +322,7 @@ class FastDecoder:
 
     def __init__(self, compile_step: bool = False, nucleus: str | None = None):
         nucleus = nucleus or ("reject" if compile_step else "sort")
-        draws = {"sort": None, "reject": draw_by_rejection, "search": draw_by_floor_search}
+        draws = dict(zip(NUCLEI, (None, draw_by_rejection, draw_by_floor_search), strict=True))
         if nucleus not in draws:
             raise ValueError(f"nucleus must be one of {', '.join(draws)}, not {nucleus!r}")
         self.compile_step, self.nucleus = compile_step, nucleus

@@ -41,6 +41,44 @@ class SamplingConfig:
         return (self.max_new_tokens, self.temperature, self.top_p, self.do_sample, tuple(self.stop))
 
 
+# environment variables that override a run's `decode:` settings (the values used are written to config.yaml)
+DECODE_ENV = {
+    "fast": "TEAMTUNE_FAST",
+    "compile_step": "TEAMTUNE_COMPILE_DECODE",
+    "nucleus": "TEAMTUNE_NUCLEUS",
+}
+
+
+@dataclass
+class DecodeConfig:
+    """How an engine decodes: settings that change its speed, and for `nucleus` which tokens a seed draws."""
+
+    fast: bool | None = None  # fastgen (static cache, CUDA graphs); None: on CUDA when the model is supported
+    compile_step: bool = False  # the fast decode step through torch.compile
+    nucleus: str | None = (
+        None  # the fast path's top-p draw: sort, reject or search; None: reject if compiled, else sort
+    )
+
+    def validate(self) -> None:
+        self.apply_env()
+        if self.nucleus is not None and self.nucleus not in fastgen.NUCLEI:
+            raise ValueError(f"nucleus must be one of {', '.join(fastgen.NUCLEI)}, not {self.nucleus!r}")
+
+    def apply_env(self) -> DecodeConfig:
+        """Take the TEAMTUNE_* overrides that are set (DECODE_ENV), so a run records what it used."""
+        for key, var in DECODE_ENV.items():
+            raw = os.environ.get(var, "")
+            if not raw:
+                continue
+            if key == "nucleus":
+                self.nucleus = raw
+            elif raw in ("0", "1"):
+                setattr(self, key, raw == "1")
+            else:
+                raise ValueError(f"{var}={raw!r}: use 0 or 1")
+        return self
+
+
 @dataclass
 class Request:
     messages: list[dict]  # chat messages, e.g. [{"role": "system", ...}, {"role": "user", ...}]
@@ -60,9 +98,9 @@ class Completion:
 class Engine:
     """Generates for many requests on one base model, left-padded, sorted by length, `batch_size` at a time.
 
-    `fast`: use `fastgen` (static cache, CUDA graphs, mixed adapters in one pass); None = on CUDA when the model
-    is supported, False = always transformers' `generate`, True = insist (an unsupported model is an error).
-    The environment variable TEAMTUNE_FAST=0 or 1 sets the default for every engine.
+    `decode`: the fast path and its draw (DecodeConfig; the TEAMTUNE_* variables override it). `fast`, when
+    given, overrides `decode.fast`: None = on CUDA when the model is supported, False = always transformers'
+    `generate`, True = insist (an unsupported model is an error).
     """
 
     def __init__(
@@ -72,20 +110,18 @@ class Engine:
         seed: int | None = 0,
         progress: Progress | None = None,
         fast: bool | None = None,
+        decode: DecodeConfig | None = None,
     ):
         self.loaded = loaded
-        self.fast = (
-            fast if fast is not None else {"0": False, "1": True}.get(os.environ.get("TEAMTUNE_FAST", ""))
-        )
-        # TEAMTUNE_COMPILE_DECODE=1: the fast decode step through torch.compile; TEAMTUNE_NUCLEUS: how it draws
-        # top-p tokens, "sort" or "reject" (see FastDecoder)
-        nucleus = os.environ.get("TEAMTUNE_NUCLEUS") or None
+        self.decode = replace(decode or DecodeConfig()).apply_env()
         try:
-            self._decoder = fastgen.FastDecoder(
-                compile_step=os.environ.get("TEAMTUNE_COMPILE_DECODE") == "1", nucleus=nucleus
-            )
+            self._decoder = fastgen.FastDecoder(self.decode.compile_step, self.decode.nucleus)
         except ValueError as e:
-            raise ValueError(f"TEAMTUNE_NUCLEUS={nucleus!r}: {e}") from None
+            var = DECODE_ENV["nucleus"]
+            raise ValueError(
+                f"{var}={self.decode.nucleus!r}: {e}" if os.environ.get(var) else str(e)
+            ) from None
+        self.fast = fast if fast is not None else self.decode.fast
         self.batch_size = batch_size
         self.seed = seed
         self.progress = progress

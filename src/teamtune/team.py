@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .agents import Agent, AgentConfig, Episode, ModelPool, Turn, run_calls
+from .rollout import DecodeConfig
 from .tasks import Problem, Task
 
 Layout = Literal["single", "vote", "leader", "pipeline", "planner-executor"]
@@ -35,8 +36,10 @@ class TeamConfig:
     seed: int | None = 0
     device: str = "auto"
     dtype: str = "auto"
+    decode: DecodeConfig = field(default_factory=DecodeConfig)  # fast path, compiled step, top-p draw
 
     def validate(self) -> None:
+        self.decode.validate()  # built in code too, not only from YAML: take the overrides before it is saved
         if not self.agents:
             self.agents = [AgentConfig(name=n) for n in DEFAULT_AGENTS[self.layout]]
         names = [a.name for a in self.agents]
@@ -65,7 +68,7 @@ class Team:
     def __init__(self, cfg: TeamConfig, pool: ModelPool | None = None):
         cfg.validate()
         self.cfg = cfg
-        self.pool = pool or ModelPool(cfg.device, cfg.dtype, cfg.batch_size, cfg.seed)
+        self.pool = pool or ModelPool(cfg.device, cfg.dtype, cfg.batch_size, cfg.seed, decode=cfg.decode)
         self.agents = [self.pool.agent(a, cfg.model) for a in cfg.agents]
 
     def run(self, task: Task, problems: list[Problem] | None = None) -> list[Episode]:

@@ -16,7 +16,7 @@ from rich.console import Console
 from ..agents import AgentConfig, ModelPool, run_calls
 from ..config import save_config, to_dict
 from ..console import RunConsole
-from ..rollout import SamplingConfig
+from ..rollout import DecodeConfig, SamplingConfig
 from ..tasks import TaskConfig, load_task
 
 
@@ -29,12 +29,14 @@ class CalibrateConfig:
     # as MLPO and TeamTR sample for training (top_p 1): set the temperature your recipe uses
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(256, temperature=1.0, top_p=1.0))
     zone: list[float] = field(default_factory=lambda: [0.15, 0.7])  # pass@1 bounds of the learnable zone
+    decode: DecodeConfig = field(default_factory=DecodeConfig)  # fast path, compiled step, top-p draw
     batch_size: int = 256
     seed: int = 0
     device: str = "auto"
     output: str | None = None  # default runs/calibrate-<time>
 
     def validate(self) -> None:
+        self.decode.validate()
         if not self.settings:
             raise ValueError("settings is empty: list the task settings to measure (e.g. [{name: gsm8k}])")
         if self.k < 2:
@@ -80,7 +82,7 @@ def calibrate(cfg: CalibrateConfig, console: Console | None = None) -> Path:
     save_config(cfg, out / "config.yaml")
     rows = []
     with progress_bar(console) as progress:
-        pool = ModelPool(cfg.device, "auto", cfg.batch_size, cfg.seed, progress)
+        pool = ModelPool(cfg.device, "auto", cfg.batch_size, cfg.seed, progress, decode=cfg.decode)
         agent = pool.agent(AgentConfig("solver", sampling=cfg.sampling), cfg.model)
         for label, task in tasks:
             t0 = time.perf_counter()

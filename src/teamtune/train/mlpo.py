@@ -31,7 +31,7 @@ from ..console import RunConsole
 from ..costs import FlopModel, peak_memory, reset_peak_memory
 from ..evaluate import release_folder, write_json
 from ..models import load_model
-from ..rollout import Engine, SamplingConfig
+from ..rollout import DecodeConfig, Engine, SamplingConfig
 from ..tasks import Task, TaskConfig, load_task
 from ..team import leader_prompt, peer_answers
 from .common import (
@@ -90,6 +90,7 @@ class MLPOConfig:
     optim: OptimSettings = field(
         default_factory=lambda: OptimSettings(lr=1e-5, schedule="constant", warmup_steps=0)
     )
+    decode: DecodeConfig = field(default_factory=DecodeConfig)  # fast path, compiled step, top-p draw
     batch_size: int = 64  # generation batch
     eval_every: int = 0
     save_every: int = 20
@@ -100,6 +101,7 @@ class MLPOConfig:
     warm_start: WarmStart | None = None
 
     def validate(self) -> None:
+        self.decode.validate()
         at_least(self, 1, "steps", "problems_per_step", "peers", "rounds", "batch_size")
         at_least(self, 0, "eval_every", "save_every")
         if self.warm_start and self.finetune != "lora":
@@ -171,11 +173,15 @@ def train(
     loaded = load_model(cfg.model, device=device_name, dtype="float32", seed=cfg.seed)
     device = loaded.device
     # peer_models: the same weights on every rank, sampling apart as the leader's engine does
-    pool = pool or ModelPool(device_name, "auto", cfg.batch_size, cfg.seed + 1_000 * rank, load_seed=cfg.seed)
+    pool = pool or ModelPool(
+        device_name, "auto", cfg.batch_size, cfg.seed + 1_000 * rank, load_seed=cfg.seed, decode=cfg.decode
+    )
     model = make_trainable(loaded, cfg.finetune, cfg.lora, init=warm)
     params = [p for p in model.parameters() if p.requires_grad]
     dp = (acc, acc.prepare_model(model)) if world > 1 else None
-    engine = Engine(loaded, batch_size=cfg.batch_size, seed=cfg.seed + 1_000 * rank)  # ranks sample apart
+    engine = Engine(  # ranks sample apart
+        loaded, batch_size=cfg.batch_size, seed=cfg.seed + 1_000 * rank, decode=cfg.decode
+    )
     peers = _peer_agents(cfg, engine, pool)
     adapter = "default" if cfg.finetune == "lora" else None
     sampling = SamplingConfig(cfg.policy.max_new_tokens, temperature=cfg.policy.temperature, top_p=1.0)
@@ -252,7 +258,15 @@ def train(
                     ref_model or model, batch, micro, device, reference=ref_model is None
                 )
             st = update(
-                model, params, opt, sched, batch, cfg.policy, device, dp=dp, max_grad_norm=cfg.optim.max_grad_norm
+                model,
+                params,
+                opt,
+                sched,
+                batch,
+                cfg.policy,
+                device,
+                dp=dp,
+                max_grad_norm=cfg.optim.max_grad_norm,
             )
             dt = time.perf_counter() - t0
             counters["train_tokens"] += int(batch.attention.sum()) * cfg.policy.ppo_epochs

@@ -38,7 +38,7 @@ from ..console import RunConsole
 from ..costs import peak_memory, reset_peak_memory
 from ..evaluate import release_folder, write_json
 from ..models import load_model
-from ..rollout import Engine, SamplingConfig
+from ..rollout import DecodeConfig, Engine, SamplingConfig
 from ..tasks import Problem, Task, TaskConfig, load_task
 from ..team import pipeline_prompt
 from .common import (
@@ -99,6 +99,7 @@ class TeamTRConfig:
     optim: OptimSettings = field(
         default_factory=lambda: OptimSettings(lr=2e-5, schedule="constant", warmup_steps=0)
     )
+    decode: DecodeConfig = field(default_factory=DecodeConfig)  # fast path, compiled step, top-p draw
     batch_size: int = 64
     seed: int = 0
     device: str = "auto"
@@ -108,6 +109,7 @@ class TeamTRConfig:
     warm_start: WarmStart | None = None
 
     def validate(self) -> None:
+        self.decode.validate()
         at_least(self, 1, "stages", "problems_per_stage", "batch_size")
         if self.agents not in (2, 3, 4):
             raise ValueError(
@@ -245,12 +247,16 @@ def train(
         for n, p in model.named_parameters():
             p.requires_grad_("lora_" in n)
         dp = (acc, acc.prepare_model(model))
-    engine = Engine(loaded, batch_size=cfg.batch_size, seed=cfg.seed + 1_000 * rank)  # ranks sample apart
+    engine = Engine(  # ranks sample apart
+        loaded, batch_size=cfg.batch_size, seed=cfg.seed + 1_000 * rank, decode=cfg.decode
+    )
     s = cfg.policy
     sampling = SamplingConfig(s.max_new_tokens, temperature=s.temperature, top_p=1.0)
     greedy = SamplingConfig(s.max_new_tokens, do_sample=False)
     # the agent_models' engines, frozen: the same weights on every rank, sampling apart as `engine` does
-    pool = ModelPool(device_name, "auto", cfg.batch_size, cfg.seed + 1_000 * rank, load_seed=cfg.seed)
+    pool = ModelPool(
+        device_name, "auto", cfg.batch_size, cfg.seed + 1_000 * rank, load_seed=cfg.seed, decode=cfg.decode
+    )
 
     def played(r: str, how: SamplingConfig) -> Agent:
         if r in cfg.agent_models:

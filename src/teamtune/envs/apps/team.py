@@ -52,7 +52,7 @@ class AppsTeam:
         if len(names) != len(LAYOUTS[cfg.layout]):
             raise ValueError(f"layout {cfg.layout} takes {len(LAYOUTS[cfg.layout])} agent(s), got {names}")
         self.cfg = cfg
-        self.pool = pool or ModelPool(cfg.device, cfg.dtype, cfg.batch_size, cfg.seed)
+        self.pool = pool or ModelPool(cfg.device, cfg.dtype, cfg.batch_size, cfg.seed, decode=cfg.decode)
         prompts = [single_system()] if cfg.layout == "single" else [PLANNER_SYSTEM, executor_system()]
         confs = cfg.agents or [AgentConfig(n) for n in names]
         self.agents = [
