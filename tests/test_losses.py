@@ -104,7 +104,9 @@ def test_max_grad_norm_is_the_clip_the_update_uses(recipe, tmp_path, monkeypatch
         return norm
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
-    module, extra = (mlpo, {"peers": 2, "problems_per_step": 2}) if recipe == "mlpo" else (teamtr, {"agents": 2})
+    module, extra = (
+        (mlpo, {"peers": 2, "problems_per_step": 2}) if recipe == "mlpo" else (teamtr, {"agents": 2})
+    )
     base = dict(
         model="tiny-random",
         steps=1,
@@ -125,3 +127,35 @@ def test_max_grad_norm_is_the_clip_the_update_uses(recipe, tmp_path, monkeypatch
     assert all(after <= 1e-4 * 1.01 < before for _, before, after in seen)  # a real clip
     logged = [json.loads(x)["grad_norm"] for x in (out / "log.jsonl").read_text().splitlines()]
     assert logged[0] == pytest.approx(seen[0][1])
+
+
+def test_completion_only_logits_give_the_full_forwards_logprobs_and_gradients():
+    """The policy's forward makes logits from the first completion position on: on the completion tokens its
+    log-probs and the gradients of a loss over them equal those of the full forward."""
+    from teamtune.models import load_model
+    from teamtune.train.common import LoraSettings, make_trainable
+    from teamtune.train.policy import _logp, make_batch
+
+    loaded = load_model("tiny-random", device="cpu", dtype="float32")
+    model = make_trainable(loaded, "lora", LoraSettings(dropout=0.0))
+    g = torch.Generator().manual_seed(0)
+    for p in model.parameters():  # lora_B starts at zero: give the adapter a direction of its own
+        if p.requires_grad:
+            p.data.normal_(0, 0.05, generator=g)
+    vocab = loaded.model.config.vocab_size
+    prompts = [torch.randint(vocab, (n,), generator=g).tolist() for n in (9, 5, 12, 7)]
+    done = [torch.randint(vocab, (n,), generator=g).tolist() for n in (4, 8, 3, 6)]
+    batch = make_batch(prompts, done, [1.0, -1.0, 0.5, -0.5], 0)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def grads(logp):
+        loss = (logp * batch.mask).sum()
+        return torch.autograd.grad(loss, params)
+
+    fast = _logp(model, batch, slice(0, 4), torch.device("cpu"))
+    logits = model(input_ids=batch.ids, attention_mask=batch.attention).logits
+    full = token_logprobs(logits, batch.ids)
+    on = batch.mask.bool()
+    assert fast.shape == full.shape and torch.allclose(fast[on], full[on], atol=1e-5)
+    for a, b in zip(grads(fast), grads(full), strict=True):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)

@@ -8,6 +8,7 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from peft import PeftModel
 
 from ..costs import FlopModel
@@ -105,16 +106,24 @@ def _slices(batch: Batch, micro: int):
 
 
 def _logp(model, batch: Batch, sl: slice, device) -> torch.Tensor:
+    """[b, T-1] log-probs of the slice's completion tokens, 0 where the mask is 0 before the first of them.
+
+    Logits are made only from the slice's first completion position on (`logits_to_keep`): the prompt's
+    positions carry no loss, and their logits over the vocabulary were most of a leader's forward."""
+    ids = batch.ids[sl].to(device)
+    rows = batch.mask[sl].any(dim=0).nonzero()
+    first = int(rows[0]) if len(rows) else 0
+    keep = {"logits_to_keep": ids.shape[1] - first} if first else {}
     with autocast(device):
-        logits = model(
-            input_ids=batch.ids[sl].to(device), attention_mask=batch.attention[sl].to(device)
-        ).logits
-    return token_logprobs(logits, batch.ids[sl].to(device))
+        logits = model(input_ids=ids, attention_mask=batch.attention[sl].to(device), **keep).logits
+    out = token_logprobs(logits, ids[:, first:])
+    return F.pad(out, (first, 0)) if first else out
 
 
 @torch.no_grad()
 def logprobs(model, batch: Batch, micro: int, device, reference: bool = False) -> torch.Tensor:
-    """Log-probs of every token of the batch [B, T-1]; `reference`: with the LoRA adapters switched off."""
+    """Log-probs [B, T-1] of the batch's completion tokens (where `mask` is 1; prompt positions are 0 or
+    the prompt's own); `reference`: with the LoRA adapters switched off."""
     was_training = model.training
     model.eval()
     ctx = model.disable_adapter() if reference and isinstance(model, PeftModel) else contextlib.nullcontext()
