@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from teamtune.cli import main
@@ -283,7 +284,7 @@ def test_full_finetuning_saves_a_loadable_model(tmp_path, chat_data):
     out = train(_cfg(tmp_path, data, "full", finetune="full", epochs=1, mode="joint"))
     model = AutoModelForCausalLM.from_pretrained(out / "team")
     assert sum(p.numel() for p in model.parameters()) > 0
-    assert json.loads((out / "eval.yaml").read_text())["team"]["agents"][0]["model"] == str(out / "team")
+    assert yaml.safe_load((out / "eval.yaml").read_text())["team"]["agents"][0]["model"] == str(out / "team")
 
 
 def test_cli_train_refuses_to_overwrite_and_names_bad_data(tmp_path, capsys, chat_data):

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from teamtune.config import ConfigError, load_config
@@ -51,7 +52,7 @@ def test_mlpo_starts_from_the_warm_start(tmp_path):
     assert any(float(v.abs().sum()) > 0 for k, v in warm.items() if "lora_B" in k)  # SFT moved the adapter
     assert warm.keys() == leader.keys()
     assert all(torch.allclose(warm[k], leader[k], atol=1e-6) for k in warm)  # RL (lr ~0) started from it
-    ev = json.loads((out / "eval-leader-warm-start.yaml").read_text())
+    ev = yaml.safe_load((out / "eval-leader-warm-start.yaml").read_text())
     assert ev["team"]["agents"][-1]["adapter"] == str(out / "warm-start" / "agent") and ev["method"] == "sft"
     assert (out / "eval-warm-start-alone.yaml").is_file() and (out / "warm-start" / "gold.jsonl").is_file()
 
@@ -67,7 +68,7 @@ def test_teamtr_roles_start_from_the_warm_start(tmp_path):
         got = _weights(out / "adapters" / role)
         assert len(got) == len(warm)
         assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(warm.values(), got.values(), strict=True))
-    ev = json.loads((out / "eval-warm-start.yaml").read_text())
+    ev = yaml.safe_load((out / "eval-warm-start.yaml").read_text())
     assert {a["adapter"] for a in ev["team"]["agents"]} == {str(out / "warm-start" / "agent")}
 
 

@@ -22,10 +22,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import get_scheduler
 
-from ..config import ConfigError, at_least, save_config
+from ..config import ConfigError, at_least, from_dict, save_config
 from ..console import RunProgress
 from ..costs import FlopModel
-from ..evaluate import claim_folder
+from ..evaluate import EvalConfig, claim_folder
 from ..models import LoadedModel, save_model
 
 
@@ -92,6 +92,18 @@ def make_optimizer(model: torch.nn.Module, optim: OptimSettings, total_steps: in
         name, opt, num_warmup_steps=min(optim.warmup_steps, total_steps), num_training_steps=total_steps
     )
     return opt, sched
+
+
+def save_eval_config(path: Path, data: dict) -> EvalConfig:
+    """An eval config a recipe leaves for `teamtune eval --config <run>/<name>.yaml`: built as an EvalConfig
+    (so a wrong key or layout fails here, at training time) and saved whole."""
+    cfg = from_dict(EvalConfig, data, str(path))
+    try:
+        cfg.validate()
+    except ValueError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    save_config(cfg, path)
+    return cfg
 
 
 def release_cached_memory(device) -> None:

@@ -15,7 +15,6 @@ Only the leader's weights change; peers run on the base weights (or their own mo
 from __future__ import annotations
 
 import functools
-import json
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -49,6 +48,7 @@ from .common import (
     resume,
     run_folder,
     save_checkpoint,
+    save_eval_config,
     save_trained,
     seed_everything,
     step_bar,
@@ -382,6 +382,7 @@ def write_eval_configs(cfg: MLPOConfig, out: Path) -> None:
             "samples": k,
             "rounds": cfg.rounds,
             "batch_size": cfg.batch_size,
+            "decode": asdict(cfg.decode),
         }
         ev = {
             "task": {**asdict(cfg.task), "split": "test"},
@@ -390,4 +391,4 @@ def write_eval_configs(cfg: MLPOConfig, out: Path) -> None:
             "label": labels[name],
             "output": str(out / f"eval-{name}"),
         }
-        (out / f"eval-{name}.yaml").write_text(json.dumps(ev, indent=1))
+        save_eval_config(out / f"eval-{name}.yaml", ev)

@@ -45,6 +45,7 @@ from .common import (
     resume,
     run_folder,
     save_checkpoint,
+    save_eval_config,
     save_trained,
     seed_everything,
     step_bar,
@@ -386,4 +387,4 @@ def write_eval_config(cfg: SFTConfig, out: Path, adapters: list[str]) -> None:
         "label": label,
         "output": str(out / "eval-dev"),
     }
-    (out / "eval.yaml").write_text(json.dumps(eval_cfg, indent=1))  # JSON is YAML
+    save_eval_config(out / "eval.yaml", eval_cfg)

@@ -21,7 +21,6 @@ names the agents to update (re-run one agent's stage after a swap).
 from __future__ import annotations
 
 import functools
-import json
 import random
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -55,6 +54,7 @@ from .common import (
     resume,
     run_folder,
     save_checkpoint,
+    save_eval_config,
     seed_everything,
     step_bar,
 )
@@ -427,6 +427,7 @@ def write_eval_config(cfg: TeamTRConfig, out: Path, roles: list[str]) -> None:
         "model": cfg.model,
         "agents": agents,
         "seed": cfg.seed,
+        "decode": asdict(cfg.decode),
     }
     ev = {
         "task": {**asdict(cfg.task), "split": "test", "limit": None, "shuffle_seed": None},
@@ -435,7 +436,7 @@ def write_eval_config(cfg: TeamTRConfig, out: Path, roles: list[str]) -> None:
         "label": f"{len(roles)} agent(s), {cfg.mode}",
         "output": str(out / "eval-test"),
     }
-    (out / "eval.yaml").write_text(json.dumps(ev, indent=1))
+    save_eval_config(out / "eval.yaml", ev)
     if (
         cfg.warm_start
     ):  # the warm start as a baseline of its own: every trained role on the SFT adapter, no RL
@@ -444,4 +445,4 @@ def write_eval_config(cfg: TeamTRConfig, out: Path, roles: list[str]) -> None:
         ev.update(
             method="sft", label=f"{len(roles)} agent(s), SFT warm start", output=str(out / "eval-warm-start")
         )
-        (out / "eval-warm-start.yaml").write_text(json.dumps(ev, indent=1))
+        save_eval_config(out / "eval-warm-start.yaml", ev)
