@@ -188,7 +188,7 @@ def _os_problem(e: OSError) -> str:
         errno.EEXIST: f"{path} is a file, not a folder: choose another output",
         errno.ENOTDIR: f"{path}: part of this path is a file, not a folder",
         errno.EISDIR: f"{path} is a folder: name a file",
-        errno.EACCES: f"cannot write {path}: permission denied",
+        errno.EACCES: f"{path}: permission denied",
         errno.EROFS: f"cannot write {path}: the file system is read-only",
         errno.ENOSPC: f"cannot write {path}: no space left on the device",
     }.get(e.errno, f"{path}: {e.strerror}")

@@ -55,14 +55,17 @@ class DecodeConfig:
 
     fast: bool | None = None  # fastgen (static cache, CUDA graphs); None: on CUDA when the model is supported
     compile_step: bool = False  # the fast decode step through torch.compile
-    nucleus: str | None = (
-        None  # the fast path's top-p draw: sort, reject or search; None: reject if compiled, else sort
-    )
+    # the fast path's top-p draw: sort, reject or search; None: reject if compiled, else sort
+    nucleus: str | None = None
 
     def validate(self) -> None:
         self.apply_env()
         if self.nucleus is not None and self.nucleus not in fastgen.NUCLEI:
-            raise ValueError(f"nucleus must be one of {', '.join(fastgen.NUCLEI)}, not {self.nucleus!r}")
+            var = DECODE_ENV["nucleus"]
+            where = f"{var}={self.nucleus!r}: " if os.environ.get(var) else ""
+            raise ValueError(
+                f"{where}nucleus must be one of {', '.join(fastgen.NUCLEI)}, not {self.nucleus!r}"
+            )
 
     def apply_env(self) -> DecodeConfig:
         """Take the TEAMTUNE_* overrides that are set (DECODE_ENV), so a run records what it used."""
@@ -113,14 +116,9 @@ class Engine:
         decode: DecodeConfig | None = None,
     ):
         self.loaded = loaded
-        self.decode = replace(decode or DecodeConfig()).apply_env()
-        try:
-            self._decoder = fastgen.FastDecoder(self.decode.compile_step, self.decode.nucleus)
-        except ValueError as e:
-            var = DECODE_ENV["nucleus"]
-            raise ValueError(
-                f"{var}={self.decode.nucleus!r}: {e}" if os.environ.get(var) else str(e)
-            ) from None
+        self.decode = replace(decode or DecodeConfig())  # a copy: the overrides are applied to it
+        self.decode.validate()
+        self._decoder = fastgen.FastDecoder(self.decode.compile_step, self.decode.nucleus)
         self.fast = fast if fast is not None else self.decode.fast
         self.batch_size = batch_size
         self.seed = seed

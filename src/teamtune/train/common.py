@@ -228,10 +228,8 @@ def resume(folder: Path, model, opt, sched, counters: dict, console: Console, un
         restored = apply_checkpoint(ckpt, saved, model, opt, sched)
         done = restored.pop("step")
         console.print(f"resuming from {ckpt} ({done} {unit}s done)")
-        return done, {
-            **counters,
-            **restored,
-        }  # a counter newer than the checkpoint starts from its initial value
+        # a counter newer than the checkpoint starts from its initial value
+        return done, {**counters, **restored}
     if damaged:
         raise ConfigError(
             f"{folder / 'checkpoints'}: no checkpoint loads ({', '.join(damaged)} damaged); "

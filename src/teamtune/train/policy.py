@@ -161,8 +161,8 @@ def update(
     n_tokens = max(n_tokens, 1.0)
     scale = acc.num_processes if acc is not None else 1  # DDP averages over ranks: x world sums
     slices = list(_slices(batch, s.micro_batch))
-    stats = {"loss": 0.0, "clip_frac": 0.0, "kl_ref": 0.0, "kl_old": 0.0, "grad_norm": 0.0, "steps": 0}
-    stats["stopped"] = False
+    stats = dict.fromkeys(("loss", "clip_frac", "kl_ref", "kl_old", "grad_norm"), 0.0)
+    stats.update(steps=0, stopped=False)
     model.train()
     for _ in range(s.ppo_epochs):
         before = [p.detach().clone() for p in params] if max_kl is not None else None
