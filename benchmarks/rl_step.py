@@ -6,7 +6,10 @@ new tokens, LoRA r 16 on all linear layers, one optimiser step per rollout batch
 defaults: `num_iterations=1`, `beta=0`). The prompts are the GSM8K questions teamtune ships, as chat messages.
 
 - `mlpo`: the leader's step as `teamtune.train.mlpo` runs it: `Engine.generate` through the leader's adapter,
-  rewards, `make_batch`, the old policy's log-probs, `update` (one clipped step in micro-batches).
+  rewards, `make_batch`, `update` (one clipped step in micro-batches; the old policy's log-probs come from
+  its own first forward).
+- `mlpo_before`: the same step as teamtune ran it before (the baseline of the speed-ups, in the same run):
+  decoding in the training model's float32 and a separate pass for the old policy's log-probs.
 - `teamtr`: one agent's update as `teamtune.train.teamtr` runs it: the same, plus the trust region's KL check
   after the step (`max_kl`).
 - `trl` / `trl_no_gc`: `GRPOTrainer` with its default HF generation, as shipped (gradient checkpointing on) and
@@ -25,11 +28,12 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import asdict
 
 import torch
 
 from teamtune.models import load_model
-from teamtune.rollout import Engine, Request, SamplingConfig
+from teamtune.rollout import DecodeConfig, Engine, Request, SamplingConfig
 from teamtune.tasks import TaskConfig, load_task
 from teamtune.train.common import LoraSettings, OptimSettings, make_optimizer, make_trainable
 from teamtune.train.losses import group_advantages
@@ -53,7 +57,9 @@ def ours(args, variant: str) -> dict:
     loaded = load_model(args.model, dtype="float32", seed=0)
     model = make_trainable(loaded, "lora", LORA)
     dev = loaded.device
-    engine = Engine(loaded, batch_size=args.prompts * args.group, seed=0)
+    before = variant == "mlpo_before"
+    decode = DecodeConfig(dtype="float32") if before else DecodeConfig()
+    engine = Engine(loaded, batch_size=args.prompts * args.group, seed=0, decode=decode)
     s = PolicySettings(group_size=args.group, ppo_epochs=1, kl_coef=0.0, micro_batch=args.micro_batch)
     sampling = SamplingConfig(args.new_tokens, temperature=1.0, top_p=1.0)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -80,7 +86,8 @@ def ours(args, variant: str) -> dict:
         batch = make_batch([c.prompt_ids for c in done], [c.tokens for c in done], adv, pad)
         sync(dev)
         t1 = time.perf_counter()
-        batch.old_logp = logprobs(model, batch, s.micro_batch, dev)
+        if before:
+            batch.old_logp = logprobs(model, batch, s.micro_batch, dev)
         sync(dev)
         t2 = time.perf_counter()
         update(model, params, opt, sched, batch, s, dev, max_kl=1e9 if variant == "teamtr" else None)
@@ -100,6 +107,8 @@ def ours(args, variant: str) -> dict:
         "phases": {k: sum(v) / len(v) for k, v in phases.items()},
         "generated_tokens_per_step": sum(tokens) / len(tokens),
         "fast_path": engine.uses_fast_path(),
+        "decode": asdict(engine.decode),
+        "micro_batch": args.micro_batch,
         "device": device_name(dev),
     }
 
@@ -183,9 +192,12 @@ def main() -> None:
     ap.add_argument("--micro-batch", type=int, default=64, help="sequences per forward/backward")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--variants", nargs="+", default=["mlpo", "teamtr", "trl", "trl_no_gc"])
+    ap.add_argument("--variants", nargs="+", default=["mlpo", "teamtr", "mlpo_before", "trl", "trl_no_gc"])
     ap.add_argument("--out", default="benchmarks/results/rl_step.json")
-    ap.add_argument("--profile", help="write a torch profile of teamtune's first timed step to PROFILE.<variant>.txt")
+    ap.add_argument("--name", default="rl_step", help="record names: NAME_<variant>")
+    ap.add_argument(
+        "--profile", help="write a torch profile of teamtune's first timed step to PROFILE.<variant>.txt"
+    )
     args = ap.parse_args()
     res: dict[str, dict] = {}
     for v in args.variants:
@@ -196,13 +208,13 @@ def main() -> None:
         print(v, res[v], flush=True)
     base_name = next((b for b in ("trl", "trl_no_gc") if "seconds_per_step" in res.get(b, {})), None)
     records = []
-    for v in ("mlpo", "teamtr"):
+    for v in ("mlpo", "teamtr", "mlpo_before"):
         if "seconds_per_step" not in res.get(v, {}):
             continue
         base = res[base_name]["seconds_per_step"] if base_name else 0.0
         records.append(
             record(
-                f"rl_step_{v}",
+                f"{args.name}_{v}",
                 res[v]["device"],
                 1.0 / res[v]["seconds_per_step"],
                 f"{v} RL steps/s ({args.prompts} prompts x {args.group} samples, {args.new_tokens} new tokens)",

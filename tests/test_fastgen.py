@@ -35,6 +35,43 @@ def test_forward_matches_transformers_logits(tiny):
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
 
 
+def test_a_compute_dtype_casts_once_and_follows_changed_weights(tiny):
+    """Decoding a float32 model in bfloat16 reads cast copies (a tied head shares the embedding's), gives the
+    logits of the model cast to bfloat16, and `refresh` carries changed base weights (full fine-tuning)."""
+    model = copy.deepcopy(tiny.model)
+    ids = tiny.tokenizer(["The cat sat on the mat and"], return_tensors="pt")["input_ids"]
+    w = fastgen._Weights(model, [], torch.bfloat16)
+    assert w.embed.dtype == torch.bfloat16 and w.layers[0][2]["q_proj"].weight.dtype == torch.bfloat16
+    assert (w.lm_head is w.embed) == (model.lm_head.weight is model.model.embed_tokens.weight)
+    pos = torch.arange(ids.shape[1])[None]
+
+    def logits(w):
+        g = w.heads // w.kv_heads
+
+        def attend(i, q, k, v):
+            return F.scaled_dot_product_attention(
+                q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1), is_causal=True
+            )
+
+        with torch.no_grad():
+            return F.linear(fastgen.forward(w, ids, pos, {}, attend), w.lm_head).float()
+
+    with torch.no_grad():
+        exact = model(ids).logits
+        theirs = copy.deepcopy(model).to(torch.bfloat16)(ids).logits.float()
+    # as far from the float32 logits as transformers' own bfloat16 forward is
+    ours_err, their_err = (logits(w) - exact).abs().mean(), (theirs - exact).abs().mean()
+    assert ours_err < 1.5 * their_err, (ours_err, their_err)
+    with torch.no_grad():
+        model.model.layers[0].self_attn.q_proj.weight.mul_(3.0)
+    before = logits(w)
+    w.refresh()
+    assert w.layers[0][2]["q_proj"].weight.equal(model.model.layers[0].self_attn.q_proj.weight.bfloat16())
+    assert not torch.allclose(logits(w), before)
+    assert fastgen.compute_dtype(model) == torch.float32  # on CPU the weights' own dtype
+    assert fastgen.compute_dtype(model, "bfloat16") == torch.bfloat16
+
+
 def test_greedy_batch_matches_plain_generate(tiny):
     reqs = [req(p) for p in PROMPTS]
     plain = Engine(tiny, fast=False).generate(reqs, GREEDY)

@@ -159,3 +159,39 @@ def test_completion_only_logits_give_the_full_forwards_logprobs_and_gradients():
     assert fast.shape == full.shape and torch.allclose(fast[on], full[on], atol=1e-5)
     for a, b in zip(grads(fast), grads(full), strict=True):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("max_kl", [None, 10.0])
+def test_update_without_old_logprobs_takes_the_same_step_as_with_a_separate_pass(max_kl):
+    """`update` without the old policy's log-probs takes them from its first forward: the loss, the gradient
+    norm and the weights after two epochs (and the trust region's KL) equal those of a separate scoring pass."""
+    from teamtune.models import load_model
+    from teamtune.train.common import LoraSettings, OptimSettings, make_optimizer, make_trainable
+    from teamtune.train.policy import PolicySettings, logprobs, make_batch, update
+
+    def run(separate: bool):
+        loaded = load_model("tiny-random", device="cpu", dtype="float32", seed=0)
+        model = make_trainable(loaded, "lora", LoraSettings(dropout=0.0))
+        g = torch.Generator().manual_seed(0)
+        for p in model.parameters():
+            if p.requires_grad:
+                p.data.normal_(0, 0.05, generator=g)
+        vocab = loaded.model.config.vocab_size
+        prompts = [torch.randint(vocab, (n,), generator=g).tolist() for n in (9, 5, 12, 7)]
+        done = [torch.randint(vocab, (n,), generator=g).tolist() for n in (4, 8, 3, 6)]
+        batch = make_batch(prompts, done, [1.0, -1.0, 0.5, -0.5], 0)
+        s = PolicySettings(group_size=2, ppo_epochs=2, micro_batch=2)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt, sched = make_optimizer(model, OptimSettings(lr=1e-2, schedule="constant", warmup_steps=0), 10)
+        if separate:
+            batch.old_logp = logprobs(model, batch, s.micro_batch, torch.device("cpu"))
+        st = update(model, params, opt, sched, batch, s, torch.device("cpu"), max_kl=max_kl)
+        return st, [p.detach().clone() for p in params], batch.old_logp
+
+    (a, wa, old_a), (b, wb, old_b) = run(True), run(False)
+    assert a["steps"] == b["steps"] == 2
+    for k in ("loss", "grad_norm", "kl_old", "clip_frac"):
+        assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-7), k
+    assert torch.allclose(old_a, old_b, atol=1e-6)
+    for x, y in zip(wa, wb, strict=True):
+        assert torch.allclose(x, y, atol=1e-6)

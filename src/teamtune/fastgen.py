@@ -53,9 +53,10 @@ class _Linear:
     """One projection: the base weight plus the LoRA of every adapter that has it, concatenated so that one
     pair of matmuls serves a batch whose rows use different adapters (a row's mask picks its adapter's rank)."""
 
-    def __init__(self, module, adapters: list[str], dtype: torch.dtype, layouts: dict):
+    def __init__(self, module, adapters: list[str], take: Callable, layouts: dict):
         base = getattr(module, "base_layer", module)
-        self.weight, self.bias = base.weight, base.bias
+        self.weight, self.bias = take(base.weight), take(base.bias)
+        dtype = self.weight.dtype
         self.pieces = []  # (lora_A weight, lora_B weight, scaling) per adapter present here
         cols = []
         if isinstance(module, LoraLayer):
@@ -85,18 +86,38 @@ class _Linear:
         return y
 
 
-class _Weights:
-    """The model's tensors as the fast forward reads them (base weights by reference, adapters in buffers)."""
+def compute_dtype(model, dtype: str | None = None) -> torch.dtype:
+    """The dtype the fast path decodes in: `dtype` by name; None: bfloat16 for float32 weights on CUDA (as a
+    training forward computes under bf16 autocast), else the weights' own dtype."""
+    weights = _base(model).model.embed_tokens.weight
+    if dtype is not None:
+        return getattr(torch, dtype)
+    if weights.dtype == torch.float32 and weights.device.type == "cuda":
+        return torch.bfloat16
+    return weights.dtype
 
-    def __init__(self, model, adapters: list[str]):
+
+class _Norm:
+    """An RMSNorm's weight in the compute dtype."""
+
+    def __init__(self, module, take: Callable):
+        self.weight, self.variance_epsilon = take(module.weight), module.variance_epsilon
+
+
+class _Weights:
+    """The model's tensors as the fast forward reads them: base weights by reference, or cast once when the
+    compute dtype differs from theirs; adapters in buffers of the compute dtype."""
+
+    def __init__(self, model, adapters: list[str], dtype: torch.dtype | None = None):
         base = _base(model)
         inner = base.model
         self.cfg = base.config
-        self.embed = inner.embed_tokens.weight
-        self.dtype = self.embed.dtype
+        self.dtype = dtype or inner.embed_tokens.weight.dtype
+        self._copies: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(source): (source, cast copy)
+        self.embed = self._take(inner.embed_tokens.weight)
         self.rotary = inner.rotary_emb
-        self.norm = inner.norm
-        self.lm_head = base.lm_head.weight
+        self.norm = _Norm(inner.norm, self._take)
+        self.lm_head = self._take(base.lm_head.weight)  # a tied head is the embedding's copy
         self.act = ACT2FN[self.cfg.hidden_act]
         self.layouts: dict[tuple, torch.Tensor] = {}
         self.layers = []
@@ -104,17 +125,33 @@ class _Weights:
             attn, mlp = layer.self_attn, layer.mlp
             lin = {
                 p: _Linear(
-                    getattr(attn if p in PROJECTIONS[:4] else mlp, p), adapters, self.dtype, self.layouts
+                    getattr(attn if p in PROJECTIONS[:4] else mlp, p), adapters, self._take, self.layouts
                 )
                 for p in PROJECTIONS
             }
-            self.layers.append((layer.input_layernorm, layer.post_attention_layernorm, lin))
+            norms = (
+                _Norm(layer.input_layernorm, self._take),
+                _Norm(layer.post_attention_layernorm, self._take),
+            )
+            self.layers.append((*norms, lin))
         self.heads = self.cfg.num_attention_heads
         self.kv_heads = self.cfg.num_key_value_heads
         self.head_dim = getattr(self.cfg, "head_dim", None) or self.cfg.hidden_size // self.heads
         self.scale = self.head_dim**-0.5
 
+    def _take(self, t: torch.Tensor | None) -> torch.Tensor | None:
+        """`t` itself when it has the compute dtype, else one cast copy of it (shared by every reader)."""
+        if t is None or t.dtype == self.dtype:
+            return t
+        if id(t) not in self._copies:
+            self._copies[id(t)] = (t, t.detach().to(self.dtype))
+        return self._copies[id(t)][1]
+
     def refresh(self) -> None:
+        """Copy the live weights into what a captured graph reads: cast copies of base weights (fully
+        fine-tuned ones change between calls) and the adapters' buffers."""
+        for src, copy in self._copies.values():
+            copy.copy_(src)
         for _, _, lin in self.layers:
             for p in lin.values():
                 p.refresh()
@@ -317,15 +354,15 @@ class FastDecoder:
     - "reject" (`draw_by_rejection`; the default with `compile_step`, compiled with the step: 1.33x faster steps
       than the sort on an H100, BENCHMARKS.md);
     - "search" (`draw_by_floor_search`, compiled with the step; slower than the sort).
-    The exponential noise is drawn eagerly.
+    The exponential noise is drawn eagerly. `dtype`: what the forward computes in (`compute_dtype`).
     """
 
-    def __init__(self, compile_step: bool = False, nucleus: str | None = None):
+    def __init__(self, compile_step: bool = False, nucleus: str | None = None, dtype: str | None = None):
         nucleus = nucleus or ("reject" if compile_step else "sort")
         draws = dict(zip(NUCLEI, (None, draw_by_rejection, draw_by_floor_search), strict=True))
         if nucleus not in draws:
             raise ValueError(f"nucleus must be one of {', '.join(draws)}, not {nucleus!r}")
-        self.compile_step, self.nucleus = compile_step, nucleus
+        self.compile_step, self.nucleus, self.dtype = compile_step, nucleus, dtype
         self._logits = _compiled(_decode_logits) if compile_step else None
         self._draw = draws[nucleus]  # None: the sort inside `sample`
         if compile_step and self._draw is not None:
@@ -366,7 +403,7 @@ class FastDecoder:
         dev = _base(model).model.embed_tokens.weight.device
         if self._cached is None or self._cached[0] != key or self._cached[1] is not model:
             self._cached = None  # free the old buffers and graph first
-            w = _Weights(model, names)
+            w = _Weights(model, names, compute_dtype(model, self.dtype))
             st = _State(w, len(prompts), prompt_len, max_new_tokens, pad, eos)
             step = self._step_fn(w, st, key)
             graph = self._capture(step, st, key) if dev.type == "cuda" else None

@@ -46,7 +46,9 @@ DECODE_ENV = {
     "fast": "TEAMTUNE_FAST",
     "compile_step": "TEAMTUNE_COMPILE_DECODE",
     "nucleus": "TEAMTUNE_NUCLEUS",
+    "dtype": "TEAMTUNE_DECODE_DTYPE",
 }
+DECODE_DTYPES = ("bfloat16", "float16", "float32")
 
 
 @dataclass
@@ -57,15 +59,21 @@ class DecodeConfig:
     compile_step: bool = False  # the fast decode step through torch.compile
     # the fast path's top-p draw: sort, reject or search; None: reject if compiled, else sort
     nucleus: str | None = None
+    # what the fast path computes in: bfloat16, float16 or float32; None: bfloat16 for float32 weights on
+    # CUDA (a training model: its forward runs under bf16 autocast), else the weights' own dtype
+    dtype: str | None = None
 
     def validate(self) -> None:
         self.apply_env()
-        if self.nucleus is not None and self.nucleus not in fastgen.NUCLEI:
-            var = DECODE_ENV["nucleus"]
-            where = f"{var}={self.nucleus!r}: " if os.environ.get(var) else ""
-            raise ValueError(
-                f"{where}nucleus must be one of {', '.join(fastgen.NUCLEI)}, not {self.nucleus!r}"
-            )
+        for key, allowed, what in (
+            ("nucleus", fastgen.NUCLEI, "nucleus"),
+            ("dtype", DECODE_DTYPES, "decode dtype"),
+        ):
+            value = getattr(self, key)
+            if value is not None and value not in allowed:
+                var = DECODE_ENV[key]
+                where = f"{var}={value!r}: " if os.environ.get(var) else ""
+                raise ValueError(f"{where}{what} must be one of {', '.join(allowed)}, not {value!r}")
 
     def apply_env(self) -> DecodeConfig:
         """Take the TEAMTUNE_* overrides that are set (DECODE_ENV), so a run records what it used."""
@@ -73,8 +81,8 @@ class DecodeConfig:
             raw = os.environ.get(var, "")
             if not raw:
                 continue
-            if key == "nucleus":
-                self.nucleus = raw
+            if key in ("nucleus", "dtype"):
+                setattr(self, key, raw)
             elif raw in ("0", "1"):
                 setattr(self, key, raw == "1")
             else:
@@ -118,7 +126,7 @@ class Engine:
         self.loaded = loaded
         self.decode = replace(decode or DecodeConfig())  # a copy: the overrides are applied to it
         self.decode.validate()
-        self._decoder = fastgen.FastDecoder(self.decode.compile_step, self.decode.nucleus)
+        self._decoder = fastgen.FastDecoder(self.decode.compile_step, self.decode.nucleus, self.decode.dtype)
         self.fast = fast if fast is not None else self.decode.fast
         self.batch_size = batch_size
         self.seed = seed

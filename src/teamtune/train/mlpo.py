@@ -252,7 +252,6 @@ def train(
             adv = group_advantages(rewards, cfg.policy.scale_advantages).flatten().tolist()
             batch = make_batch([c.prompt_ids for c in done], [c.tokens for c in done], adv, tok.pad_token_id)
             micro = cfg.policy.micro_batch
-            batch.old_logp = logprobs(model, batch, micro, device)
             if cfg.policy.kl_coef > 0:
                 batch.ref_logp = logprobs(
                     ref_model or model, batch, micro, device, reference=ref_model is None

@@ -44,7 +44,7 @@ class Batch:
     attention: torch.Tensor  # [B, T]
     mask: torch.Tensor  # [B, T-1] 1.0 where position t+1 is a completion token
     advantages: torch.Tensor  # [B]
-    old_logp: torch.Tensor | None = None  # [B, T-1] under the policy that sampled
+    old_logp: torch.Tensor | None = None  # [B, T-1] under the policy that sampled (None: `update` fills it)
     ref_logp: torch.Tensor | None = None  # [B, T-1] under the reference
 
 
@@ -147,13 +147,21 @@ def update(
 ) -> dict:
     """`s.ppo_epochs` optimiser steps of the clipped objective on `batch`, gradients clipped to `max_grad_norm`.
 
+    Without `batch.old_logp`, the old policy's log-probs are the first epoch's own forward, detached: before
+    the first step the model is the policy that sampled, so no separate pass is needed. A model with active
+    dropout scores them in a pass of its own in eval mode (its training forward is not the sampling policy).
+
     With `max_kl` (a trust region): after each step the mean k3 KL between the pre-update and the new policy
     is measured on the batch; a step that takes it past `max_kl` is undone and the update stops there.
     `dp`: (accelerate's Accelerator, the DDP-wrapped model) when each process holds its share of the rollouts:
     the loss and the trust region's KL are token means over every rank's batch, and DDP averages the gradients
     once per step, so every rank takes (or undoes) the same step.
     """
-    assert batch.old_logp is not None
+    if batch.old_logp is None and has_dropout(model):
+        batch.old_logp = logprobs(model, batch, s.micro_batch, device)
+    fused = batch.old_logp is None  # taken from the first epoch's forward
+    if fused:
+        batch.old_logp = torch.zeros(batch.mask.shape)
     acc, net = dp if dp is not None else (None, model)
     n_local = n_tokens = float(batch.mask.sum())
     if acc is not None:
@@ -164,18 +172,23 @@ def update(
     stats = dict.fromkeys(("loss", "clip_frac", "kl_ref", "kl_old", "grad_norm"), 0.0)
     stats.update(steps=0, stopped=False)
     model.train()
-    for _ in range(s.ppo_epochs):
+    for epoch in range(s.ppo_epochs):
         before = [p.detach().clone() for p in params] if max_kl is not None else None
         for j, sl in enumerate(slices):
             # with DDP, gradients are exchanged on each rank's last micro-batch only (ranks may hold more or less)
             sync = acc is None or j == len(slices) - 1
             with contextlib.nullcontext() if sync else net.no_sync():
                 logp = _logp(net, batch, sl, device)
+                if fused and epoch == 0:
+                    old = logp.detach()
+                    batch.old_logp[sl] = old.cpu()
+                else:
+                    old = batch.old_logp[sl].to(device)
                 mask = batch.mask[sl].to(device)
                 ref = batch.ref_logp[sl].to(device) if batch.ref_logp is not None else None
                 loss, st = grpo_loss(
                     logp,
-                    batch.old_logp[sl].to(device),
+                    old,
                     ref,
                     batch.advantages[sl].to(device),
                     mask,
@@ -209,6 +222,13 @@ def update(
         for k in ("loss", "clip_frac", "kl_ref"):
             stats[k] = float(acc.reduce(torch.tensor(stats[k], device=device), "sum"))
     return stats
+
+
+def has_dropout(model) -> bool:
+    """Whether a training forward of `model` drops anything (LoRA dropout, attention or hidden dropout)."""
+    if getattr(model.config, "attention_dropout", 0) > 0:  # Llama-family attention drops functionally
+        return True
+    return any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
 
 
 def policy_kl(model, batch: Batch, micro: int, device) -> float:

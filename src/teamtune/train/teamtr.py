@@ -338,7 +338,6 @@ def train(
                     tok.pad_token_id,
                 )
                 model.set_adapter(role)
-                batch.old_logp = logprobs(model, batch, s.micro_batch, device)
                 if s.kl_coef > 0:
                     batch.ref_logp = logprobs(model, batch, s.micro_batch, device, reference=True)
                 params = adapter_params(model, role)
