@@ -81,10 +81,11 @@ def test_decode_settings_and_their_overrides_are_in_the_runs_config(tmp_path, mo
     assert main([*argv, "team.decode.nucleus=search", "--output", str(tmp_path / "a")]) == 0
     monkeypatch.setenv("TEAMTUNE_NUCLEUS", "reject")
     monkeypatch.setenv("TEAMTUNE_FAST", "0")
+    monkeypatch.setenv("TEAMTUNE_DECODE_DTYPE", "float32")
     assert main([*argv, "--output", str(tmp_path / "b")]) == 0
     decode = {k: yaml.safe_load((tmp_path / k / "config.yaml").read_text())["team"]["decode"] for k in "ab"}
-    assert decode["a"] == {"fast": None, "compile_step": False, "nucleus": "search"}
-    assert decode["b"] == {"fast": False, "compile_step": False, "nucleus": "reject"}
+    assert decode["a"] == {"fast": None, "compile_step": False, "nucleus": "search", "dtype": None}
+    assert decode["b"] == {"fast": False, "compile_step": False, "nucleus": "reject", "dtype": "float32"}
     monkeypatch.setenv("TEAMTUNE_COMPILE_DECODE", "1")
     assert load_config(MLPOConfig, None, []).decode.compile_step is True
     monkeypatch.setenv("TEAMTUNE_FAST", "yes")
@@ -92,5 +93,10 @@ def test_decode_settings_and_their_overrides_are_in_the_runs_config(tmp_path, mo
         load_config(MLPOConfig, None, [])
     monkeypatch.delenv("TEAMTUNE_FAST")
     monkeypatch.delenv("TEAMTUNE_NUCLEUS")  # an override would win over the config's value
+    monkeypatch.delenv("TEAMTUNE_DECODE_DTYPE")
+    with pytest.raises(
+        ConfigError, match="decode dtype must be one of bfloat16, float16, float32, not 'int8'"
+    ):
+        load_config(MLPOConfig, None, ["decode.dtype=int8", "method=mlpo"])
     with pytest.raises(ConfigError, match="nucleus must be one of sort, reject, search, not 'heap'"):
         load_config(MLPOConfig, None, ["decode.nucleus=heap", "method=mlpo"])
