@@ -20,6 +20,8 @@ from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from transformers.activations import ACT2FN
 
+from .models import pick_dtype
+
 SUPPORTED_TYPES = ("llama", "qwen2")
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PREFILL_TOKENS = 32768  # prompt tokens per prefill chunk (bounds the attention mask and activations)
@@ -87,13 +89,13 @@ class _Linear:
 
 
 def compute_dtype(model, dtype: str | None = None) -> torch.dtype:
-    """The dtype the fast path decodes in: `dtype` by name; None: bfloat16 for float32 weights on CUDA (as a
-    training forward computes under bf16 autocast), else the weights' own dtype."""
+    """The dtype the fast path decodes in: `dtype` by name; None: bfloat16 for float32 weights on a CUDA device
+    that has it (as a training forward computes under bf16 autocast), else the weights' own dtype."""
     weights = _base(model).model.embed_tokens.weight
     if dtype is not None:
-        return getattr(torch, dtype)
+        return pick_dtype(dtype, weights.device)
     if weights.dtype == torch.float32 and weights.device.type == "cuda":
-        return torch.bfloat16
+        return pick_dtype("auto", weights.device)  # bf16 where the GPU has it
     return weights.dtype
 
 
