@@ -129,14 +129,13 @@ def test_max_grad_norm_is_the_clip_the_update_uses(recipe, tmp_path, monkeypatch
     assert logged[0] == pytest.approx(seen[0][1])
 
 
-def test_completion_only_logits_give_the_full_forwards_logprobs_and_gradients():
-    """The policy's forward makes logits from the first completion position on: on the completion tokens its
-    log-probs and the gradients of a loss over them equal those of the full forward."""
+def _lora_model_and_batch():
+    """tiny-random with a LoRA adapter of random weights, and a batch of 4 random prompts and completions."""
     from teamtune.models import load_model
     from teamtune.train.common import LoraSettings, make_trainable
-    from teamtune.train.policy import _logp, make_batch
+    from teamtune.train.policy import make_batch
 
-    loaded = load_model("tiny-random", device="cpu", dtype="float32")
+    loaded = load_model("tiny-random", device="cpu", dtype="float32", seed=0)
     model = make_trainable(loaded, "lora", LoraSettings(dropout=0.0))
     g = torch.Generator().manual_seed(0)
     for p in model.parameters():  # lora_B starts at zero: give the adapter a direction of its own
@@ -145,7 +144,15 @@ def test_completion_only_logits_give_the_full_forwards_logprobs_and_gradients():
     vocab = loaded.model.config.vocab_size
     prompts = [torch.randint(vocab, (n,), generator=g).tolist() for n in (9, 5, 12, 7)]
     done = [torch.randint(vocab, (n,), generator=g).tolist() for n in (4, 8, 3, 6)]
-    batch = make_batch(prompts, done, [1.0, -1.0, 0.5, -0.5], 0)
+    return model, make_batch(prompts, done, [1.0, -1.0, 0.5, -0.5], 0)
+
+
+def test_completion_only_logits_give_the_full_forwards_logprobs_and_gradients():
+    """The policy's forward makes logits from the first completion position on: on the completion tokens its
+    log-probs and the gradients of a loss over them equal those of the full forward."""
+    from teamtune.train.policy import _logp
+
+    model, batch = _lora_model_and_batch()
     params = [p for p in model.parameters() if p.requires_grad]
 
     def grads(logp):
@@ -165,21 +172,11 @@ def test_completion_only_logits_give_the_full_forwards_logprobs_and_gradients():
 def test_update_without_old_logprobs_takes_the_same_step_as_with_a_separate_pass(max_kl):
     """`update` without the old policy's log-probs takes them from its first forward: the loss, the gradient
     norm and the weights after two epochs (and the trust region's KL) equal those of a separate scoring pass."""
-    from teamtune.models import load_model
-    from teamtune.train.common import LoraSettings, OptimSettings, make_optimizer, make_trainable
-    from teamtune.train.policy import PolicySettings, logprobs, make_batch, update
+    from teamtune.train.common import OptimSettings, make_optimizer
+    from teamtune.train.policy import PolicySettings, logprobs, update
 
     def run(separate: bool):
-        loaded = load_model("tiny-random", device="cpu", dtype="float32", seed=0)
-        model = make_trainable(loaded, "lora", LoraSettings(dropout=0.0))
-        g = torch.Generator().manual_seed(0)
-        for p in model.parameters():
-            if p.requires_grad:
-                p.data.normal_(0, 0.05, generator=g)
-        vocab = loaded.model.config.vocab_size
-        prompts = [torch.randint(vocab, (n,), generator=g).tolist() for n in (9, 5, 12, 7)]
-        done = [torch.randint(vocab, (n,), generator=g).tolist() for n in (4, 8, 3, 6)]
-        batch = make_batch(prompts, done, [1.0, -1.0, 0.5, -0.5], 0)
+        model, batch = _lora_model_and_batch()
         s = PolicySettings(group_size=2, ppo_epochs=2, micro_batch=2)
         params = [p for p in model.parameters() if p.requires_grad]
         opt, sched = make_optimizer(model, OptimSettings(lr=1e-2, schedule="constant", warmup_steps=0), 10)
