@@ -91,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         "--allow-mixed", action="store_true", help="plot runs of different tasks or splits together"
     )
 
+    cm = verbs.add_parser(
+        "compare", help="eval runs of the same problems, paired: McNemar tests, accuracy by peers right"
+    )
+    cm.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by teamtune eval")
+    cm.add_argument("--reference", help="the run label the others are tested against (default: the first)")
+    cm.add_argument("--out", default="compare", help="folder for compare.md, compare.json, compare.png")
+
     st = verbs.add_parser("subtasks", help="apps sub-task error rates by position and kind: PNG and Markdown")
     st.add_argument("runs", nargs="+", metavar="RUN", help="apps run folders written by teamtune eval")
     st.add_argument("--out", default="subtasks", help="folder for subtasks.png and subtasks.md")
@@ -144,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
             from .analysis.subtasks import subtasks
 
             console.print(f"wrote {subtasks(args.runs, args.out)}")
+            return 0
+        if args.verb == "compare":
+            from .analysis.compare import compare
+
+            console.print(f"wrote {compare(args.runs, args.out, args.reference)}")
             return 0
         if args.verb == "report":
             from .analysis.report import report

@@ -1,0 +1,174 @@
+"""`teamtune compare RUN...`: eval runs of the same problems side by side, paired problem by problem.
+
+For each run label (the seeds of one configuration): accuracy (mean over seeds, with a 95% t interval when
+there are several), the accuracy of the best constant answer, an exact McNemar test against the reference
+label over the (seed, problem) pairs both answered, and accuracy binned by how many of the team's peers were
+right on the problem (the "few peers correct" case). Peers are re-graded with the run's task; a run without
+peer turns (a single agent) is binned by the peers of a run of the same seed that has them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import Counter
+from pathlib import Path
+
+from ..config import from_dict, read_yaml
+from ..tasks import TaskConfig, load_task
+from .pareto import RunError, by_label, check_same_task, ci95, load_run
+
+
+def mcnemar(ref: list[bool], other: list[bool]) -> dict:
+    """Exact two-sided McNemar test on paired outcomes: the discordant pairs and the binomial p-value."""
+    pairs = list(zip(ref, other, strict=True))
+    gained = sum(1 for r, o in pairs if o and not r)
+    lost = sum(1 for r, o in pairs if r and not o)
+    n, k = gained + lost, min(gained, lost)
+    p = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+    return {"pairs": len(ref), "gained": gained, "lost": lost, "p": p}
+
+
+def _episodes(folder: Path) -> list[dict]:
+    path = folder / "episodes.jsonl"
+    if not path.is_file():
+        raise RunError(f"{folder}: no episodes.jsonl (compare needs each problem's answers)")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def peers_right(episode: dict, task, problem) -> int | None:
+    """How many first-round peer turns of `episode` the task grades right; None when it has no peers."""
+    turns = [t for t in episode["turns"] if t["agent"] == "peer" and t.get("round", 1) == 1]
+    return sum(task.solves(t["text"], problem) for t in turns) if turns else None
+
+
+def _read(folders: list[str]) -> tuple[list[dict], object]:
+    runs = [load_run(f, "tokens") for f in folders]
+    check_same_task(runs, allow_mixed=False)
+    cfg = read_yaml(Path(folders[0]) / "config.yaml")
+    task = load_task(from_dict(TaskConfig, cfg["task"], "task"))
+    problems = {p.id: p for p in task.problems}
+    for r in runs:
+        eps = _episodes(Path(r["folder"]))
+        unknown = [e["problem_id"] for e in eps if e["problem_id"] not in problems]
+        if unknown:
+            raise RunError(f"{r['folder']}: problem {unknown[0]!r} is not in the task of {folders[0]}")
+        r["correct"] = {e["problem_id"]: bool(e["correct"]) for e in eps}
+        r["peers"] = {e["problem_id"]: peers_right(e, task, problems[e["problem_id"]]) for e in eps}
+    return runs, problems
+
+
+def compare(folders: list[str], out: str | Path = "compare", reference: str | None = None) -> Path:
+    """Write compare.json, compare.md and compare.png for these eval runs into `out`; return the Markdown."""
+    runs, problems = _read(folders)
+    groups = by_label(runs)
+    ref = reference or next(iter(groups))
+    peers_of = {}  # seed -> problem -> peers right, from the first run of that seed that has peers
+    for r in runs:
+        if any(v is not None for v in r["peers"].values()):
+            peers_of.setdefault(r.get("seed"), r["peers"])
+
+    def outcomes(rs: list[dict]) -> dict:
+        return {(r.get("seed"), pid): c for r in rs for pid, c in r["correct"].items()}
+
+    # the best constant answer, as one more run per seed: what a leader that learnt only the label prior scores
+    ids = set().union(*(r["correct"] for r in runs))
+    gold = Counter(problems[i].answer for i in ids).most_common(1)[0][0]
+    const = {"correct": {i: problems[i].answer == gold for i in ids}, "peers": {}}
+    groups[f"constant {gold!r}"] = [
+        const | {"seed": s, "accuracy": statistics.fmean(const["correct"].values())}
+        for s in sorted({r.get("seed") for r in runs}, key=str)
+    ]
+    if ref not in groups:
+        raise RunError(f"reference {ref!r} is not a run label here ({', '.join(groups)})")
+    ref_out = outcomes(groups[ref])
+    ref_acc = statistics.fmean(r["accuracy"] for r in groups[ref])
+    rows = []
+    for label, rs in groups.items():
+        accs = [r["accuracy"] for r in rs]
+        acc, ci = statistics.fmean(accs), (ci95(accs) if len(accs) > 1 else None)
+        mine = outcomes(rs)
+        common = sorted(set(mine) & set(ref_out), key=str)
+        test = mcnemar([ref_out[k] for k in common], [mine[k] for k in common])
+        bins: dict[int, list[bool]] = {}
+        for r in rs:
+            peers = (
+                r["peers"] if any(v is not None for v in r["peers"].values()) else peers_of.get(r.get("seed"))
+            )
+            for pid, c in r["correct"].items():
+                if peers and peers.get(pid) is not None:
+                    bins.setdefault(peers[pid], []).append(c)
+        rows.append(
+            {
+                "label": label,
+                "seeds": sorted((r.get("seed") for r in rs), key=str),
+                "accuracy": acc,
+                "ci95": ci,
+                "vs_reference": test | {"difference": acc - ref_acc},
+                "by_peers_right": {
+                    k: {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(bins.items())
+                },
+            }
+        )
+    result = {"reference": ref, "problems": len(set().union(*(r["correct"] for r in runs))), "runs": rows}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    plot(rows, out / "compare.png")
+    md = out / "compare.md"
+    md.write_text(markdown(result), encoding="utf-8")
+    return md
+
+
+def markdown(result: dict) -> str:
+    ref = result["reference"]
+    bins = sorted({int(k) for r in result["runs"] for k in r["by_peers_right"]})
+    head = ["run", "seeds", "accuracy", f"vs {ref}", "gained / lost", "McNemar p"]
+    head += [f"{b} peers right" for b in bins]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in result["runs"]:
+        t, ci = r["vs_reference"], r["ci95"]
+        acc = f"{100 * r['accuracy']:.1f}%" + (f" ± {100 * ci:.1f}" if ci is not None else "")
+        cells = [r["label"], ", ".join(map(str, r["seeds"])), acc, f"{100 * t['difference']:+.1f}"]
+        cells += [f"{t['gained']} / {t['lost']}", f"{t['p']:.3g}"]
+        for b in bins:
+            cell = r["by_peers_right"].get(b) or r["by_peers_right"].get(str(b))
+            cells.append(f"{100 * cell['accuracy']:.0f}% ({cell['n']})" if cell else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        f"{result['problems']} problems; *constant*: the best constant answer. McNemar: exact two-sided test over the (seed, problem) pairs shared "
+        f"with {ref}; ± is the 95% t interval over seeds. Bins: problems by how many peers were right (n in "
+        "brackets)."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    binned = [r for r in rows if r["by_peers_right"]]
+    bins = sorted({int(k) for r in binned for k in r["by_peers_right"]})
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / max(len(binned), 1)
+    for i, r in enumerate(binned):
+        cells = {int(k): v for k, v in r["by_peers_right"].items()}
+        ax.bar(
+            [b + i * width for b in bins],
+            [cells.get(b, {}).get("accuracy", 0) for b in bins],
+            width,
+            label=r["label"],
+        )
+    ax.set_xticks([b + width * (len(binned) - 1) / 2 for b in bins], [str(b) for b in bins])
+    ax.set_xlabel("peers right on the problem")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

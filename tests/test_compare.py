@@ -1,0 +1,81 @@
+import json
+
+import pytest
+
+from teamtune.analysis.compare import compare, mcnemar
+from teamtune.analysis.pareto import RunError
+from teamtune.cli import main
+from teamtune.tasks import TaskConfig, load_task
+
+
+def test_mcnemar_exact_values():
+    assert mcnemar([False] * 5, [True] * 5) == {
+        "pairs": 5,
+        "gained": 5,
+        "lost": 0,
+        "p": pytest.approx(2 / 32),
+    }
+    # 3 gained, 1 lost: 2 * P(X <= 1 | n=4) = 2 * 5/16
+    t = mcnemar([True, False, False, False, True], [False, True, True, True, True])
+    assert (t["gained"], t["lost"], t["p"]) == (3, 1, pytest.approx(10 / 16))
+    assert mcnemar([True], [True])["p"] == 1.0
+    with pytest.raises(ValueError):
+        mcnemar([True], [True, False])
+
+
+def _run(root, name, task_cfg, problems, correct, peers=None, label=None, seed=0):
+    """An eval run folder: metrics, config and episodes whose peers say the gold answer or a wrong one."""
+    d = root / name
+    d.mkdir()
+    eps = []
+    for i, p in enumerate(problems):
+        turns = []
+        for j in range(3 if peers is not None else 0):
+            text = f"The answer is {p.answer if j < peers[i] else p.answer + '1'}."
+            turns.append({"agent": "peer", "round": 1, "text": text})
+        turns.append({"agent": "leader", "round": 1, "text": ""})
+        eps.append({"problem_id": p.id, "gold": p.answer, "turns": turns, "correct": correct[i]})
+    (d / "episodes.jsonl").write_text("".join(json.dumps(e) + "\n" for e in eps))
+    (d / "config.yaml").write_text(json.dumps({"task": task_cfg}))
+    metrics = {"task": "gsm8k", "split": "test", "n": len(problems), "layout": "leader", "model": "m"}
+    metrics |= {
+        "accuracy": sum(correct) / len(correct),
+        "tokens_per_problem": 1,
+        "seed": seed,
+        "label": label or name,
+    }
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    return str(d)
+
+
+def test_compare_pairs_bins_and_constant(tmp_path, data_dir):
+    cfg = {"name": "gsm8k", "source": str(data_dir / "gsm8k"), "split": "test", "limit": 4}
+    problems = load_task(TaskConfig(**cfg)).problems
+    peers = [0, 1, 3, 3]
+    a = _run(tmp_path, "a", cfg, problems, [False, False, True, True], peers)
+    b = _run(tmp_path, "b", cfg, problems, [True, True, True, False], peers)
+    alone = _run(tmp_path, "alone", cfg, problems, [True, False, False, False])  # binned by a's peers
+    md = compare([a, b, alone], tmp_path / "out")
+    result = json.loads((tmp_path / "out" / "compare.json").read_text())
+    rows = {r["label"]: r for r in result["runs"]}
+    assert result["reference"] == "a" and result["problems"] == 4
+    assert rows["b"]["vs_reference"] | {"p": 0} == {
+        "pairs": 4,
+        "gained": 2,
+        "lost": 1,
+        "p": 0,
+        "difference": 0.25,
+    }
+    bins = {int(k): (v["n"], v["accuracy"]) for k, v in rows["a"]["by_peers_right"].items()}
+    assert bins == {0: (1, 0.0), 1: (1, 0.0), 3: (2, 1.0)}
+    assert {int(k): v["accuracy"] for k, v in rows["alone"]["by_peers_right"].items()} == {
+        0: 1.0,
+        1: 0.0,
+        3: 0.0,
+    }
+    constant = [r for label, r in rows.items() if label.startswith("constant")]
+    assert len(constant) == 1 and constant[0]["accuracy"] >= 0.25  # the most common gold answer of 4
+    assert (tmp_path / "out" / "compare.png").stat().st_size > 0 and "McNemar" in md.read_text()
+    with pytest.raises(RunError, match="reference 'nope'"):
+        compare([a, b], tmp_path / "out2", reference="nope")
+    assert main(["compare", a, b, "--reference", "b", "--out", str(tmp_path / "cli")]) == 0
