@@ -315,3 +315,51 @@ def test_compiled_rejection_draw_decodes_the_eager_tokens(tiny):
     assert dec.generate(tiny.model, ids, [None, None], **kw) == eager
     sorted_ = fastgen.FastDecoder().generate(tiny.model, ids, [None, None], **kw)
     assert sorted_ != eager  # the sort draws in its own order: other tokens from the same seed
+
+
+def test_sdpa_decode_attention_matches_the_matmul_one(two_adapters):
+    """Both decode attentions give the same greedy tokens, mixed adapters and different prompt lengths."""
+    tok = two_adapters.tokenizer
+    ids = [tok(p).input_ids for p in PROMPTS] * 2
+    adapters = ["solver", None, "critic", "critic", "solver", None]
+    kw = dict(max_new_tokens=12, do_sample=False, temperature=1.0, top_p=1.0, pad=0, eos=[10**6])
+    a = fastgen.FastDecoder().generate(two_adapters.model, ids, adapters, **kw)
+    b = fastgen.FastDecoder(attention="sdpa").generate(two_adapters.model, ids, adapters, **kw)
+    assert a == b and len({tuple(r) for r in a}) > 1
+    with pytest.raises(ValueError, match="attention must be one of matmul, sdpa"):
+        fastgen.FastDecoder(attention="flash")
+
+
+def test_alternating_shapes_reuse_their_buffers(tiny, monkeypatch):
+    """A rollout alternates two shapes (peers, leader): each is built once, and the answers are unchanged."""
+    tok = tiny.tokenizer
+    short, long = [tok("Hi").input_ids] * 2, [tok(PROMPTS[1]).input_ids * 8] * 3
+    kw = dict(max_new_tokens=6, do_sample=False, temperature=1.0, top_p=1.0, pad=0, eos=[10**6])
+    built = []
+    monkeypatch.setattr(fastgen, "_State", lambda *a, _s=fastgen._State: built.append(a[1:3]) or _s(*a))
+    dec = fastgen.FastDecoder()
+    out = [dec.generate(tiny.model, p, [None] * len(p), **kw) for p in (short, long, short, long)]
+    assert built == [(2, 64), (3, 128)] and out[0] == out[2] and out[1] == out[3]
+    one = fastgen.FastDecoder(shapes=1)
+    assert [one.generate(tiny.model, p, [None] * len(p), **kw) for p in (short, long, short)] == out[:3]
+    assert built[2:] == [(2, 64), (3, 128), (2, 64)]  # one shape held: each change builds again
+
+
+def test_a_larger_held_shape_serves_a_smaller_call(tiny, monkeypatch):
+    """On CUDA a call may run in held buffers with more rows and prompt positions: same answers, no new shape."""
+    serves = fastgen._serves
+    monkeypatch.setattr(fastgen, "_serves", lambda k, want, cuda: serves(k, want, True))
+    tok = tiny.tokenizer
+    ids = [tok(p).input_ids for p in PROMPTS]
+    kw = dict(max_new_tokens=8, do_sample=False, temperature=1.0, top_p=1.0, pad=0, eos=[10**6])
+    dec = fastgen.FastDecoder()
+    big = dec.generate(tiny.model, ids + [ids[1] * 5], [None] * 4, **kw)  # 4 rows, a 128-position bucket
+    small = dec.generate(tiny.model, ids, [None] * 3, **kw)
+    assert [(k.batch, k.prompt) for k in dec._cached] == [(4, 128)]
+    assert small == fastgen.FastDecoder().generate(tiny.model, ids, [None] * 3, **kw) == big[:3]
+    assert not serves(
+        fastgen._Key((), 4, 128, 8, (False,), (0,)), fastgen._Key((), 3, 64, 8, (False,), (0,)), False
+    )
+    assert not serves(
+        fastgen._Key((), 9, 64, 8, (False,), (0,)), fastgen._Key((), 4, 64, 8, (False,), (0,)), True
+    )

@@ -9,6 +9,7 @@ and greedy tokens against transformers on the same weights.
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 from collections.abc import Callable
@@ -114,6 +115,7 @@ class _Weights:
         base = _base(model)
         inner = base.model
         self.cfg = base.config
+        self.names = tuple(adapters)
         self.dtype = dtype or inner.embed_tokens.weight.dtype
         self._copies: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(source): (source, cast copy)
         self.embed = self._take(inner.embed_tokens.weight)
@@ -284,27 +286,46 @@ def sample(
     return order.gather(-1, choice).squeeze(-1)
 
 
-def _decode_logits(w: _Weights, st: _State) -> torch.Tensor:
+def _decode(w: _Weights, st: _State, sdpa: bool) -> torch.Tensor:
     """The model's part of a decode step: store the current tokens' keys and values at `st.cur`, return the
-    next-token logits (batch, vocab). Shape-generic, so one `torch.compile` of it serves every batch and cache."""
+    next-token logits (batch, vocab). Shape-generic, so one `torch.compile` of it serves every batch and cache.
+    Each key/value head's `g` query heads attend as `g` queries of one head (no copies of the cache); `sdpa`
+    runs that through `scaled_dot_product_attention` with a mask, else as two matmuls and a float32 softmax."""
     b = st.tokens.shape[0]
     valid = (st.arange[None, :] >= st.start[:, None]) & (st.arange[None, :] <= st.cur)
-    bias = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device).masked_fill(
-        ~valid, float("-inf")
-    )[:, None, None, :]
+    if sdpa:
+        mask = valid[:, None, None, :]
+    else:
+        bias = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device).masked_fill(
+            ~valid, float("-inf")
+        )[:, None, None, :]
     g = w.heads // w.kv_heads
 
     def attend(i, q, k, v):
         st.k[i].index_copy_(2, st.cur.view(1), k)
         st.v[i].index_copy_(2, st.cur.view(1), v)
         q = q.view(b, w.kv_heads, g, w.head_dim)
-        scores = (q @ st.k[i].transpose(-1, -2)).float() * w.scale + bias
-        a = scores.softmax(-1).to(v.dtype) @ st.v[i]  # (b, kv_heads, g, head_dim)
+        if sdpa:
+            a = F.scaled_dot_product_attention(q, st.k[i], st.v[i], attn_mask=mask, scale=w.scale)
+        else:
+            scores = (q @ st.k[i].transpose(-1, -2)).float() * w.scale + bias
+            a = scores.softmax(-1).to(v.dtype) @ st.v[i]  # (b, kv_heads, g, head_dim)
         return a.view(b, w.heads, 1, w.head_dim)
 
     pos = (st.cur - st.start)[:, None]
     h = forward(w, st.tokens[:, None], pos, w.masks(st.rows), attend)[:, 0]
     return F.linear(h, w.lm_head)
+
+
+def _decode_logits(w: _Weights, st: _State) -> torch.Tensor:
+    return _decode(w, st, sdpa=False)
+
+
+def _decode_logits_sdpa(w: _Weights, st: _State) -> torch.Tensor:
+    return _decode(w, st, sdpa=True)
+
+
+DECODE_ATTENTION = {"matmul": _decode_logits, "sdpa": _decode_logits_sdpa}
 
 
 @dataclass(frozen=True)
@@ -336,6 +357,17 @@ class _State:
         self.pad = pad
 
 
+def _serves(k: _Key, want: _Key, cuda: bool) -> bool:
+    """Whether the buffers of shape `k` can run a call of shape `want`: the same settings and room for its rows
+    and prompts. On CUDA up to twice the rows and 256 more prompt positions (cheaper than a new capture, which
+    costs about as much as 60 decode steps, BENCHMARKS.md); elsewhere only the same shape."""
+    if (k.adapters, k.new, k.sampling, k.ends) != (want.adapters, want.new, want.sampling, want.ends):
+        return False
+    if not cuda:
+        return k == want
+    return want.batch <= k.batch <= 2 * want.batch and want.prompt <= k.prompt <= want.prompt + 256
+
+
 @functools.cache
 def _compiled(fn):
     """`fn` through torch.compile with dynamic shapes, once per process for every decoder."""
@@ -359,18 +391,31 @@ class FastDecoder:
     The exponential noise is drawn eagerly. `dtype`: what the forward computes in (`compute_dtype`).
     """
 
-    def __init__(self, compile_step: bool = False, nucleus: str | None = None, dtype: str | None = None):
+    def __init__(
+        self,
+        compile_step: bool = False,
+        nucleus: str | None = None,
+        dtype: str | None = None,
+        attention: str = "matmul",
+        shapes: int = 4,
+    ):
         nucleus = nucleus or ("reject" if compile_step else "sort")
+        if attention not in DECODE_ATTENTION:
+            raise ValueError(f"attention must be one of {', '.join(DECODE_ATTENTION)}, not {attention!r}")
         draws = dict(zip(NUCLEI, (None, draw_by_rejection, draw_by_floor_search), strict=True))
         if nucleus not in draws:
             raise ValueError(f"nucleus must be one of {', '.join(draws)}, not {nucleus!r}")
         self.compile_step, self.nucleus, self.dtype = compile_step, nucleus, dtype
-        self._logits = _compiled(_decode_logits) if compile_step else None
+        self.attention = attention
+        logits = DECODE_ATTENTION[attention]
+        self._logits = _compiled(logits) if compile_step else logits
         self._draw = draws[nucleus]  # None: the sort inside `sample`
         if compile_step and self._draw is not None:
             self._draw = _compiled(self._draw)
-        # the last shape's buffers, step and graph, with the model they read (held, so it is the same object)
-        self._cached: tuple | None = None
+        # the buffers, step and graph of the last `shapes` shapes (a rollout alternates peers' and leader's),
+        # with the model they read (held, so a new model of the same id is not mistaken for it)
+        self.shapes = max(1, shapes)
+        self._cached: collections.OrderedDict = collections.OrderedDict()
 
     @torch.inference_mode()
     def generate(
@@ -393,36 +438,48 @@ class FastDecoder:
         for a in adapters:
             if a is not None and a not in names:
                 raise ValueError(f"unknown adapter {a!r}; the model has {names}")
-        prompt_len = -(-max(len(p) for p in prompts) // 64) * 64  # bucketed so that graphs are reused
-        key = _Key(
+        dev = _base(model).model.embed_tokens.weight.device
+        cuda, n = dev.type == "cuda", len(prompts)
+        want = _Key(
             tuple(names),
-            len(prompts),
-            prompt_len,
+            -(-n // 16) * 16 if cuda else n,  # rounded on CUDA, so that graphs are reused
+            -(-max(len(p) for p in prompts) // 64) * 64,
             max_new_tokens,
             (do_sample, temperature, top_p),
             (pad, *eos),
         )
-        dev = _base(model).model.embed_tokens.weight.device
-        if self._cached is None or self._cached[0] != key or self._cached[1] is not model:
-            self._cached = None  # free the old buffers and graph first
-            w = _Weights(model, names, compute_dtype(model, self.dtype))
-            st = _State(w, len(prompts), prompt_len, max_new_tokens, pad, eos)
+        if any(m is not model for m, *_ in self._cached.values()):
+            self._cached.clear()  # another model: free the old buffers and graphs first
+        fits = [k for k in self._cached if _serves(k, want, cuda)]
+        key = min(fits, key=lambda k: k.batch * k.prompt, default=want)
+        if key in self._cached:
+            self._cached.move_to_end(key)
+        else:
+            while len(self._cached) >= self.shapes:
+                self._cached.popitem(last=False)
+            w = next((c[1] for c in self._cached.values()), None)
+            if w is None or w.names != tuple(names):
+                w = _Weights(model, names, compute_dtype(model, self.dtype))
+            st = _State(w, key.batch, key.prompt, max_new_tokens, pad, eos)
             step = self._step_fn(w, st, key)
-            graph = self._capture(step, st, key) if dev.type == "cuda" else None
-            self._cached = (key, model, w, st, step, graph)
-        _, _, w, st, step, graph = self._cached
+            graph = self._capture(step, st, key) if cuda else None
+            self._cached[key] = (model, w, st, step, graph)
+        _, w, st, step, graph = self._cached[key]
         w.refresh()
         if seed is not None:
             torch.manual_seed(seed)
 
-        st.rows.copy_(torch.tensor([0 if a is None else names.index(a) + 1 for a in adapters]))
-        first = self._prefill(w, st, prompts, key)
+        spare = key.batch - n  # rows the shape has beyond this call's: a one-token prompt, done at once
+        rows = [0 if a is None else names.index(a) + 1 for a in adapters] + [0] * spare
+        st.rows.copy_(torch.tensor(rows))
+        first = self._prefill(w, st, prompts + [[pad]] * spare, key)
+        st.done[n:] = True
         st.out[:, 0] = torch.where(st.done, st.pad, first)
         st.done |= torch.isin(first, st.eos)
         st.tokens.copy_(first)
-        st.cur.fill_(prompt_len)
+        st.cur.fill_(key.prompt)
 
-        lengths = [None] * len(prompts)  # where a stop string cut a row
+        lengths = [None] * key.batch  # where a stop string cut a row
         steps = 1
         while steps < max_new_tokens:
             for _ in range(min(CHECK_EVERY, max_new_tokens - steps)):
@@ -432,8 +489,8 @@ class FastDecoder:
                 self._check_stops(st, steps, stopped, lengths)
             if bool(st.done.all()):
                 break
-        out = st.out[:, :steps].tolist()
-        return [row if n is None else row[:n] for row, n in zip(out, lengths, strict=True)]
+        out = st.out[:n, :steps].tolist()
+        return [row if cut is None else row[:cut] for row, cut in zip(out, lengths[:n], strict=True)]
 
     def _check_stops(self, st: _State, steps: int, stopped, lengths: list) -> None:
         rows = st.out[:, :steps].tolist()
@@ -484,7 +541,7 @@ class FastDecoder:
 
     def _step(self, w: _Weights, st: _State, key: _Key) -> None:
         """One decode step on the fixed buffers (no host sync: it is what the CUDA graph captures)."""
-        logits = (self._logits or _decode_logits)(w, st)
+        logits = self._logits(w, st)
         nxt = sample(logits, *key.sampling, draw=self._draw)
         nxt = torch.where(st.done, st.pad, nxt)
         st.out.index_copy_(
