@@ -2,11 +2,10 @@
 
 Figures, each against the captured step as `Engine` runs it (top-p 0.95 sampling) in the same run:
   1. ms per step with plain temperature sampling (no top-p sort) and with greedy decoding: the sampler's share;
-  2. top-p without the sort, eager: by rejection (`FastDecoder(nucleus="reject")`) and by floor search
-     (`nucleus="search"`);
+  2. top-p without the sort, eager: by rejection (`FastDecoder(nucleus="reject")`);
   3. ms per step with the model's part of the step through `torch.compile` (fused kernels) before it is captured
      as a CUDA graph (what `TEAMTUNE_COMPILE_DECODE=1` runs), for each sampler: the top-p sort stays eager, the
-     rejection draw and the floor search are compiled too;
+     rejection draw is compiled too;
 and a torch profile of the eager step: kernels per step and the kernels that take the most GPU time.
 Random weights of the model's shape; the cache holds `--prompt` + `--new` positions, read at every step.
 
@@ -97,7 +96,6 @@ def main() -> None:
             ("temperature only", dec, setup((True, 0.7, 1.0))),
             ("greedy", dec, setup((False, 1.0, 1.0))),
             ("top-p 0.95 by rejection (eager)", FastDecoder(nucleus="reject"), (w, st, key)),
-            ("top-p 0.95 by floor search (eager)", FastDecoder(nucleus="search"), (w, st, key)),
         ]
         for label, decoder, state in rows:
             ms = step_ms(decoder, *state, steps)
@@ -140,15 +138,12 @@ def main() -> None:
             runs = [
                 ("top-p 0.95", compiled, (w, st, key), "top-p 0.95", base),
                 *((k, compiled, state, k, ms) for k, (state, ms) in plain.items()),
-                *(
-                    (
-                        f"top-p 0.95 by {how}",
-                        FastDecoder(compile_step=True, nucleus=n),
-                        (w, st, key),
-                        "top-p 0.95",
-                        base,
-                    )
-                    for how, n in (("rejection", "reject"), ("floor search", "search"))
+                (
+                    "top-p 0.95 by rejection",
+                    FastDecoder(compile_step=True, nucleus="reject"),
+                    (w, st, key),
+                    "top-p 0.95",
+                    base,
                 ),
             ]
             sorted_ms = None

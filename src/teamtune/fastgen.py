@@ -201,35 +201,6 @@ def forward(
     return _rms(w.norm, x)
 
 
-ONE_BITS = 0x3F800000  # float32 1.0 as int32; non-negative floats order as their bit patterns
-
-
-def nucleus_floor_search(probs: torch.Tensor, top_p: float, ways: int = 7) -> torch.Tensor:
-    """Per row, the smallest probability that top-p keeps, without a sort: the largest t with mass(p >= t) >= top_p
-    (the shortest head of the sorted probabilities that reaches top_p ends at t), found exactly by a
-    `ways`-ary search over the float32 bit patterns (each pass tests `ways` thresholds, one masked sum each).
-    The same set up to rounding of the sums; ties at the floor are all kept."""
-    lo = torch.zeros(probs.shape[:-1], dtype=torch.int32, device=probs.device)  # mass(p >= 0) = 1: in
-    hi = torch.full_like(lo, ONE_BITS + 1)  # above 1.0: mass 0, out
-    passes, span = 0, ONE_BITS + 1
-    while span > 1:  # a fixed number of passes (no host sync), from the static span
-        span, passes = -(-span // (ways + 1)), passes + 1
-    for _ in range(passes):
-        base, step = lo, (hi - lo + ways) // (ways + 1)  # candidates base + j * step split (lo, hi)
-        for j in range(1, ways + 1):
-            t = torch.minimum(base + j * step, hi)  # == hi: known to be out
-            inside = (probs * (probs >= t.view(torch.float32)[..., None])).sum(-1) >= top_p
-            lo = torch.where(inside & (t < hi), t, lo)  # candidates rise with j: the last inside one
-            hi = torch.where(inside, hi, torch.minimum(t, hi))
-    return lo.view(torch.float32)
-
-
-def draw_by_floor_search(probs: torch.Tensor, noise: torch.Tensor, top_p: float) -> torch.Tensor:
-    """A top-p draw (see `sample`) over the tokens at or above `nucleus_floor_search`'s floor."""
-    kept = probs >= nucleus_floor_search(probs, top_p)[..., None]
-    return (probs * kept / noise).argmax(-1)
-
-
 def rejection_rounds(top_p: float, miss: float = 1e-6, most: int = 32) -> int:
     """Rounds after which `draw_by_rejection` has missed the nucleus with probability at most `miss` (each round
     misses with probability at most 1 - top_p), but no more than `most`."""
@@ -268,7 +239,7 @@ def sample(
     logits: torch.Tensor, do_sample: bool, temperature: float, top_p: float, draw=None
 ) -> torch.Tensor:
     """Next tokens from (batch, vocab) logits: greedy, or temperature + nucleus sampling, without a host sync.
-    Top-p sorts the scores, unless `draw(probs, noise, top_p)` (`draw_by_rejection`, `draw_by_floor_search`)
+    Top-p sorts the scores, unless `draw(probs, noise, top_p)` (`draw_by_rejection`)
     picks the tokens from the probabilities and exponential noise; it then draws in vocabulary order (so the
     sort and a draw give different tokens from the same seed)."""
     if not do_sample:
@@ -374,7 +345,7 @@ def _compiled(fn):
     return torch.compile(fn, dynamic=True, fullgraph=True)
 
 
-NUCLEI = ("sort", "reject", "search")  # the top-p draws: a full sort, rejection, or a search for the floor
+NUCLEI = ("sort", "reject")  # the top-p draws: a full sort, or rejection
 
 
 class FastDecoder:
@@ -387,7 +358,6 @@ class FastDecoder:
       the vocabulary in torch 2.11; it keeps the tokens of earlier runs' seeds);
     - "reject" (`draw_by_rejection`; the default with `compile_step`, compiled with the step: 1.33x faster steps
       than the sort on an H100, BENCHMARKS.md);
-    - "search" (`draw_by_floor_search`, compiled with the step; slower than the sort).
     The exponential noise is drawn eagerly. `dtype`: what the forward computes in (`compute_dtype`).
     """
 
@@ -402,7 +372,7 @@ class FastDecoder:
         nucleus = nucleus or ("reject" if compile_step else "sort")
         if attention not in DECODE_ATTENTION:
             raise ValueError(f"attention must be one of {', '.join(DECODE_ATTENTION)}, not {attention!r}")
-        draws = dict(zip(NUCLEI, (None, draw_by_rejection, draw_by_floor_search), strict=True))
+        draws = dict(zip(NUCLEI, (None, draw_by_rejection), strict=True))
         if nucleus not in draws:
             raise ValueError(f"nucleus must be one of {', '.join(draws)}, not {nucleus!r}")
         self.compile_step, self.nucleus, self.dtype = compile_step, nucleus, dtype

@@ -57,7 +57,7 @@ class DecodeConfig:
 
     fast: bool | None = None  # fastgen (static cache, CUDA graphs); None: on CUDA when the model is supported
     compile_step: bool = False  # the fast decode step through torch.compile
-    # the fast path's top-p draw: sort, reject or search; None: reject if compiled, else sort
+    # the fast path's top-p draw: sort or reject; None: reject if compiled, else sort
     nucleus: str | None = None
     # what the fast path computes in: bfloat16, float16 or float32; None: bfloat16 for float32 weights on
     # CUDA (a training model: its forward runs under bf16 autocast), else the weights' own dtype
