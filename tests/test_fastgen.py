@@ -342,3 +342,19 @@ def test_a_larger_held_shape_serves_a_smaller_call(tiny, monkeypatch):
     assert not serves(
         fastgen._Key((), 9, 64, 8, (False,), (0,)), fastgen._Key((), 4, 64, 8, (False,), (0,)), True
     )
+
+
+def test_seeded_generation_leaves_the_global_rng_alone(tiny):
+    """A seeded batch draws from its own seed and hands the caller's random stream back untouched."""
+    s = SamplingConfig(max_new_tokens=6, temperature=1.0)
+    for fast in (True, False):
+        engine = Engine(tiny, seed=5, fast=fast)
+        torch.manual_seed(123)
+        expected = torch.rand(3)
+        torch.manual_seed(123)
+        first = [c.tokens for c in engine.generate([req("Tell me a story")] * 3, s)]
+        assert torch.equal(torch.rand(3), expected)
+        torch.manual_seed(999)  # another global state: the same seeded tokens
+        assert [
+            c.tokens for c in Engine(tiny, seed=5, fast=fast).generate([req("Tell me a story")] * 3, s)
+        ] == first

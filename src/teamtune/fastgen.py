@@ -10,6 +10,7 @@ and greedy tokens against transformers on the same weights.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -328,6 +329,20 @@ class _State:
         self.pad = pad
 
 
+@contextlib.contextmanager
+def seeded(seed: int | None, device: torch.device):
+    """Inside: torch's random numbers (CPU, and `device` on CUDA) from `seed`; after: the caller's RNG state as
+    it was, so that a seeded generation does not reseed the rest of the program. No-op for `seed=None`."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.random.default_generator.manual_seed(seed)
+        if device.type == "cuda":
+            torch.cuda.default_generators[device.index or 0].manual_seed(seed)
+        yield
+
+
 def _serves(k: _Key, want: _Key, cuda: bool) -> bool:
     """Whether the buffers of shape `k` can run a call of shape `want`: the same settings and room for its rows
     and prompts. On CUDA up to twice the rows and 256 more prompt positions (cheaper than a new capture, which
@@ -434,14 +449,17 @@ class FastDecoder:
             step = self._step_fn(w, st, key)
             graph = self._capture(step, st, key) if cuda else None
             self._cached[key] = (model, w, st, step, graph)
-        _, w, st, step, graph = self._cached[key]
-        w.refresh()
-        if seed is not None:
-            torch.manual_seed(seed)
+        self._cached[key][1].refresh()
+        rows = [0 if a is None else names.index(a) + 1 for a in adapters]
+        with seeded(seed, dev):
+            return self._run(self._cached[key][1:], key, prompts, rows, stopped)
 
+    def _run(self, held: tuple, key: _Key, prompts, rows: list[int], stopped) -> list[list[int]]:
+        """Prefill and decode `prompts` (adapter index per row in `rows`) in the held buffers of `key`."""
+        w, st, step, graph = held
+        n, pad, max_new_tokens = len(prompts), st.pad, key.new
         spare = key.batch - n  # rows the shape has beyond this call's: a one-token prompt, done at once
-        rows = [0 if a is None else names.index(a) + 1 for a in adapters] + [0] * spare
-        st.rows.copy_(torch.tensor(rows))
+        st.rows.copy_(torch.tensor(rows + [0] * spare))
         first = self._prefill(w, st, prompts + [[pad]] * spare, key)
         st.done[n:] = True
         st.out[:, 0] = torch.where(st.done, st.pad, first)

@@ -249,9 +249,7 @@ class Engine:
                 context = model.disable_adapter()
             else:  # one adapter for the whole batch: peft's plain path, much faster than the mixed one
                 model.set_adapter(adapters[0])
-        if seed is not None:
-            torch.manual_seed(seed)
-        with context:
+        with context, fastgen.seeded(seed, self.loaded.device):
             seqs = model.generate(**enc, **kwargs)
         return seqs[:, enc["input_ids"].shape[1] :].tolist()
 
