@@ -13,7 +13,6 @@ on GSM8K (16 problems x 8 samples, a prompt that holds 3 peers' answers, up to 2
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import time
 
@@ -37,13 +36,16 @@ def batches(n: int, args, vocab: int, seed: int) -> list:
 
 
 def run(args, variant: str) -> dict:
-    os.environ["TEAMTUNE_CUDNN_ATTENTION"] = "1" if variant == "cudnn" else "0"
     loaded = load_model(args.model, dtype="float32", seed=0)
     model = make_trainable(loaded, "lora", LoraSettings(dropout=0.0))
     dev = loaded.device
     s = PolicySettings(kl_coef=0.01, ppo_epochs=2, micro_batch=args.micro_batch)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt, sched = make_optimizer(model, OptimSettings(lr=2e-5, schedule="constant", warmup_steps=0), 10**6)
+    opt, sched = make_optimizer(
+        model,
+        OptimSettings(lr=2e-5, schedule="constant", warmup_steps=0, cudnn_attention=variant == "cudnn"),
+        10**6,
+    )
     vocab = loaded.model.config.vocab_size
 
     def one(batch) -> None:

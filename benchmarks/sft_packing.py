@@ -14,7 +14,6 @@ trajectories); full fine-tuning, random weights.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import time
 
@@ -48,15 +47,14 @@ def run(model_name: str, records: list[dict], args, variant: str) -> dict:
     """Real tokens/s of `args.steps` micro-batches (after 3 warm-up ones), twice: the first pass meets each shape
     for the first time, as a run's first epoch does; the second meets them again. `variant`: padded or packed,
     then optionally `:N` (widths rounded up to a multiple of N) and `:cudnn` (cuDNN's attention kernel allowed,
-    which the trainer's `autocast` leaves out unless TEAMTUNE_CUDNN_ATTENTION=1)."""
+    which the trainer's `autocast` leaves out unless `optim.cudnn_attention`)."""
     kind, *opts = variant.split(":")
     if kind not in ("padded", "packed") or any(not (o.isdigit() or o == "cudnn") for o in opts):
         raise SystemExit(f"variant {variant!r}: expected padded or packed, then optionally :N and :cudnn")
     multiple = next((int(o) for o in opts if o.isdigit()), 1)
-    os.environ["TEAMTUNE_CUDNN_ATTENTION"] = "1" if "cudnn" in opts else "0"
     loaded = load_model(model_name, dtype="float32", seed=0)
     model, dev, tok = loaded.model.train(), loaded.device, loaded.tokenizer
-    opt, _ = make_optimizer(model, OptimSettings(lr=1e-5), 10**6)
+    opt, _ = make_optimizer(model, OptimSettings(lr=1e-5, cudnn_attention="cudnn" in opts), 10**6)
     segs = [encode_chat(tok, r["messages"]) for r in records]
     exs = epoch_examples(Curriculum("none"), 0, records, segs, 0, None, args.max_length)
     packed = kind == "packed"

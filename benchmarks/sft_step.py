@@ -32,7 +32,9 @@ def run(model_name: str, batch: int, seq: int, steps: int, compiled: bool) -> fl
     """Seconds per optimiser step after warm-up."""
     loaded = load_model(model_name, dtype="float32", seed=0)
     model, dev = loaded.model.train(), loaded.device
-    opt, _ = make_optimizer(model, OptimSettings(lr=1e-5), 10**6)
+    settings = OptimSettings(lr=1e-5)
+    settings.validate()  # takes TEAMTUNE_CUDNN_ATTENTION from the environment
+    opt, _ = make_optimizer(model, settings, 10**6)
     fwd = torch.compile(model) if compiled else model
     loss_fn = torch.compile(sft_loss) if compiled else sft_loss
     ids = torch.randint(100, 40000, (batch, seq), device=dev)

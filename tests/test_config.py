@@ -78,13 +78,13 @@ def test_decode_settings_and_their_overrides_are_in_the_runs_config(tmp_path, mo
     from teamtune.train.mlpo import MLPOConfig
 
     argv = ["eval", "--model", "tiny-random", "--limit", "1", "--source", "sample"]
-    assert main([*argv, "team.decode.nucleus=search", "--output", str(tmp_path / "a")]) == 0
+    assert main([*argv, "team.decode.nucleus=sort", "--output", str(tmp_path / "a")]) == 0
     monkeypatch.setenv("TEAMTUNE_NUCLEUS", "reject")
     monkeypatch.setenv("TEAMTUNE_FAST", "0")
     monkeypatch.setenv("TEAMTUNE_DECODE_DTYPE", "float32")
     assert main([*argv, "--output", str(tmp_path / "b")]) == 0
     decode = {k: yaml.safe_load((tmp_path / k / "config.yaml").read_text())["team"]["decode"] for k in "ab"}
-    assert decode["a"] == {"fast": None, "compile_step": False, "nucleus": "search", "dtype": None}
+    assert decode["a"] == {"fast": None, "compile_step": False, "nucleus": "sort", "dtype": None}
     assert decode["b"] == {"fast": False, "compile_step": False, "nucleus": "reject", "dtype": "float32"}
     monkeypatch.setenv("TEAMTUNE_COMPILE_DECODE", "1")
     assert load_config(MLPOConfig, None, []).decode.compile_step is True
@@ -98,5 +98,27 @@ def test_decode_settings_and_their_overrides_are_in_the_runs_config(tmp_path, mo
         ConfigError, match="decode dtype must be one of bfloat16, float16, float32, not 'int8'"
     ):
         load_config(MLPOConfig, None, ["decode.dtype=int8", "method=mlpo"])
-    with pytest.raises(ConfigError, match="nucleus must be one of sort, reject, search, not 'heap'"):
+    with pytest.raises(ConfigError, match="nucleus must be one of sort, reject, not 'heap'"):
         load_config(MLPOConfig, None, ["decode.nucleus=heap", "method=mlpo"])
+
+
+def test_training_attention_is_a_config_key_and_the_variable_is_recorded(monkeypatch):
+    import torch
+
+    from teamtune.config import to_dict
+    from teamtune.train import common
+    from teamtune.train.mlpo import MLPOConfig
+
+    monkeypatch.delenv("TEAMTUNE_CUDNN_ATTENTION", raising=False)
+    assert load_config(MLPOConfig, overrides=["optim.cudnn_attention=true"]).optim.cudnn_attention is True
+    monkeypatch.setenv("TEAMTUNE_CUDNN_ATTENTION", "1")
+    cfg = load_config(MLPOConfig)
+    assert to_dict(cfg)["optim"]["cudnn_attention"] is True  # what config.yaml will hold
+    monkeypatch.setenv("TEAMTUNE_CUDNN_ATTENTION", "yes")
+    with pytest.raises(ConfigError, match="TEAMTUNE_CUDNN_ATTENTION='yes': use 0 or 1"):
+        load_config(MLPOConfig)
+    lin = torch.nn.Linear(2, 2)
+    common.make_optimizer(lin, common.OptimSettings(cudnn_attention=True), 10)
+    assert common._KERNELS["cudnn_attention"] is True
+    common.make_optimizer(lin, common.OptimSettings(), 10)
+    assert common._KERNELS["cudnn_attention"] is False

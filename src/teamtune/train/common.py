@@ -49,10 +49,18 @@ class OptimSettings:
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_steps: int = 10
     max_grad_norm: float = 1.0
+    # let the training forward use cuDNN's attention kernel on CUDA (off: it sets itself up for every new batch
+    # shape; see `autocast`); TEAMTUNE_CUDNN_ATTENTION=0/1 overrides it, and the value used is in config.yaml
+    cudnn_attention: bool = False
 
     def validate(self) -> None:
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        raw = os.environ.get("TEAMTUNE_CUDNN_ATTENTION", "")
+        if raw and raw not in ("0", "1"):
+            raise ValueError(f"TEAMTUNE_CUDNN_ATTENTION={raw!r}: use 0 or 1")
+        if raw:
+            self.cudnn_attention = raw == "1"
 
 
 def make_trainable(
@@ -84,6 +92,9 @@ def trainable_parameters(model: torch.nn.Module) -> int:
 
 
 def make_optimizer(model: torch.nn.Module, optim: OptimSettings, total_steps: int):
+    """AdamW over the trainable weights with the schedule of `optim`; also sets the run's training attention
+    (`optim.cudnn_attention`, read by `autocast`): one run per process."""
+    _KERNELS["cudnn_attention"] = optim.cudnn_attention
     params = [p for p in model.parameters() if p.requires_grad]
     fused = all(p.is_cuda for p in params)
     opt = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=fused)
@@ -113,16 +124,19 @@ def release_cached_memory(device) -> None:
         torch.cuda.empty_cache()
 
 
+_KERNELS = {"cudnn_attention": False}  # the training forward's kernels, set from the run's OptimSettings
+
+
 def autocast(device: torch.device):
     """For a training forward on CUDA: bf16 autocast (weights stay fp32) and attention without cuDNN's kernel;
     nothing elsewhere. Training batches change shape from step to step, and cuDNN's attention sets itself up
     for each new shape: without it an SFT pass over new shapes ran 2.4-2.7x faster on an H200, and 7-8% slower
-    once every shape had been seen (BENCHMARKS.md). TEAMTUNE_CUDNN_ATTENTION=1 keeps cuDNN's kernel."""
+    once every shape had been seen (BENCHMARKS.md). `optim.cudnn_attention: true` keeps cuDNN's kernel."""
     if device.type != "cuda":
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
     stack.enter_context(torch.autocast("cuda", dtype=torch.bfloat16))
-    if os.environ.get("TEAMTUNE_CUDNN_ATTENTION") != "1":
+    if not _KERNELS["cudnn_attention"]:
         stack.enter_context(
             sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
         )

@@ -101,6 +101,7 @@ class MLPOConfig:
     warm_start: WarmStart | None = None
 
     def validate(self) -> None:
+        self.optim.validate()
         self.decode.validate()
         at_least(self, 1, "steps", "problems_per_step", "peers", "rounds", "batch_size")
         at_least(self, 0, "eval_every", "save_every")

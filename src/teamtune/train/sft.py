@@ -96,6 +96,7 @@ class SFTConfig:
     output: str | None = None  # default runs/<time>-sft-<mode>
 
     def validate(self) -> None:
+        self.optim.validate()
         at_least(self, 1, "max_length")
         at_least(self, 0, "eval_every", "save_every")
         if self.epochs < 1 or self.batch_tokens < 1 or self.grad_accum < 1:

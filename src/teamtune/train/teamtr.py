@@ -109,6 +109,7 @@ class TeamTRConfig:
     warm_start: WarmStart | None = None
 
     def validate(self) -> None:
+        self.optim.validate()
         self.decode.validate()
         at_least(self, 1, "stages", "problems_per_stage", "batch_size")
         if self.agents not in (2, 3, 4):
