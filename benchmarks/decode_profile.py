@@ -20,7 +20,8 @@ from collections import defaultdict
 
 import torch
 
-from teamtune.fastgen import FastDecoder, _Key, _State, _Weights
+from teamtune.fastgen.decoder import FastDecoder, _Key, _State
+from teamtune.fastgen.model import _Weights
 from teamtune.models import load_model
 
 from common import device_name, record, save_records

@@ -22,7 +22,8 @@ import time
 import torch
 from decode_profile import step_ms
 
-from teamtune.fastgen import FastDecoder, _Key, _State, _Weights
+from teamtune.fastgen.decoder import FastDecoder, _Key, _State
+from teamtune.fastgen.model import _Weights
 from teamtune.models import load_model
 
 from common import device_name, record, save_records

@@ -23,6 +23,7 @@ from collections import defaultdict
 
 from teamtune import fastgen
 from teamtune.agents import AgentConfig, ModelPool
+from teamtune.fastgen import decoder
 from teamtune.rollout import Engine, SamplingConfig
 from teamtune.tasks import TaskConfig, load_task
 from teamtune.team import Team, TeamConfig
@@ -73,7 +74,7 @@ def main() -> None:
         ("engine", Engine, "generate"),
         ("decoder", fastgen.FastDecoder, "generate"),
         ("new buffers and capture", fastgen.FastDecoder, "_capture"),
-        ("new buffers and capture", fastgen._State, "__init__"),
+        ("new buffers and capture", decoder._State, "__init__"),
         ("prefill", fastgen.FastDecoder, "_prefill"),
     ):
         timing(label, owner, attr, dev)

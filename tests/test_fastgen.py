@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
 
 from teamtune import fastgen
+from teamtune.fastgen import decoder
+from teamtune.fastgen import model as model_part
 from teamtune.models import LoadedModel
 from teamtune.rollout import Engine, Request, SamplingConfig
 
@@ -19,7 +21,7 @@ def req(text, adapter=None):
 
 def test_forward_matches_transformers_logits(tiny):
     ids = tiny.tokenizer(["The cat sat on the mat and"], return_tensors="pt")["input_ids"]
-    w = fastgen._Weights(tiny.model, [])
+    w = model_part._Weights(tiny.model, [])
     pos = torch.arange(ids.shape[1])[None]
     causal = torch.ones(ids.shape[1], ids.shape[1], dtype=torch.bool).tril()
 
@@ -40,7 +42,7 @@ def test_a_compute_dtype_casts_once_and_follows_changed_weights(tiny):
     logits of the model cast to bfloat16, and `refresh` carries changed base weights (full fine-tuning)."""
     model = copy.deepcopy(tiny.model)
     ids = tiny.tokenizer(["The cat sat on the mat and"], return_tensors="pt")["input_ids"]
-    w = fastgen._Weights(model, [], torch.bfloat16)
+    w = model_part._Weights(model, [], torch.bfloat16)
     assert w.embed.dtype == torch.bfloat16 and w.layers[0][2]["q_proj"].weight.dtype == torch.bfloat16
     assert (w.lm_head is w.embed) == (model.lm_head.weight is model.model.embed_tokens.weight)
     pos = torch.arange(ids.shape[1])[None]
@@ -315,7 +317,7 @@ def test_alternating_shapes_reuse_their_buffers(tiny, monkeypatch):
     short, long = [tok("Hi").input_ids] * 2, [tok(PROMPTS[1]).input_ids * 8] * 3
     kw = dict(max_new_tokens=6, do_sample=False, temperature=1.0, top_p=1.0, pad=0, eos=[10**6])
     built = []
-    monkeypatch.setattr(fastgen, "_State", lambda *a, _s=fastgen._State: built.append(a[1:3]) or _s(*a))
+    monkeypatch.setattr(decoder, "_State", lambda *a, _s=decoder._State: built.append(a[1:3]) or _s(*a))
     dec = fastgen.FastDecoder()
     out = [dec.generate(tiny.model, p, [None] * len(p), **kw) for p in (short, long, short, long)]
     assert built == [(2, 64), (3, 128)] and out[0] == out[2] and out[1] == out[3]
@@ -326,8 +328,8 @@ def test_alternating_shapes_reuse_their_buffers(tiny, monkeypatch):
 
 def test_a_larger_held_shape_serves_a_smaller_call(tiny, monkeypatch):
     """On CUDA a call may run in held buffers with more rows and prompt positions: same answers, no new shape."""
-    serves = fastgen._serves
-    monkeypatch.setattr(fastgen, "_serves", lambda k, want, cuda: serves(k, want, True))
+    serves = decoder._serves
+    monkeypatch.setattr(decoder, "_serves", lambda k, want, cuda: serves(k, want, True))
     tok = tiny.tokenizer
     ids = [tok(p).input_ids for p in PROMPTS]
     kw = dict(max_new_tokens=8, do_sample=False, temperature=1.0, top_p=1.0, pad=0, eos=[10**6])
@@ -337,10 +339,10 @@ def test_a_larger_held_shape_serves_a_smaller_call(tiny, monkeypatch):
     assert [(k.batch, k.prompt) for k in dec._cached] == [(4, 128)]
     assert small == fastgen.FastDecoder().generate(tiny.model, ids, [None] * 3, **kw) == big[:3]
     assert not serves(
-        fastgen._Key((), 4, 128, 8, (False,), (0,)), fastgen._Key((), 3, 64, 8, (False,), (0,)), False
+        decoder._Key((), 4, 128, 8, (False,), (0,)), decoder._Key((), 3, 64, 8, (False,), (0,)), False
     )
     assert not serves(
-        fastgen._Key((), 9, 64, 8, (False,), (0,)), fastgen._Key((), 4, 64, 8, (False,), (0,)), True
+        decoder._Key((), 9, 64, 8, (False,), (0,)), decoder._Key((), 4, 64, 8, (False,), (0,)), True
     )
 
 

@@ -1,261 +1,22 @@
-"""Fast decoding for Llama-family models: a static KV cache, the LoRA adapters of one base mixed row by row in
-one forward pass, sampling on the device, and on CUDA one captured graph per decode step.
-
-`Engine` uses it on CUDA for the models it supports (`unsupported(model)` says why not) and falls back to
-transformers' `generate` elsewhere. The forward pass is written out here (embeddings, RMSNorm, rotary attention
-with grouped KV heads, SiLU MLP) because a captured graph must read fixed buffers; the tests check its logits
-and greedy tokens against transformers on the same weights.
-"""
+"""The decode loop: a static KV cache per shape, prefill, one decode step captured as a CUDA graph (optionally
+compiled first), and the shapes a decoder holds between calls."""
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import functools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from peft import PeftModel
-from peft.tuners.lora import LoraLayer
-from transformers.activations import ACT2FN
 
-from .models import pick_dtype
+from .model import _base, _Weights, compute_dtype, forward
+from .sampling import NUCLEI, draw_by_rejection, sample, seeded
 
-SUPPORTED_TYPES = ("llama", "qwen2")
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PREFILL_TOKENS = 32768  # prompt tokens per prefill chunk (bounds the attention mask and activations)
 CHECK_EVERY = 8  # decode steps between host checks for finished rows and stop strings
-
-
-def _base(model):
-    return model.get_base_model() if isinstance(model, PeftModel) else model
-
-
-def unsupported(model) -> str | None:
-    """Why the fast path cannot run `model` (None when it can)."""
-    cfg = _base(model).config
-    if cfg.model_type not in SUPPORTED_TYPES:
-        return f"model type {cfg.model_type!r} (fast decoding covers {', '.join(SUPPORTED_TYPES)})"
-    if getattr(cfg, "use_sliding_window", False):
-        return "sliding-window attention"
-    for name, module in model.named_modules():
-        if not isinstance(module, LoraLayer):
-            continue
-        if name.rsplit(".", 1)[-1] not in PROJECTIONS:
-            return f"a LoRA adapter on {name} (fast decoding covers the attention and MLP projections)"
-        if getattr(module, "merged_adapters", None):
-            return f"merged adapters on {name}"
-        if any(getattr(module, "use_dora", {}).values()):
-            return "DoRA adapters"
-    return None
-
-
-class _Linear:
-    """One projection: the base weight plus the LoRA of every adapter that has it, concatenated so that one
-    pair of matmuls serves a batch whose rows use different adapters (a row's mask picks its adapter's rank)."""
-
-    def __init__(self, module, adapters: list[str], take: Callable, layouts: dict):
-        base = getattr(module, "base_layer", module)
-        self.weight, self.bias = take(base.weight), take(base.bias)
-        dtype = self.weight.dtype
-        self.pieces = []  # (lora_A weight, lora_B weight, scaling) per adapter present here
-        cols = []
-        if isinstance(module, LoraLayer):
-            for i, a in enumerate(adapters):
-                if a in module.lora_A:
-                    A, B = module.lora_A[a].weight, module.lora_B[a].weight
-                    self.pieces.append((A, B, module.scaling[a]))
-                    cols += [i + 1] * A.shape[0]  # adapter index 0 is "no adapter"
-        self.layout = tuple(cols)
-        if cols:
-            layouts.setdefault(self.layout, torch.tensor(cols, device=self.weight.device))
-            r = len(cols)
-            self.A = torch.empty(r, self.weight.shape[1], dtype=dtype, device=self.weight.device)
-            self.B = torch.empty(self.weight.shape[0], r, dtype=dtype, device=self.weight.device)
-            self.refresh()
-
-    def refresh(self) -> None:
-        """Copy the live adapter weights into the fixed buffers (a captured graph reads these)."""
-        if self.pieces:
-            self.A.copy_(torch.cat([A for A, _, _ in self.pieces]))
-            self.B.copy_(torch.cat([B * s for _, B, s in self.pieces], dim=1))
-
-    def __call__(self, x: torch.Tensor, masks: dict) -> torch.Tensor:
-        y = F.linear(x, self.weight, self.bias)
-        if self.layout:
-            y = y + F.linear(F.linear(x, self.A) * masks[self.layout], self.B)
-        return y
-
-
-def compute_dtype(model, dtype: str | None = None) -> torch.dtype:
-    """The dtype the fast path decodes in: `dtype` by name; None: bfloat16 for float32 weights on a CUDA device
-    that has it (as a training forward computes under bf16 autocast), else the weights' own dtype."""
-    weights = _base(model).model.embed_tokens.weight
-    if dtype is not None:
-        return pick_dtype(dtype, weights.device)
-    if weights.dtype == torch.float32 and weights.device.type == "cuda":
-        return pick_dtype("auto", weights.device)  # bf16 where the GPU has it
-    return weights.dtype
-
-
-class _Norm:
-    """An RMSNorm's weight in the compute dtype."""
-
-    def __init__(self, module, take: Callable):
-        self.weight, self.variance_epsilon = take(module.weight), module.variance_epsilon
-
-
-class _Weights:
-    """The model's tensors as the fast forward reads them: base weights by reference, or cast once when the
-    compute dtype differs from theirs; adapters in buffers of the compute dtype."""
-
-    def __init__(self, model, adapters: list[str], dtype: torch.dtype | None = None):
-        base = _base(model)
-        inner = base.model
-        self.cfg = base.config
-        self.names = tuple(adapters)
-        self.dtype = dtype or inner.embed_tokens.weight.dtype
-        self._copies: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(source): (source, cast copy)
-        self.embed = self._take(inner.embed_tokens.weight)
-        self.rotary = inner.rotary_emb
-        self.norm = _Norm(inner.norm, self._take)
-        self.lm_head = self._take(base.lm_head.weight)  # a tied head is the embedding's copy
-        self.act = ACT2FN[self.cfg.hidden_act]
-        self.layouts: dict[tuple, torch.Tensor] = {}
-        self.layers = []
-        for layer in inner.layers:
-            attn, mlp = layer.self_attn, layer.mlp
-            lin = {
-                p: _Linear(
-                    getattr(attn if p in PROJECTIONS[:4] else mlp, p), adapters, self._take, self.layouts
-                )
-                for p in PROJECTIONS
-            }
-            norms = (
-                _Norm(layer.input_layernorm, self._take),
-                _Norm(layer.post_attention_layernorm, self._take),
-            )
-            self.layers.append((*norms, lin))
-        self.heads = self.cfg.num_attention_heads
-        self.kv_heads = self.cfg.num_key_value_heads
-        self.head_dim = getattr(self.cfg, "head_dim", None) or self.cfg.hidden_size // self.heads
-        self.scale = self.head_dim**-0.5
-
-    def _take(self, t: torch.Tensor | None) -> torch.Tensor | None:
-        """`t` itself when it has the compute dtype, else one cast copy of it (shared by every reader)."""
-        if t is None or t.dtype == self.dtype:
-            return t
-        if id(t) not in self._copies:
-            self._copies[id(t)] = (t, t.detach().to(self.dtype))
-        return self._copies[id(t)][1]
-
-    def refresh(self) -> None:
-        """Copy the live weights into what a captured graph reads: cast copies of base weights (fully
-        fine-tuned ones change between calls) and the adapters' buffers."""
-        for src, copy in self._copies.values():
-            copy.copy_(src)
-        for _, _, lin in self.layers:
-            for p in lin.values():
-                p.refresh()
-
-    def masks(self, rows: torch.Tensor) -> dict:
-        """Per layout, a (batch, 1, rank) 0/1 tensor keeping each row's own adapter columns."""
-        return {k: (cols == rows[:, None, None]).to(self.dtype) for k, cols in self.layouts.items()}
-
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
-
-
-def _rms(norm, x: torch.Tensor) -> torch.Tensor:
-    h = x.float()
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
-    return norm.weight * h.to(x.dtype)
-
-
-def forward(
-    w: _Weights,
-    ids: torch.Tensor,  # (b, t)
-    pos: torch.Tensor,  # (b, t) rotary positions
-    masks: dict,
-    attend: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-) -> torch.Tensor:
-    """Hidden states after the final norm; `attend(layer, q, k, v)` stores k/v and returns the attention."""
-    b, t = ids.shape
-    x = F.embedding(ids, w.embed)
-    cos, sin = w.rotary(x, pos)
-    cos, sin = cos[:, None], sin[:, None]
-    for i, (ln1, ln2, lin) in enumerate(w.layers):
-        h = _rms(ln1, x)
-        q = lin["q_proj"](h, masks).view(b, t, w.heads, w.head_dim).transpose(1, 2)
-        k = lin["k_proj"](h, masks).view(b, t, w.kv_heads, w.head_dim).transpose(1, 2)
-        v = lin["v_proj"](h, masks).view(b, t, w.kv_heads, w.head_dim).transpose(1, 2)
-        a = attend(i, _rotate(q, cos, sin), _rotate(k, cos, sin), v)  # (b, heads, t, head_dim)
-        x = x + lin["o_proj"](a.transpose(1, 2).reshape(b, t, -1), masks)
-        h = _rms(ln2, x)
-        x = x + lin["down_proj"](w.act(lin["gate_proj"](h, masks)) * lin["up_proj"](h, masks), masks)
-    return _rms(w.norm, x)
-
-
-def rejection_rounds(top_p: float, miss: float = 1e-6, most: int = 32) -> int:
-    """Rounds after which `draw_by_rejection` has missed the nucleus with probability at most `miss` (each round
-    misses with probability at most 1 - top_p), but no more than `most`."""
-    if top_p >= 1:
-        return 1
-    return max(1, min(most, math.ceil(math.log(miss) / math.log1p(-top_p))))
-
-
-def draw_by_rejection(probs: torch.Tensor, noise: torch.Tensor, top_p: float, rounds: int | None = None):
-    """A top-p draw without a sort: per row, the token of the nucleus with the largest probs / noise, which is
-    what the sort's draw in vocabulary order picks from the same noise.
-
-    The largest probs / noise among any set of tokens is a draw from that set in proportion to probs (an
-    exponential race). A token is in the nucleus when the tokens more probable than it hold less than top_p.
-    Each round takes the race's winner among the candidates (at first every token); if it is outside the
-    nucleus, so is every token no more probable than it, and those leave the candidates. The nucleus stays
-    among them, so the first winner inside it is the nucleus's winner. A round misses with probability at most
-    1 - top_p; a row still missing after `rounds` (default `rejection_rounds(top_p)`) takes its most probable
-    token. Fixed rounds, argmax, gather and sums only: no host sync, and inductor compiles it."""
-    rounds = rounds or rejection_rounds(top_p)
-    race = probs / noise
-    token = probs.argmax(-1)  # a row that misses every round: the most probable token, always in the nucleus
-    found = torch.zeros_like(token, dtype=torch.bool)
-    pivot = torch.full_like(probs[..., 0], -1.0)  # candidates: probs > pivot
-    for _ in range(rounds):
-        t = race.masked_fill(probs <= pivot[..., None], -1.0).argmax(-1)
-        pt = probs.gather(-1, t[..., None])
-        inside = (probs * (probs > pt)).sum(-1) < top_p
-        token = torch.where(inside & ~found, t, token)
-        found |= inside
-        pivot = torch.where(found, pivot, pt[..., 0])
-    return token
-
-
-def sample(
-    logits: torch.Tensor, do_sample: bool, temperature: float, top_p: float, draw=None
-) -> torch.Tensor:
-    """Next tokens from (batch, vocab) logits: greedy, or temperature + nucleus sampling, without a host sync.
-    Top-p sorts the scores, unless `draw(probs, noise, top_p)` (`draw_by_rejection`)
-    picks the tokens from the probabilities and exponential noise; it then draws in vocabulary order (so the
-    sort and a draw give different tokens from the same seed)."""
-    if not do_sample:
-        return logits.argmax(-1)
-    logits = logits.float() / temperature
-    if top_p >= 1 or draw is not None:
-        probs = logits.softmax(-1)
-        noise = torch.empty_like(probs).exponential_()
-        return (probs / noise).argmax(-1) if top_p >= 1 else draw(probs, noise, top_p)
-    sorted_logits, order = logits.sort(-1, descending=True)
-    probs = sorted_logits.softmax(-1)
-    # keep the smallest head of the sorted tokens whose mass reaches top_p (as transformers' top-p does)
-    probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
-    choice = (probs / torch.empty_like(probs).exponential_()).argmax(-1, keepdim=True)
-    return order.gather(-1, choice).squeeze(-1)
 
 
 def _decode(w: _Weights, st: _State, sdpa: bool) -> torch.Tensor:
@@ -329,20 +90,6 @@ class _State:
         self.pad = pad
 
 
-@contextlib.contextmanager
-def seeded(seed: int | None, device: torch.device):
-    """Inside: torch's random numbers (CPU, and `device` on CUDA) from `seed`; after: the caller's RNG state as
-    it was, so that a seeded generation does not reseed the rest of the program. No-op for `seed=None`."""
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.random.default_generator.manual_seed(seed)
-        if device.type == "cuda":
-            torch.cuda.default_generators[device.index or 0].manual_seed(seed)
-        yield
-
-
 def _serves(k: _Key, want: _Key, cuda: bool) -> bool:
     """Whether the buffers of shape `k` can run a call of shape `want`: the same settings and room for its rows
     and prompts. On CUDA up to twice the rows and 256 more prompt positions (cheaper than a new capture, which
@@ -358,9 +105,6 @@ def _serves(k: _Key, want: _Key, cuda: bool) -> bool:
 def _compiled(fn):
     """`fn` through torch.compile with dynamic shapes, once per process for every decoder."""
     return torch.compile(fn, dynamic=True, fullgraph=True)
-
-
-NUCLEI = ("sort", "reject")  # the top-p draws: a full sort, or rejection
 
 
 class FastDecoder:

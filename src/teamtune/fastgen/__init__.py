@@ -1,0 +1,27 @@
+"""Fast decoding for Llama-family models: a static KV cache, the LoRA adapters of one base mixed row by row in
+one forward pass, sampling on the device, and on CUDA one captured graph per decode step.
+
+`Engine` uses it on CUDA for the models it supports (`unsupported(model)` says why not) and falls back to
+transformers' `generate` elsewhere. The forward pass is written out here (embeddings, RMSNorm, rotary attention
+with grouped KV heads, SiLU MLP) because a captured graph must read fixed buffers; the tests check its logits
+and greedy tokens against transformers on the same weights.
+"""
+
+from __future__ import annotations
+
+from .decoder import DECODE_ATTENTION, FastDecoder
+from .model import compute_dtype, forward, unsupported
+from .sampling import NUCLEI, draw_by_rejection, rejection_rounds, sample, seeded
+
+__all__ = [
+    "DECODE_ATTENTION",
+    "NUCLEI",
+    "FastDecoder",
+    "compute_dtype",
+    "draw_by_rejection",
+    "forward",
+    "rejection_rounds",
+    "sample",
+    "seeded",
+    "unsupported",
+]
