@@ -192,3 +192,26 @@ def test_update_without_old_logprobs_takes_the_same_step_as_with_a_separate_pass
     assert torch.allclose(old_a, old_b, atol=1e-6)
     for x, y in zip(wa, wb, strict=True):
         assert torch.allclose(x, y, atol=1e-6)
+
+
+def test_a_token_cap_on_micro_batches_takes_the_same_step():
+    """`micro_tokens` splits the batch into smaller forwards/backwards; loss, gradient norm and weights stay."""
+    from teamtune.train.common import OptimSettings, make_optimizer
+    from teamtune.train.policy import PolicySettings, micro_rows, update
+
+    def run(micro_tokens: int):
+        model, batch = _lora_model_and_batch()
+        s = PolicySettings(group_size=2, ppo_epochs=2, micro_batch=4, micro_tokens=micro_tokens)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt, sched = make_optimizer(model, OptimSettings(lr=1e-2, schedule="constant", warmup_steps=0), 10)
+        st = update(model, params, opt, sched, batch, s, torch.device("cpu"))
+        return st, [p.detach().clone() for p in params], micro_rows(batch, s)
+
+    (a, wa, rows_a), (b, wb, rows_b) = run(0), run(1)
+    assert (rows_a, rows_b) == (4, 1)  # the cap is below one row's width: one row per micro-batch
+    for k in ("loss", "grad_norm", "clip_frac"):
+        assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-7), k
+    for x, y in zip(wa, wb, strict=True):
+        assert torch.allclose(x, y, atol=2e-5)  # sums in another order: Adam's step differs by ~1e-5 at most
+    with pytest.raises(ValueError, match="micro_tokens at least 0"):
+        PolicySettings(micro_tokens=-1).validate()

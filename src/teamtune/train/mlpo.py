@@ -62,6 +62,7 @@ from .policy import (
     informative,
     logprobs,
     make_batch,
+    micro_rows,
     update,
     update_flops,
 )
@@ -252,7 +253,7 @@ def train(
             t1 = time.perf_counter()
             adv = group_advantages(rewards, cfg.policy.scale_advantages).flatten().tolist()
             batch = make_batch([c.prompt_ids for c in done], [c.tokens for c in done], adv, tok.pad_token_id)
-            micro = cfg.policy.micro_batch
+            micro = micro_rows(batch, cfg.policy)
             if cfg.policy.kl_coef > 0:
                 batch.ref_logp = logprobs(
                     ref_model or model, batch, micro, device, reference=ref_model is None

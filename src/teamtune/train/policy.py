@@ -25,6 +25,9 @@ class PolicySettings:
     kl_coef: float = 0.0  # k3 KL to the reference model (the base without adapter when LoRA)
     ppo_epochs: int = 2  # optimisation steps on each batch of rollouts
     micro_batch: int = 16  # sequences per forward/backward
+    # and at most this many token positions per forward/backward (0: no limit): long few-shot prompts make
+    # wide rows, and a backward's activations grow with rows x width (the gradient is the same either way)
+    micro_tokens: int = 0
     scale_advantages: bool = True  # divide by the group's std (GRPO); False: only centre (Dr. GRPO)
     # DAPO's dynamic sampling: drop groups whose rewards are all equal (no advantage) and draw more problems
     # until the batch holds as many informative groups as asked, for at most `max_draws` draws of a batch
@@ -36,6 +39,8 @@ class PolicySettings:
             raise ValueError("group_size must be at least 2: advantages compare completions of one prompt")
         if self.max_draws < 1:
             raise ValueError("max_draws must be at least 1")
+        if self.micro_batch < 1 or self.micro_tokens < 0:
+            raise ValueError("micro_batch must be at least 1 and micro_tokens at least 0")
 
 
 @dataclass
@@ -100,6 +105,13 @@ def make_batch(
     return Batch(ids, attention, mask, torch.tensor(advantages, dtype=torch.float32))
 
 
+def micro_rows(batch: Batch, s: PolicySettings) -> int:
+    """Sequences per forward/backward on `batch`: `s.micro_batch`, fewer when `s.micro_tokens` caps rows x width."""
+    if not s.micro_tokens:
+        return s.micro_batch
+    return max(1, min(s.micro_batch, s.micro_tokens // batch.ids.shape[1]))
+
+
 def _slices(batch: Batch, micro: int):
     for s in range(0, batch.ids.shape[0], micro):
         yield slice(s, s + micro)
@@ -157,8 +169,9 @@ def update(
     the loss and the trust region's KL are token means over every rank's batch, and DDP averages the gradients
     once per step, so every rank takes (or undoes) the same step.
     """
+    micro = micro_rows(batch, s)
     if batch.old_logp is None and has_dropout(model):
-        batch.old_logp = logprobs(model, batch, s.micro_batch, device)
+        batch.old_logp = logprobs(model, batch, micro, device)
     fused = batch.old_logp is None  # taken from the first epoch's forward
     if fused:
         batch.old_logp = torch.zeros(batch.mask.shape)
@@ -168,7 +181,7 @@ def update(
         n_tokens = float(acc.reduce(torch.tensor(n_tokens, device=device), "sum"))
     n_tokens = max(n_tokens, 1.0)
     scale = acc.num_processes if acc is not None else 1  # DDP averages over ranks: x world sums
-    slices = list(_slices(batch, s.micro_batch))
+    slices = list(_slices(batch, micro))
     stats = dict.fromkeys(("loss", "clip_frac", "kl_ref", "kl_old", "grad_norm"), 0.0)
     stats.update(steps=0, stopped=False)
     model.train()
@@ -207,7 +220,7 @@ def update(
         opt.zero_grad(set_to_none=True)
         stats["steps"] += 1
         if max_kl is not None:
-            kl = policy_kl(model, batch, s.micro_batch, device)
+            kl = policy_kl(model, batch, micro, device)
             if acc is not None:
                 kl = float(acc.reduce(torch.tensor(kl * n_local, device=device), "sum")) / n_tokens
             if kl > max_kl:

@@ -66,6 +66,7 @@ from .policy import (
     informative,
     logprobs,
     make_batch,
+    micro_rows,
     update,
     update_flops,
 )
@@ -340,7 +341,7 @@ def train(
                 )
                 model.set_adapter(role)
                 if s.kl_coef > 0:
-                    batch.ref_logp = logprobs(model, batch, s.micro_batch, device, reference=True)
+                    batch.ref_logp = logprobs(model, batch, micro_rows(batch, s), device, reference=True)
                 params = adapter_params(model, role)
                 st = update(
                     model,
