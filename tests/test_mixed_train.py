@@ -61,5 +61,8 @@ def test_mixed_rows_give_each_adapter_the_gradient_of_its_own_rows():
 
 def test_adapter_rows_refuses_unknown_adapters():
     model, _, ids, _ = _three_roles()
-    with pytest.raises(ValueError, match="unknown adapter.*critic"), adapter_rows(model, ["planner", "critic"]):
+    with (
+        pytest.raises(ValueError, match="unknown adapter.*critic"),
+        adapter_rows(model, ["planner", "critic"]),
+    ):
         model(input_ids=ids[:2])

@@ -151,7 +151,7 @@ def test_resume_after_a_kill_gives_the_same_weights(tmp_path, chat_data):
     assert [r["loss"] for r in rows] == [r["loss"] for r in whole_rows]
     assert (resumed / "agent/tb").is_dir()
     m = json.loads((resumed / "train_metrics.json").read_text())
-    assert m["total"]["tokens"] > 0 and m["total"]["flops"] > 0
+    assert m["total"]["train_tokens"] > 0 and m["total"]["train_flops"] > 0
     assert main(["report", str(resumed)]) == 0  # the training report: curves per adapter and the cost
     text = (resumed / "report.md").read_text()
     assert (
@@ -159,6 +159,21 @@ def test_resume_after_a_kill_gives_the_same_weights(tmp_path, chat_data):
         and f"| agent | {m['adapters'][0]['steps']} |" in text
         and "![curves](curves.png) (loss" in text
     )
+
+
+def test_a_checkpoint_with_the_old_counter_names_resumes_into_the_shared_ones(tmp_path, chat_data):
+    data = chat_data()
+    whole = json.loads((train(_cfg(tmp_path, data, "whole")) / "agent/train_metrics.json").read_text())
+    cfg = _cfg(tmp_path, data, "killed")
+    with pytest.raises(Interrupted):
+        train(cfg, stop_after=3)
+    counters = tmp_path / "killed/agent/checkpoints/step-0000002/counters.json"
+    saved = json.loads(counters.read_text())
+    saved["tokens"], saved["flops"] = saved.pop("train_tokens"), saved.pop("train_flops")  # as written before
+    counters.write_text(json.dumps(saved))
+    resumed = json.loads((train(cfg) / "agent/train_metrics.json").read_text())
+    assert "tokens" not in resumed and "flops" not in resumed
+    assert (resumed["train_tokens"], resumed["train_flops"]) == (whole["train_tokens"], whole["train_flops"])
 
 
 def test_roles_mode_trains_one_adapter_per_role_and_eval_loads_them(tmp_path):

@@ -98,8 +98,8 @@ def training_summary(folder: Path, curves: list[str]) -> list[str]:
             "|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {a['adapter']} | {a['steps']} | {a['trainable_parameters']:,} | {a['tokens']:,} | "
-            f"{a['flops']:.3g} | {a['seconds']:.0f} | {a.get('eval_loss', float('nan')):.4f} |"
+            f"| {a['adapter']} | {a['steps']} | {a['trainable_parameters']:,} | "
+            f"{a.get('train_tokens', a.get('tokens', 0)):,} | {a.get('train_flops', a.get('flops', 0)):.3g} | {a['seconds']:.0f} | {a.get('eval_loss', float('nan')):.4f} |"
             for a in tm["adapters"]
         ]
     if curves:

@@ -223,6 +223,11 @@ def _clear_leftovers(folder: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+# the counters every recipe shares: rollout_tokens / rollout_flops (generated), train_tokens / train_flops (trained
+# on), seconds; names that checkpoints written before this schema used
+RENAMED = {"generated_tokens": "rollout_tokens", "tokens": "train_tokens", "flops": "train_flops"}
+
+
 def resume(folder: Path, model, opt, sched, counters: dict, console: Console, unit: str) -> tuple[int, dict]:
     """Restore the newest checkpoint under `folder` that reads whole, if any; returns (`unit`s done, counters).
 
@@ -242,7 +247,8 @@ def resume(folder: Path, model, opt, sched, counters: dict, console: Console, un
         restored = apply_checkpoint(ckpt, saved, model, opt, sched)
         done = restored.pop("step")
         console.print(f"resuming from {ckpt} ({done} {unit}s done)")
-        # a counter newer than the checkpoint starts from its initial value
+        # a counter newer than the checkpoint starts from its initial value; older names are read as the new
+        restored = {RENAMED.get(k, k) if RENAMED.get(k) in counters else k: v for k, v in restored.items()}
         return done, {**counters, **restored}
     if damaged:
         raise ConfigError(

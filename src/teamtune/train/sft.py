@@ -227,7 +227,7 @@ def train_adapter(
         raise DataError(f"{cfg.data}: no assistant turns of role(s) {sorted(roles or [])} to train on")
     eval_set = epoch_examples(Curriculum("none"), 0, eval_records, eval_segments, 0, roles, cfg.max_length)
     opt, sched = make_optimizer(model, cfg.optim, len(plan))
-    counters = {"tokens": 0, "trained_tokens": 0, "sequences": 0, "seconds": 0.0, "flops": 0.0}
+    counters = {"train_tokens": 0, "trained_tokens": 0, "sequences": 0, "seconds": 0.0, "train_flops": 0.0}
     start, counters = resume(folder, model, opt, sched, counters, console, "step")
     adapter = trainable_parameters(model) if cfg.finetune == "lora" else 0
     fm = FlopModel.from_model(model, adapter)
@@ -267,11 +267,11 @@ def train_adapter(
             if device.type == "cuda":
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
-            counters["tokens"] += tokens
+            counters["train_tokens"] += tokens
             counters["trained_tokens"] += n_lab
             counters["sequences"] += len(lens)
             counters["seconds"] += dt
-            counters["flops"] += train_flops(fm, lens, adapter)
+            counters["train_flops"] += train_flops(fm, lens, adapter)
             row = {
                 "step": step + 1,
                 "epoch": epoch,
@@ -357,7 +357,8 @@ def train(
     if not main:
         return out
     total = {
-        k: sum(s[k] for s in stats) for k in ("tokens", "trained_tokens", "sequences", "seconds", "flops")
+        k: sum(s[k] for s in stats)
+        for k in ("train_tokens", "trained_tokens", "sequences", "seconds", "train_flops")
     }
     total["peak_memory_bytes"] = max(s.get("peak_memory_bytes", 0) for s in stats)  # adapters train in turn
     write_json(out / "train_metrics.json", {"adapters": stats, "total": total})

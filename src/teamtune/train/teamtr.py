@@ -188,7 +188,7 @@ def build_team(cfg: TeamTRConfig, loaded, init_adapters: dict[str, str]) -> list
     return roles
 
 
-SUMMED = ("rollouts", "generated_tokens", "rollout_flops", "train_flops", *GROUP_COUNTS)  # over ranks
+SUMMED = ("rollouts", "rollout_tokens", "rollout_flops", "train_flops", *GROUP_COUNTS)  # over ranks
 
 
 def adapter_params(model, role: str) -> list[torch.nn.Parameter]:
@@ -276,7 +276,7 @@ def train(
         opts[r], scheds[r] = make_optimizer(model, cfg.optim, cfg.stages * updates * s.ppo_epochs)
     counters = {
         "rollouts": 0,
-        "generated_tokens": 0,
+        "rollout_tokens": 0,
         "rollout_flops": 0.0,
         "train_flops": 0.0,
         "seconds": 0.0,
@@ -299,7 +299,7 @@ def train(
             )[rank::world]
         chains = rollout(agents, task, problems, s.group_size)
         counters["rollouts"] += len(chains)
-        counters["generated_tokens"] += sum(sum(t.cost.generated_tokens for t in c.turns) for c in chains)
+        counters["rollout_tokens"] += sum(sum(t.cost.generated_tokens for t in c.turns) for c in chains)
         counters["rollout_flops"] += sum(sum(t.cost.flops for t in c.turns) for c in chains)
         rewards = torch.tensor([task.reward(c.turns[-1].text, problems[c.problem]) for c in chains])
         G = s.group_size
