@@ -384,3 +384,41 @@ def test_resume_with_every_checkpoint_damaged_is_one_clear_error(tmp_path, chat_
         _damage(ckpt, "garbage state.pt")
     with pytest.raises(ConfigError, match=r"no checkpoint loads \(step-0000004, step-0000002 damaged\)"):
         train(cfg)
+
+
+def test_mixed_roles_take_the_steps_of_training_the_roles_in_turn(tmp_path):
+    """`mixed_roles`: one forward/backward per step over both roles' rows gives each role's adapter, losses and
+    counters as training the roles one after the other; a kill and resume gives them too."""
+    kw = dict(
+        mode="roles", epochs=2, batch_tokens=3000, lora={"dropout": 0.0}, curriculum={"schedule": "prost"}
+    )
+    kw |= dict(optim={"lr": 1e-2, "warmup_steps": 1}, save_every=1)
+    turn = train(_cfg(tmp_path, "apps:train:3", "turn", **kw))
+    mixed = train(_cfg(tmp_path, "apps:train:3", "mixed", mixed_roles=True, **kw))
+    cfg = _cfg(tmp_path, "apps:train:3", "killed", mixed_roles=True, **kw)
+    with pytest.raises(Interrupted):
+        train(cfg, stop_after=1)
+    resumed = train(cfg)
+    for role in ("planner", "executor"):
+        a = load_file(turn / role / "adapter_model.safetensors")
+        rows_a = [json.loads(x) for x in (turn / role / "log.jsonl").read_text().splitlines()]
+        ma = json.loads((turn / role / "train_metrics.json").read_text())
+        for other in (mixed, resumed):
+            b = load_file(other / role / "adapter_model.safetensors")
+            assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a), role
+            rows_b = [json.loads(x) for x in (other / role / "log.jsonl").read_text().splitlines()]
+            assert [r["step"] for r in rows_b] == [r["step"] for r in rows_a] and len(rows_a) > 1
+            assert [r["loss"] for r in rows_b] == pytest.approx([r["loss"] for r in rows_a], rel=1e-4)
+            mb = json.loads((other / role / "train_metrics.json").read_text())
+            for k in (
+                "steps",
+                "train_tokens",
+                "trained_tokens",
+                "sequences",
+                "train_flops",
+                "trainable_parameters",
+            ):
+                assert mb[k] == ma[k], (role, k)
+        assert len({r["loss"] for r in rows_a}) > 1  # a real training: the loss moves
+    with pytest.raises(ConfigError, match="mixed_roles trains LoRA adapters of mode: roles"):
+        _cfg(tmp_path, "apps:train:3", "bad", mixed_roles=True, mode="joint")

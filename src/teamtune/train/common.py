@@ -91,11 +91,13 @@ def trainable_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def make_optimizer(model: torch.nn.Module, optim: OptimSettings, total_steps: int):
-    """AdamW over the trainable weights with the schedule of `optim`; also sets the run's training attention
-    (`optim.cudnn_attention`, read by `autocast`): one run per process."""
+def make_optimizer(
+    model: torch.nn.Module, optim: OptimSettings, total_steps: int, params: list | None = None
+):
+    """AdamW over `params` (default: the trainable weights) with the schedule of `optim`; also sets the run's
+    training attention (`optim.cudnn_attention`, read by `autocast`): one run per process."""
     _KERNELS["cudnn_attention"] = optim.cudnn_attention
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
     fused = all(p.is_cuda for p in params)
     opt = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=fused)
     name = "constant_with_warmup" if optim.schedule == "constant" else optim.schedule

@@ -14,6 +14,7 @@ role's trajectories) and `roles` (one adapter per role, each trained on its own 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import random
@@ -25,7 +26,7 @@ from typing import Literal
 import torch
 from rich.console import Console
 
-from ..config import at_least
+from ..config import ConfigError, at_least
 from ..console import RunConsole
 from ..costs import FlopModel, peak_memory, reset_peak_memory
 from ..evaluate import release_folder, write_json
@@ -91,6 +92,9 @@ class SFTConfig:
     save_every: int = 50  # steps between checkpoints
     compile: bool = False  # torch.compile the model and the loss (2.0x a step on an H100: BENCHMARKS.md)
     packing: bool = False  # several examples per row of max_length, no padding (attention stays per example)
+    # mode roles: every role's adapter on one base, each step one forward/backward over all roles' rows (each row
+    # through its own adapter; the same steps as training the roles in turn, 1.45x faster on an H200, more memory)
+    mixed_roles: bool = False
     seed: int = 0
     device: str = "auto"
     output: str | None = None  # default runs/<time>-sft-<mode>
@@ -101,6 +105,8 @@ class SFTConfig:
         at_least(self, 0, "eval_every", "save_every")
         if self.epochs < 1 or self.batch_tokens < 1 or self.grad_accum < 1:
             raise ValueError("epochs, batch_tokens and grad_accum must be at least 1")
+        if self.mixed_roles and (self.mode != "roles" or self.finetune != "lora" or self.packing):
+            raise ValueError("mixed_roles trains LoRA adapters of mode: roles, without packing")
 
 
 METHOD = {"none": "sft", "prost": "prost", "shuffled": "prost-shuffled"}  # how reports name each schedule
@@ -181,6 +187,32 @@ def eval_loss(model, examples: list[Example], segments, cfg: SFTConfig, pad_id: 
     return total / max(n, 1)
 
 
+def train_plan(cfg: SFTConfig, records: list[dict], segments: list, roles: set[str] | None) -> list[tuple]:
+    """(epoch, micro-batches) per optimiser step over every epoch, in the order of a fixed seed."""
+    rng = random.Random(cfg.seed)
+    plan = [
+        (e, step)
+        for e in range(cfg.epochs)
+        for step in plan_epoch(
+            epoch_examples(cfg.curriculum, cfg.seed, records, segments, e, roles, cfg.max_length),
+            cfg.batch_tokens,
+            cfg.grad_accum,
+            rng,
+            cfg.packing,
+        )
+    ]
+    if not plan:
+        raise DataError(f"{cfg.data}: no assistant turns of role(s) {sorted(roles or [])} to train on")
+    return plan
+
+
+def labelled(micro: list, segments: list) -> int:
+    """Trained tokens of one step's micro-batches: the normalizer of its loss."""
+    return sum(
+        sum(len(s) for s, m, c in segments[ex.record] if c and m in ex.trained) for mb in micro for ex in mb
+    )
+
+
 def train_adapter(
     cfg: SFTConfig,
     name: str,
@@ -211,20 +243,7 @@ def train_adapter(
     pad_id = tok.pad_token_id  # load_model always sets one
     segments = [encode_chat(tok, r["messages"]) for r in records]
     eval_segments = [encode_chat(tok, r["messages"]) for r in eval_records]
-    rng = random.Random(cfg.seed)
-    plan = [
-        (e, step)
-        for e in range(cfg.epochs)
-        for step in plan_epoch(
-            epoch_examples(cfg.curriculum, cfg.seed, records, segments, e, roles, cfg.max_length),
-            cfg.batch_tokens,
-            cfg.grad_accum,
-            rng,
-            cfg.packing,
-        )
-    ]
-    if not plan:
-        raise DataError(f"{cfg.data}: no assistant turns of role(s) {sorted(roles or [])} to train on")
+    plan = train_plan(cfg, records, segments, roles)
     eval_set = epoch_examples(Curriculum("none"), 0, eval_records, eval_segments, 0, roles, cfg.max_length)
     opt, sched = make_optimizer(model, cfg.optim, len(plan))
     counters = {"train_tokens": 0, "trained_tokens": 0, "sequences": 0, "seconds": 0.0, "train_flops": 0.0}
@@ -238,11 +257,7 @@ def train_adapter(
         for step in range(start, len(plan)):
             epoch, micro = plan[step]
             t0 = time.perf_counter()
-            n_lab = sum(
-                sum(len(s) for s, m, c in segments[ex.record] if c and m in ex.trained)
-                for mb in micro
-                for ex in mb
-            )
+            n_lab = labelled(micro, segments)
             loss_sum = 0.0
             for mb in micro:
                 # every rank runs one backward per micro-batch (DDP needs as many); an empty share counts 0
@@ -314,6 +329,145 @@ def train_adapter(
     return stats
 
 
+def _concat(parts: list[tuple[dict, torch.Tensor]], pad_id: int) -> tuple[dict, torch.Tensor]:
+    """Right-pad collated batches to one width and stack them (a causal model's real positions are unchanged)."""
+    width = max(labels.shape[1] for _, labels in parts)
+
+    def pad(t, value):
+        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
+
+    ids = torch.cat([pad(i["input_ids"], pad_id) for i, _ in parts])
+    mask = torch.cat([pad(i["attention_mask"], 0) for i, _ in parts])
+    return {"input_ids": ids, "attention_mask": mask}, torch.cat([pad(lab, IGNORE) for _, lab in parts])
+
+
+def train_roles_mixed(
+    cfg: SFTConfig, data: dict[str, tuple], out: Path, console: Console, stop_after: int | None = None
+) -> list[dict]:
+    """`mixed_roles`: every role's adapter (`data`: role -> (records, eval records)) on one base. Each role keeps
+    its own plan, optimiser and schedule, and each step runs the rows of every role still training in one
+    forward/backward (`adapter_rows`). Checkpoints hold all roles in `out`; each role's folder gets its adapter,
+    log and metrics as `train_adapter` writes them."""
+    from .mixed import adapter_rows, train_all_adapters
+
+    seed_everything(cfg.seed)
+    acc = accelerator(cfg.device)
+    if acc.num_processes > 1:
+        raise ConfigError(
+            "mixed_roles trains in one process; launch it without torchrun, or set mixed_roles: false"
+        )
+    reset_peak_memory()
+    loaded = load_model(cfg.model, device=process_device(acc, cfg.device), dtype="float32", seed=cfg.seed)
+    names, rng = list(data), torch.get_rng_state()
+    for i, name in enumerate(names):  # each adapter starts as `train_adapter` starts it: from the same draws
+        torch.set_rng_state(rng)
+        if i == 0:
+            model = make_trainable(loaded, "lora", cfg.lora, adapter=name)
+        else:
+            model.add_adapter(name, copy.deepcopy(model.peft_config[names[0]]))
+    params = {n: [p for k, p in model.named_parameters() if "lora_" in k and f".{n}." in k] for n in names}
+    train_all_adapters(model)
+    model.train()
+    device, tok = loaded.device, loaded.tokenizer
+    segs = {n: [encode_chat(tok, r["messages"]) for r in data[n][0]] for n in names}
+    eval_segs = {n: [encode_chat(tok, r["messages"]) for r in data[n][1]] for n in names}
+    plans = {n: train_plan(cfg, data[n][0], segs[n], {n}) for n in names}
+    evals = {
+        n: epoch_examples(Curriculum("none"), 0, data[n][1], eval_segs[n], 0, {n}, cfg.max_length)
+        for n in names
+    }
+    optims = {n: make_optimizer(model, cfg.optim, len(plans[n]), params[n]) for n in names}
+    opts, scheds = {n: o for n, (o, _) in optims.items()}, {n: s for n, (_, s) in optims.items()}
+    zero = {"train_tokens": 0, "trained_tokens": 0, "sequences": 0, "seconds": 0.0, "train_flops": 0.0}
+    start, counters = resume(out, model, opts, scheds, {n: dict(zero) for n in names}, console, "step")
+    train_all_adapters(model)
+    adapter = {n: sum(p.numel() for p in params[n]) for n in names}
+    fm = {n: FlopModel.from_model(model, adapter[n]) for n in names}
+    logs = {n: RunLog(out / n, start) for n in names}
+    total = max(len(p) for p in plans.values())
+    last = {}
+    with step_bar(console, "train roles", total, start, ["loss", "tok/s"]) as advance:
+        for step in range(start, total):
+            live = [n for n in names if step < len(plans[n])]
+            t0 = time.perf_counter()
+            n_lab = {n: labelled(plans[n][step][1], segs[n]) for n in live}
+            loss_sum = dict.fromkeys(live, 0.0)
+            for j in range(max(len(plans[n][step][1]) for n in live)):
+                parts = [(n, plans[n][step][1][j]) for n in live if j < len(plans[n][step][1])]
+                cols = [collate(mb, segs[n], tok.pad_token_id, cfg.max_length, device) for n, mb in parts]
+                inputs, labels = _concat(cols, tok.pad_token_id)
+                rows = [n for (n, mb) in parts for _ in mb]
+                with adapter_rows(model, rows), autocast(device):
+                    logits = model(**inputs, use_cache=False).logits
+                loss, at = 0.0, 0
+                for (n, mb), (_, lab) in zip(parts, cols, strict=True):
+                    part = sft_loss(logits[at : at + len(mb), : lab.shape[1]], lab, float(max(n_lab[n], 1)))
+                    loss_sum[n] += float(part.detach())
+                    loss, at = loss + part, at + len(mb)
+                loss.backward()
+            norms = {n: torch.nn.utils.clip_grad_norm_(params[n], cfg.optim.max_grad_norm) for n in live}
+            for n in live:
+                opts[n].step()
+                scheds[n].step()
+                opts[n].zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            lens = {n: [ex.length for mb in plans[n][step][1] for ex in mb] for n in live}
+            all_tokens = sum(sum(v) for v in lens.values())
+            for n in live:
+                tokens, c = sum(lens[n]), counters[n]
+                c["train_tokens"] += tokens
+                c["trained_tokens"] += n_lab[n]
+                c["sequences"] += len(lens[n])
+                c["seconds"] += dt * tokens / max(all_tokens, 1)  # the shared step, by tokens
+                c["train_flops"] += train_flops(fm[n], lens[n], adapter[n])
+                row = {"step": step + 1, "epoch": plans[n][step][0], "loss": loss_sum[n]}
+                row |= {"lr": scheds[n].get_last_lr()[0], "grad_norm": float(norms[n]), "tokens": tokens}
+                row["tokens_per_second"] = all_tokens / dt
+                due = step + 1 == len(plans[n]) or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)
+                if evals[n] and due:
+                    model.base_model.set_adapter(n)
+                    row["eval_loss"] = eval_loss(model, evals[n], eval_segs[n], cfg, tok.pad_token_id, device)
+                    train_all_adapters(model)
+                logs[n].write(row)
+                last[n] = row
+            advance(**{"loss": sum(loss_sum.values()), "tok/s": all_tokens / dt})
+            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total:
+                save_checkpoint(out, step + 1, model, opts, scheds, counters)
+            if stop_after is not None and step + 1 - start >= stop_after:
+                for log in logs.values():
+                    log.close()
+                raise Interrupted(f"stopped after step {step + 1}")
+    stats = []
+    for n in names:
+        logs[n].close()
+        save_adapter(model, n, out / n, tok)
+        st = {"adapter": n, "records": len(data[n][0]), "steps": len(plans[n]), "epochs": cfg.epochs}
+        st |= {"trainable_parameters": adapter[n], "base_parameters": loaded.num_parameters, **counters[n]}
+        st["peak_memory_bytes"] = peak_memory()  # all roles at once
+        if n in last and "eval_loss" in last[n]:
+            st["eval_loss"] = last[n]["eval_loss"]
+        write_json(out / n / "train_metrics.json", st)
+        stats.append(st)
+    return stats
+
+
+def save_adapter(model, name: str, folder: Path, tokenizer) -> None:
+    """One adapter of a multi-adapter model as a plain peft folder (peft would nest a named one in folder/name)."""
+    import shutil
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        model.save_pretrained(tmp, selected_adapters=[name])
+        inner = Path(tmp) / name if (Path(tmp) / name).is_dir() else Path(tmp)
+        for f in inner.iterdir():
+            if f.is_file():
+                shutil.move(str(f), folder / f.name)
+    tokenizer.save_pretrained(str(folder))
+
+
 # ---- the recipe
 
 
@@ -343,7 +497,20 @@ def train(
     records = load_records(cfg.data, layout)
     eval_records = load_records(cfg.eval_data, layout) if cfg.eval_data else []
     stats = []
-    for name, roles in adapters_of(cfg, records).items():
+    adapters = adapters_of(cfg, records)
+    if cfg.mixed_roles and not all((out / n / "train_metrics.json").is_file() for n in adapters):
+        data = {
+            n: (
+                [r for r in records if r.get("role", "agent") in roles],
+                [r for r in eval_records if r.get("role", "agent") in roles],
+            )
+            for n, roles in adapters.items()
+        }
+        console.print(
+            f"[bold]{', '.join(data)}[/]: trained together, {cfg.epochs} epochs, curriculum {cfg.curriculum.schedule}"
+        )
+        adapters, stats = {}, train_roles_mixed(cfg, data, out, console, stop_after)
+    for name, roles in adapters.items():
         folder = out / name
         if (folder / "train_metrics.json").is_file():  # finished before a kill: keep it
             stats.append(json.loads((folder / "train_metrics.json").read_text()))
