@@ -93,7 +93,7 @@ class SFTConfig:
     compile: bool = False  # torch.compile the model and the loss (2.0x a step on an H100: BENCHMARKS.md)
     packing: bool = False  # several examples per row of max_length, no padding (attention stays per example)
     # mode roles: every role's adapter on one base, each step one forward/backward over all roles' rows (each row
-    # through its own adapter; the same steps as training the roles in turn, 1.45x faster on an H200, more memory)
+    # through its own adapter; the same steps as training the roles in turn; benchmarks/mixed_train.py: 1.45x)
     mixed_roles: bool = False
     seed: int = 0
     device: str = "auto"
