@@ -2,25 +2,25 @@ import json
 
 import pytest
 
-from teamtune.analysis.compare import compare, mcnemar
+from teamtune.analysis.compare import compare, sign_test
 from teamtune.analysis.pareto import RunError
 from teamtune.cli import main
 from teamtune.tasks import TaskConfig, load_task
 
 
-def test_mcnemar_exact_values():
-    assert mcnemar([False] * 5, [True] * 5) == {
+def test_sign_test_exact_values():
+    assert sign_test([False] * 5, [True] * 5) == {
         "pairs": 5,
         "gained": 5,
         "lost": 0,
         "p": pytest.approx(2 / 32),
     }
     # 3 gained, 1 lost: 2 * P(X <= 1 | n=4) = 2 * 5/16
-    t = mcnemar([True, False, False, False, True], [False, True, True, True, True])
+    t = sign_test([True, False, False, False, True], [False, True, True, True, True])
     assert (t["gained"], t["lost"], t["p"]) == (3, 1, pytest.approx(10 / 16))
-    assert mcnemar([True], [True])["p"] == 1.0
+    assert sign_test([True], [True])["p"] == 1.0
     with pytest.raises(ValueError):
-        mcnemar([True], [True, False])
+        sign_test([True], [True, False])
 
 
 def _run(root, name, task_cfg, problems, correct, peers=None, label=None, seed=0):
@@ -75,7 +75,22 @@ def test_compare_pairs_bins_and_constant(tmp_path, data_dir):
     }
     constant = [r for label, r in rows.items() if label.startswith("constant")]
     assert len(constant) == 1 and constant[0]["accuracy"] >= 0.25  # the most common gold answer of 4
-    assert (tmp_path / "out" / "compare.png").stat().st_size > 0 and "McNemar" in md.read_text()
+    assert (tmp_path / "out" / "compare.png").stat().st_size > 0 and "Sign test" in md.read_text()
     with pytest.raises(RunError, match="reference 'nope'"):
         compare([a, b], tmp_path / "out2", reference="nope")
     assert main(["compare", a, b, "--reference", "b", "--out", str(tmp_path / "cli")]) == 0
+
+
+def test_seeds_pair_problems_not_problem_copies(tmp_path, data_dir):
+    """Over seeds the test pairs each problem's accuracy once: 4 problems give 4 pairs, not 4 x seeds."""
+    cfg = {"name": "gsm8k", "source": str(data_dir / "gsm8k"), "split": "test", "limit": 4}
+    problems = load_task(TaskConfig(**cfg)).problems
+    peers = [0, 1, 3, 3]
+    a = _run(tmp_path, "a", cfg, problems, [False, False, True, True], peers)
+    b0 = _run(tmp_path, "b0", cfg, problems, [True, True, True, False], peers, label="b", seed=0)
+    b1 = _run(tmp_path, "b1", cfg, problems, [False, True, True, False], peers, label="b", seed=1)
+    compare([a, b0, b1], tmp_path / "out")
+    rows = {r["label"]: r for r in json.loads((tmp_path / "out" / "compare.json").read_text())["runs"]}
+    t = rows["b"]["vs_reference"]
+    assert (t["pairs"], t["gained"], t["lost"]) == (4, 2, 1)  # per problem: 0.5 > 0, 1 > 0, 1 = 1, 0 < 1
+    assert rows["b"]["seeds"] == [0, 1] and rows["b"]["ci95"] is not None

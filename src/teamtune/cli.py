@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     cm = verbs.add_parser(
-        "compare", help="eval runs of the same problems, paired: McNemar tests, accuracy by peers right"
+        "compare",
+        help="eval runs of the same problems, paired: sign tests (McNemar), accuracy by peers right",
     )
     cm.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by teamtune eval")
     cm.add_argument("--reference", help="the run label the others are tested against (default: the first)")

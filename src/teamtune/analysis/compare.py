@@ -1,8 +1,9 @@
 """`teamtune compare RUN...`: eval runs of the same problems side by side, paired problem by problem.
 
 For each run label (the seeds of one configuration): accuracy (mean over seeds, with a 95% t interval when
-there are several), the accuracy of the best constant answer, an exact McNemar test against the reference
-label over the (seed, problem) pairs both answered, and accuracy binned by how many of the team's peers were
+there are several), the accuracy of the best constant answer, an exact sign test against the reference
+label over the problems both answered (each problem's accuracy over the seeds; one seed: the exact McNemar
+test), and accuracy binned by how many of the team's peers were
 right on the problem (the "few peers correct" case). Peers are re-graded with the run's task; a run without
 peer turns (a single agent) is binned by the peers of a run of the same seed that has them.
 """
@@ -20,11 +21,13 @@ from ..tasks import TaskConfig, load_task
 from .pareto import RunError, by_label, check_same_task, ci95, load_run
 
 
-def mcnemar(ref: list[bool], other: list[bool]) -> dict:
-    """Exact two-sided McNemar test on paired outcomes: the discordant pairs and the binomial p-value."""
+def sign_test(ref: list[float], other: list[float]) -> dict:
+    """Exact two-sided sign test on paired scores: problems where `other` is higher (gained) or lower (lost),
+    and the binomial p-value of that split. On right/wrong outcomes of one seed it is the exact McNemar test; on
+    each problem's accuracy over several seeds it pairs problems, not (seed, problem) copies of them."""
     pairs = list(zip(ref, other, strict=True))
-    gained = sum(1 for r, o in pairs if o and not r)
-    lost = sum(1 for r, o in pairs if r and not o)
+    gained = sum(1 for r, o in pairs if o > r)
+    lost = sum(1 for r, o in pairs if o < r)
     n, k = gained + lost, min(gained, lost)
     p = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
     return {"pairs": len(ref), "gained": gained, "lost": lost, "p": p}
@@ -70,7 +73,12 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
             peers_of.setdefault(r.get("seed"), r["peers"])
 
     def outcomes(rs: list[dict]) -> dict:
-        return {(r.get("seed"), pid): c for r in rs for pid, c in r["correct"].items()}
+        """Each problem's accuracy over the label's seeds."""
+        seen: dict[str, list[bool]] = {}
+        for r in rs:
+            for pid, c in r["correct"].items():
+                seen.setdefault(pid, []).append(c)
+        return {pid: sum(v) / len(v) for pid, v in seen.items()}
 
     # the best constant answer, as one more run per seed: what a leader that learnt only the label prior scores
     ids = set().union(*(r["correct"] for r in runs))
@@ -89,8 +97,8 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
         accs = [r["accuracy"] for r in rs]
         acc, ci = statistics.fmean(accs), (ci95(accs) if len(accs) > 1 else None)
         mine = outcomes(rs)
-        common = sorted(set(mine) & set(ref_out), key=str)
-        test = mcnemar([ref_out[k] for k in common], [mine[k] for k in common])
+        common = sorted(set(mine) & set(ref_out))
+        test = sign_test([ref_out[k] for k in common], [mine[k] for k in common])
         bins: dict[int, list[bool]] = {}
         for r in rs:
             peers = (
@@ -124,7 +132,7 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
 def markdown(result: dict) -> str:
     ref = result["reference"]
     bins = sorted({int(k) for r in result["runs"] for k in r["by_peers_right"]})
-    head = ["run", "seeds", "accuracy", f"vs {ref}", "gained / lost", "McNemar p"]
+    head = ["run", "seeds", "accuracy", f"vs {ref}", "problems gained / lost", "sign test p"]
     head += [f"{b} peers right" for b in bins]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["runs"]:
@@ -138,9 +146,10 @@ def markdown(result: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
-        f"{result['problems']} problems; *constant*: the best constant answer. McNemar: exact two-sided test over the (seed, problem) pairs shared "
-        f"with {ref}; ± is the 95% t interval over seeds. Bins: problems by how many peers were right (n in "
-        "brackets)."
+        f"{result['problems']} problems; *constant*: the best constant answer. Sign test: exact, two-sided, over "
+        f"the problems shared with {ref}, each problem's accuracy over the seeds (one seed: McNemar's test); "
+        "gained / lost: problems where the run is above / below it. ± is the 95% t interval over seeds. Bins: "
+        "problems by how many peers were right (n in brackets; over seeds, problem x seed)."
     )
     return "\n".join(lines) + "\n"
 
