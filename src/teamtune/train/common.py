@@ -184,6 +184,21 @@ def _load_states(x, state) -> None:
         x.load_state_dict(state)
 
 
+def end_step(
+    done: int, total: int, save_every: int, save, stop_after: int | None, start: int, logs=()
+) -> None:
+    """The end of a recipe's step `done` (1-based) of `total`: `save()` every `save_every` steps but the last
+    (None: not this process's to save), then the stop that `stop_after` asks (how tests kill a run): the logs
+    closed and Interrupted raised."""
+    if save is not None and save_every and done % save_every == 0 and done < total:
+        save()
+    if stop_after is not None and done - start >= stop_after:
+        for log in logs:
+            if log is not None:
+                log.close()
+        raise Interrupted(f"stopped after step {done}")
+
+
 def save_checkpoint(folder: Path, step: int, model, opt, sched, counters: dict, keep: int = 2) -> Path:
     """Weights, optimiser(s), schedule(s), RNG and counters after `step`; keeps the newest `keep`."""
     root = folder / "checkpoints"

@@ -34,11 +34,11 @@ from ..rollout import DecodeConfig, Engine, SamplingConfig
 from ..tasks import Task, TaskConfig, load_task
 from ..team import leader_prompt, peer_answers
 from .common import (
-    Interrupted,
     LoraSettings,
     OptimSettings,
     RunLog,
     accelerator,
+    end_step,
     make_optimizer,
     make_trainable,
     over_ranks,
@@ -307,12 +307,8 @@ def train(
             advance(reward=row["reward"], accuracy=row["accuracy"], kl=row["kl"], clip=row["clip_frac"])
             if main:
                 log.write(row)
-                if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
-                    save_checkpoint(out, step + 1, model, opt, sched, counters)
-            if stop_after is not None and step + 1 - start >= stop_after:
-                if log:
-                    log.close()
-                raise Interrupted(f"stopped after step {step + 1}")
+            save = functools.partial(save_checkpoint, out, step + 1, model, opt, sched, counters)
+            end_step(step + 1, cfg.steps, cfg.save_every, save if main else None, stop_after, start, [log])
     record_rank_weights(acc, out, model)
     if not main:
         return out

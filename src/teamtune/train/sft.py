@@ -15,6 +15,7 @@ role's trajectories) and `roles` (one adapter per role, each trained on its own 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import random
@@ -33,12 +34,12 @@ from ..evaluate import release_folder, write_json
 from ..models import load_model
 from ..tasks.base import DataError
 from .common import (
-    Interrupted,
     LoraSettings,
     OptimSettings,
     RunLog,
     accelerator,
     autocast,
+    end_step,
     make_optimizer,
     make_trainable,
     process_device,
@@ -302,12 +303,8 @@ def train_adapter(
             advance(**{"loss": loss_sum, "tok/s": tokens / dt})
             if main:
                 log.write(row)
-                if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(plan):
-                    save_checkpoint(folder, step + 1, model, opt, sched, counters)
-            if stop_after is not None and step + 1 - start >= stop_after:
-                if log:
-                    log.close()
-                raise Interrupted(f"stopped after step {step + 1}")
+            save = functools.partial(save_checkpoint, folder, step + 1, model, opt, sched, counters)
+            end_step(step + 1, len(plan), cfg.save_every, save if main else None, stop_after, start, [log])
     record_rank_weights(acc, folder, model)
     if not main:
         return {}
@@ -433,12 +430,8 @@ def train_roles_mixed(
                 logs[n].write(row)
                 last[n] = row
             advance(**{"loss": sum(loss_sum.values()), "tok/s": all_tokens / dt})
-            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total:
-                save_checkpoint(out, step + 1, model, opts, scheds, counters)
-            if stop_after is not None and step + 1 - start >= stop_after:
-                for log in logs.values():
-                    log.close()
-                raise Interrupted(f"stopped after step {step + 1}")
+            save = functools.partial(save_checkpoint, out, step + 1, model, opts, scheds, counters)
+            end_step(step + 1, total, cfg.save_every, save, stop_after, start, logs.values())
     stats = []
     for n in names:
         logs[n].close()
