@@ -360,3 +360,25 @@ def test_seeded_generation_leaves_the_global_rng_alone(tiny):
         assert [
             c.tokens for c in Engine(tiny, seed=5, fast=fast).generate([req("Tell me a story")] * 3, s)
         ] == first
+
+
+def test_held_shapes_stay_within_a_memory_budget(tiny, monkeypatch):
+    """Past the budget of held KV caches the oldest shapes go first; the newest shape is always built."""
+    tok = tiny.tokenizer
+    short, long = [tok("Hi").input_ids] * 2, [tok(PROMPTS[1]).input_ids * 8] * 3
+    kw = dict(max_new_tokens=6, do_sample=False, temperature=1.0, top_p=1.0, pad=0, eos=[10**6])
+    dec = fastgen.FastDecoder()
+    dec.generate(tiny.model, short, [None] * 2, **kw)
+    (k_short,) = dec._cached
+    one = decoder.cache_bytes(dec._cached[k_short][1], k_short)
+    assert (
+        one == 2 * 2 * 2 * 2 * (64 + 6) * 16 * 4
+    )  # K and V, layers, rows, KV heads, positions, head dim, fp32
+    monkeypatch.setattr(decoder, "held_budget", lambda device: 1.5 * one)  # room for the short shape only
+    dec.generate(tiny.model, long, [None] * 3, **kw)
+    assert [k.batch for k in dec._cached] == [3]  # the long shape alone is over budget: the short one went
+    dec.generate(tiny.model, short, [None] * 2, **kw)
+    assert [k.batch for k in dec._cached] == [2]
+    monkeypatch.setattr(decoder, "held_budget", lambda device: float("inf"))
+    dec.generate(tiny.model, long, [None] * 3, **kw)
+    assert [k.batch for k in dec._cached] == [2, 3]

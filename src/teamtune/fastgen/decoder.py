@@ -71,6 +71,23 @@ class _Key:
     ends: tuple  # pad, then the end tokens
 
 
+HELD_SHARE = 0.25  # of the GPU's memory that the KV caches of held shapes may take, beyond the newest
+
+
+def cache_bytes(w: _Weights, key: _Key) -> int:
+    """Bytes of the KV cache of one decode shape."""
+    per = torch.empty((), dtype=w.dtype).element_size()
+    return 2 * len(w.layers) * key.batch * w.kv_heads * (key.prompt + key.new) * w.head_dim * per
+
+
+def held_budget(device: torch.device) -> float:
+    """How many bytes of KV cache a decoder may hold over its shapes: a share of the GPU's memory (the newest
+    shape is built whatever its size); no bound on the CPU."""
+    if device.type != "cuda":
+        return float("inf")
+    return HELD_SHARE * torch.cuda.get_device_properties(device).total_memory
+
+
 class _State:
     """The fixed buffers of one decode shape: KV cache, current tokens, finished rows, output tokens."""
 
@@ -184,11 +201,15 @@ class FastDecoder:
         if key in self._cached:
             self._cached.move_to_end(key)
         else:
-            while len(self._cached) >= self.shapes:
-                self._cached.popitem(last=False)
             w = next((c[1] for c in self._cached.values()), None)
             if w is None or w.names != tuple(names):
                 w = _Weights(model, names, compute_dtype(model, self.dtype))
+            need = cache_bytes(w, key)
+            while self._cached and (
+                len(self._cached) >= self.shapes
+                or need + sum(cache_bytes(c[1], k) for k, c in self._cached.items()) > held_budget(dev)
+            ):
+                self._cached.popitem(last=False)  # the least recently used shape first
             st = _State(w, key.batch, key.prompt, max_new_tokens, pad, eos)
             step = self._step_fn(w, st, key)
             graph = self._capture(step, st, key) if cuda else None
