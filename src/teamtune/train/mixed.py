@@ -18,8 +18,9 @@ from peft.tuners.lora import LoraLayer
 from peft.tuners.lora.layer import Linear as LoraLinear
 
 
-def lora_names(model: PeftModel) -> list[str]:
-    return sorted(model.peft_config)
+def adapter_params(model, name: str) -> list[torch.nn.Parameter]:
+    """The LoRA weights of adapter `name`."""
+    return [p for n, p in model.named_parameters() if "lora_" in n and f".{name}." in n]
 
 
 def train_all_adapters(model: PeftModel) -> list[torch.nn.Parameter]:
@@ -44,7 +45,7 @@ def _mixed_forward(layer: LoraLinear, rows: dict[str, torch.Tensor], x: torch.Te
 @contextlib.contextmanager
 def adapter_rows(model: PeftModel, adapters: list[str]):
     """Inside: a forward of `model` on a batch of len(adapters) rows sends row i through adapter `adapters[i]`."""
-    known = set(lora_names(model))
+    known = set(model.peft_config)
     unknown = sorted(set(adapters) - known)
     if unknown:
         raise ValueError(f"unknown adapter(s) {', '.join(unknown)}; the model has {sorted(known)}")

@@ -345,7 +345,7 @@ def train_roles_mixed(
     its own plan, optimiser and schedule, and each step runs the rows of every role still training in one
     forward/backward (`adapter_rows`). Checkpoints hold all roles in `out`; each role's folder gets its adapter,
     log and metrics as `train_adapter` writes them."""
-    from .mixed import adapter_rows, train_all_adapters
+    from .mixed import adapter_params, adapter_rows, train_all_adapters
 
     seed_everything(cfg.seed)
     acc = accelerator(cfg.device)
@@ -362,7 +362,7 @@ def train_roles_mixed(
             model = make_trainable(loaded, "lora", cfg.lora, adapter=name)
         else:
             model.add_adapter(name, copy.deepcopy(model.peft_config[names[0]]))
-    params = {n: [p for k, p in model.named_parameters() if "lora_" in k and f".{n}." in k] for n in names}
+    params = {n: adapter_params(model, n) for n in names}
     train_all_adapters(model)
     model.train()
     device, tok = loaded.device, loaded.tokenizer

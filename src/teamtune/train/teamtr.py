@@ -59,6 +59,7 @@ from .common import (
     step_bar,
 )
 from .losses import group_advantages
+from .mixed import adapter_params
 from .policy import (
     GROUP_COUNTS,
     PolicySettings,
@@ -189,10 +190,6 @@ def build_team(cfg: TeamTRConfig, loaded, init_adapters: dict[str, str]) -> list
 
 
 SUMMED = ("rollouts", "rollout_tokens", "rollout_flops", "train_flops", *GROUP_COUNTS)  # over ranks
-
-
-def adapter_params(model, role: str) -> list[torch.nn.Parameter]:
-    return [p for n, p in model.named_parameters() if "lora_" in n and f".{role}." in n]
 
 
 def train(
