@@ -298,19 +298,6 @@ def test_compiled_rejection_draw_decodes_the_eager_tokens(tiny):
     assert sorted_ != eager  # the sort draws in its own order: other tokens from the same seed
 
 
-def test_sdpa_decode_attention_matches_the_matmul_one(two_adapters):
-    """Both decode attentions give the same greedy tokens, mixed adapters and different prompt lengths."""
-    tok = two_adapters.tokenizer
-    ids = [tok(p).input_ids for p in PROMPTS] * 2
-    adapters = ["solver", None, "critic", "critic", "solver", None]
-    kw = dict(max_new_tokens=12, do_sample=False, temperature=1.0, top_p=1.0, pad=0, eos=[10**6])
-    a = fastgen.FastDecoder().generate(two_adapters.model, ids, adapters, **kw)
-    b = fastgen.FastDecoder(attention="sdpa").generate(two_adapters.model, ids, adapters, **kw)
-    assert a == b and len({tuple(r) for r in a}) > 1
-    with pytest.raises(ValueError, match="attention must be one of matmul, sdpa"):
-        fastgen.FastDecoder(attention="flash")
-
-
 def test_alternating_shapes_reuse_their_buffers(tiny, monkeypatch):
     """A rollout alternates two shapes (peers, leader): each is built once, and the answers are unchanged."""
     tok = tiny.tokenizer

@@ -9,12 +9,11 @@ and greedy tokens against transformers on the same weights.
 
 from __future__ import annotations
 
-from .decoder import DECODE_ATTENTION, FastDecoder
+from .decoder import FastDecoder
 from .model import compute_dtype, forward, unsupported
 from .sampling import NUCLEI, draw_by_rejection, rejection_rounds, sample, seeded
 
 __all__ = [
-    "DECODE_ATTENTION",
     "NUCLEI",
     "FastDecoder",
     "compute_dtype",

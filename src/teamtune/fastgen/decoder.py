@@ -19,46 +19,29 @@ PREFILL_TOKENS = 32768  # prompt tokens per prefill chunk (bounds the attention 
 CHECK_EVERY = 8  # decode steps between host checks for finished rows and stop strings
 
 
-def _decode(w: _Weights, st: _State, sdpa: bool) -> torch.Tensor:
+def _decode_logits(w: _Weights, st: _State) -> torch.Tensor:
     """The model's part of a decode step: store the current tokens' keys and values at `st.cur`, return the
     next-token logits (batch, vocab). Shape-generic, so one `torch.compile` of it serves every batch and cache.
-    Each key/value head's `g` query heads attend as `g` queries of one head (no copies of the cache); `sdpa`
-    runs that through `scaled_dot_product_attention` with a mask, else as two matmuls and a float32 softmax."""
+    Each key/value head's `g` query heads attend as `g` queries of one head (no copies of the cache), by two
+    matmuls and a float32 softmax (`scaled_dot_product_attention` with a mask was no faster, BENCHMARKS.md)."""
     b = st.tokens.shape[0]
     valid = (st.arange[None, :] >= st.start[:, None]) & (st.arange[None, :] <= st.cur)
-    if sdpa:
-        mask = valid[:, None, None, :]
-    else:
-        bias = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device).masked_fill(
-            ~valid, float("-inf")
-        )[:, None, None, :]
+    bias = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device).masked_fill(
+        ~valid, float("-inf")
+    )[:, None, None, :]
     g = w.heads // w.kv_heads
 
     def attend(i, q, k, v):
         st.k[i].index_copy_(2, st.cur.view(1), k)
         st.v[i].index_copy_(2, st.cur.view(1), v)
         q = q.view(b, w.kv_heads, g, w.head_dim)
-        if sdpa:
-            a = F.scaled_dot_product_attention(q, st.k[i], st.v[i], attn_mask=mask, scale=w.scale)
-        else:
-            scores = (q @ st.k[i].transpose(-1, -2)).float() * w.scale + bias
-            a = scores.softmax(-1).to(v.dtype) @ st.v[i]  # (b, kv_heads, g, head_dim)
+        scores = (q @ st.k[i].transpose(-1, -2)).float() * w.scale + bias
+        a = scores.softmax(-1).to(v.dtype) @ st.v[i]  # (b, kv_heads, g, head_dim)
         return a.view(b, w.heads, 1, w.head_dim)
 
     pos = (st.cur - st.start)[:, None]
     h = forward(w, st.tokens[:, None], pos, w.masks(st.rows), attend)[:, 0]
     return F.linear(h, w.lm_head)
-
-
-def _decode_logits(w: _Weights, st: _State) -> torch.Tensor:
-    return _decode(w, st, sdpa=False)
-
-
-def _decode_logits_sdpa(w: _Weights, st: _State) -> torch.Tensor:
-    return _decode(w, st, sdpa=True)
-
-
-DECODE_ATTENTION = {"matmul": _decode_logits, "sdpa": _decode_logits_sdpa}
 
 
 @dataclass(frozen=True)
@@ -110,7 +93,7 @@ class _State:
 def _serves(k: _Key, want: _Key, cuda: bool) -> bool:
     """Whether the buffers of shape `k` can run a call of shape `want`: the same settings and room for its rows
     and prompts. On CUDA up to twice the rows and 256 more prompt positions (cheaper than a new capture, which
-    costs about as much as 60 decode steps, BENCHMARKS.md); elsewhere only the same shape."""
+    costs about as much as 60-140 decode steps, BENCHMARKS.md); elsewhere only the same shape."""
     if (k.adapters, k.new, k.sampling, k.ends) != (want.adapters, want.new, want.sampling, want.ends):
         return False
     if not cuda:
@@ -142,19 +125,14 @@ class FastDecoder:
         compile_step: bool = False,
         nucleus: str | None = None,
         dtype: str | None = None,
-        attention: str = "matmul",
         shapes: int = 4,
     ):
         nucleus = nucleus or ("reject" if compile_step else "sort")
-        if attention not in DECODE_ATTENTION:
-            raise ValueError(f"attention must be one of {', '.join(DECODE_ATTENTION)}, not {attention!r}")
         draws = dict(zip(NUCLEI, (None, draw_by_rejection), strict=True))
         if nucleus not in draws:
             raise ValueError(f"nucleus must be one of {', '.join(draws)}, not {nucleus!r}")
         self.compile_step, self.nucleus, self.dtype = compile_step, nucleus, dtype
-        self.attention = attention
-        logits = DECODE_ATTENTION[attention]
-        self._logits = _compiled(logits) if compile_step else logits
+        self._logits = _compiled(_decode_logits) if compile_step else _decode_logits
         self._draw = draws[nucleus]  # None: the sort inside `sample`
         if compile_step and self._draw is not None:
             self._draw = _compiled(self._draw)
