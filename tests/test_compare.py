@@ -94,3 +94,21 @@ def test_seeds_pair_problems_not_problem_copies(tmp_path, data_dir):
     t = rows["b"]["vs_reference"]
     assert (t["pairs"], t["gained"], t["lost"]) == (4, 2, 1)  # per problem: 0.5 > 0, 1 > 0, 1 = 1, 0 < 1
     assert rows["b"]["seeds"] == [0, 1] and rows["b"]["ci95"] is not None
+
+
+def test_damaged_runs_name_the_file_and_line(tmp_path, data_dir, capsys):
+    cfg = {"name": "gsm8k", "source": str(data_dir / "gsm8k"), "split": "test", "limit": 2}
+    problems = load_task(TaskConfig(**cfg)).problems
+    a = _run(tmp_path, "a", cfg, problems, [True, False], [1, 0])
+    b = _run(tmp_path, "b", cfg, problems, [False, False], [1, 0])
+    (tmp_path / "b" / "episodes.jsonl").write_text(
+        '{"problem_id": "x", "correct": true, "turns": []}\n{"probl'
+    )
+    with pytest.raises(RunError, match=r"b/episodes.jsonl:2: not valid JSON"):
+        compare([a, b], tmp_path / "out")
+    (tmp_path / "b" / "episodes.jsonl").write_text('{"problem_id": "x", "turns": []}\n')
+    with pytest.raises(RunError, match=r"b/episodes.jsonl:1: an episode without 'correct'"):
+        compare([a, b], tmp_path / "out")
+    (tmp_path / "a" / "config.yaml").unlink()
+    assert main(["compare", a, b, "--out", str(tmp_path / "cli")]) == 2
+    assert "no config.yaml" in capsys.readouterr().out

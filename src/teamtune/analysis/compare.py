@@ -37,7 +37,19 @@ def _episodes(folder: Path) -> list[dict]:
     path = folder / "episodes.jsonl"
     if not path.is_file():
         raise RunError(f"{folder}: no episodes.jsonl (compare needs each problem's answers)")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    eps = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            ep = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise RunError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        missing = [k for k in ("problem_id", "correct", "turns") if not isinstance(ep, dict) or k not in ep]
+        if missing:
+            raise RunError(f"{path}:{n}: an episode without {missing[0]!r}")
+        eps.append(ep)
+    return eps
 
 
 def peers_right(episode: dict, task, problem) -> int | None:
@@ -49,8 +61,13 @@ def peers_right(episode: dict, task, problem) -> int | None:
 def _read(folders: list[str]) -> tuple[list[dict], object]:
     runs = [load_run(f, "tokens") for f in folders]
     check_same_task(runs, allow_mixed=False)
-    cfg = read_yaml(Path(folders[0]) / "config.yaml")
-    task = load_task(from_dict(TaskConfig, cfg["task"], "task"))
+    path = Path(folders[0]) / "config.yaml"
+    if not path.is_file():
+        raise RunError(f"{folders[0]}: no config.yaml (compare re-grades the peers with the run's task)")
+    cfg = read_yaml(path)
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("task"), dict):
+        raise RunError(f"{path}: no task section")
+    task = load_task(from_dict(TaskConfig, cfg["task"], f"{path}: task"))
     problems = {p.id: p for p in task.problems}
     for r in runs:
         eps = _episodes(Path(r["folder"]))
@@ -59,6 +76,8 @@ def _read(folders: list[str]) -> tuple[list[dict], object]:
             raise RunError(f"{r['folder']}: problem {unknown[0]!r} is not in the task of {folders[0]}")
         r["correct"] = {e["problem_id"]: bool(e["correct"]) for e in eps}
         r["peers"] = {e["problem_id"]: peers_right(e, task, problems[e["problem_id"]]) for e in eps}
+        if all(v is None for v in r["peers"].values()):
+            r["peers"] = None  # no peer turns: binned by another run's peers
     return runs, problems
 
 
@@ -69,7 +88,7 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
     ref = reference or next(iter(groups))
     peers_of = {}  # seed -> problem -> peers right, from the first run of that seed that has peers
     for r in runs:
-        if any(v is not None for v in r["peers"].values()):
+        if r["peers"] is not None:
             peers_of.setdefault(r.get("seed"), r["peers"])
 
     def outcomes(rs: list[dict]) -> dict:
@@ -83,7 +102,7 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
     # the best constant answer, as one more run per seed: what a leader that learnt only the label prior scores
     ids = set().union(*(r["correct"] for r in runs))
     gold = Counter(problems[i].answer for i in ids).most_common(1)[0][0]
-    const = {"correct": {i: problems[i].answer == gold for i in ids}, "peers": {}}
+    const = {"correct": {i: problems[i].answer == gold for i in ids}, "peers": None}
     groups[f"constant {gold!r}"] = [
         const | {"seed": s, "accuracy": statistics.fmean(const["correct"].values())}
         for s in sorted({r.get("seed") for r in runs}, key=str)
@@ -101,9 +120,7 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
         test = sign_test([ref_out[k] for k in common], [mine[k] for k in common])
         bins: dict[int, list[bool]] = {}
         for r in rs:
-            peers = (
-                r["peers"] if any(v is not None for v in r["peers"].values()) else peers_of.get(r.get("seed"))
-            )
+            peers = r["peers"] or peers_of.get(r.get("seed"))
             for pid, c in r["correct"].items():
                 if peers and peers.get(pid) is not None:
                     bins.setdefault(peers[pid], []).append(c)
@@ -119,7 +136,7 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
                 },
             }
         )
-    result = {"reference": ref, "problems": len(set().union(*(r["correct"] for r in runs))), "runs": rows}
+    result = {"reference": ref, "problems": len(ids), "runs": rows}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
@@ -141,7 +158,7 @@ def markdown(result: dict) -> str:
         cells = [r["label"], ", ".join(map(str, r["seeds"])), acc, f"{100 * t['difference']:+.1f}"]
         cells += [f"{t['gained']} / {t['lost']}", f"{t['p']:.3g}"]
         for b in bins:
-            cell = r["by_peers_right"].get(b) or r["by_peers_right"].get(str(b))
+            cell = r["by_peers_right"].get(b)
             cells.append(f"{100 * cell['accuracy']:.0f}% ({cell['n']})" if cell else "")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
