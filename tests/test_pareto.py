@@ -184,3 +184,19 @@ def test_seed_bands_average_runs_that_differ_only_in_seed():
         [0.3, 0.6]
     )  # a stage one run lacks: the mean of the others
     assert set(seed_bands(runs, over_seeds=False)) == set(runs)
+
+
+def test_sft_report_reads_the_counter_names_of_older_runs(tmp_path):
+    from teamtune.analysis.report import training_summary
+
+    old = {
+        "adapter": "planner",
+        "steps": 3,
+        "trainable_parameters": 10,
+        "tokens": 1234,
+        "flops": 5e9,
+        "seconds": 2.0,
+    }
+    (tmp_path / "train_metrics.json").write_text(json.dumps({"adapters": [old], "total": {"tokens": 1234}}))
+    (tmp_path / "config.yaml").write_text("method: sft\n")
+    assert "| planner | 3 | 10 | 1,234 | 5e+09 | 2 | nan |" in training_summary(tmp_path, [])

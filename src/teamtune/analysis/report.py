@@ -15,6 +15,10 @@ from ..config import ConfigError, read_yaml
 from ..tasks.base import read_jsonl
 from .pareto import RunError, load_run, read_json
 
+# the counters every recipe shares: rollout_tokens / rollout_flops (generated), train_tokens / train_flops (trained
+# on), seconds; the names that runs and checkpoints made before this schema used for them
+RENAMED = {"generated_tokens": "rollout_tokens", "tokens": "train_tokens", "flops": "train_flops"}
+
 CURVES = {
     "loss": "loss",
     "eval_loss": "eval loss",
@@ -97,11 +101,12 @@ def training_summary(folder: Path, curves: list[str]) -> list[str]:
             "| adapter | steps | trainable parameters | tokens | FLOPs | seconds | final eval loss |",
             "|---|---|---|---|---|---|---|",
         ]
-        lines += [
-            f"| {a['adapter']} | {a['steps']} | {a['trainable_parameters']:,} | "
-            f"{a.get('train_tokens', a.get('tokens', 0)):,} | {a.get('train_flops', a.get('flops', 0)):.3g} | {a['seconds']:.0f} | {a.get('eval_loss', float('nan')):.4f} |"
-            for a in tm["adapters"]
-        ]
+        for a in tm["adapters"]:
+            a = {RENAMED.get(k, k): v for k, v in a.items()}  # runs made before the shared counter names
+            lines.append(
+                f"| {a['adapter']} | {a['steps']} | {a['trainable_parameters']:,} | {a['train_tokens']:,} | "
+                f"{a['train_flops']:.3g} | {a['seconds']:.0f} | {a.get('eval_loss', float('nan')):.4f} |"
+            )
     if curves:
         lines += ["", f"![curves](curves.png) ({', '.join(CURVES[c] for c in curves)})"]
     return lines

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import get_scheduler
 
+from ..analysis.report import RENAMED
 from ..config import ConfigError, at_least, from_dict, save_config
 from ..console import RunProgress
 from ..costs import FlopModel
@@ -238,11 +239,6 @@ def _clear_leftovers(folder: Path) -> None:
     for tmp in folder.glob(".*.tmp"):
         if tmp.is_file():
             tmp.unlink(missing_ok=True)
-
-
-# the counters every recipe shares: rollout_tokens / rollout_flops (generated), train_tokens / train_flops (trained
-# on), seconds; names that checkpoints written before this schema used
-RENAMED = {"generated_tokens": "rollout_tokens", "tokens": "train_tokens", "flops": "train_flops"}
 
 
 def resume(folder: Path, model, opt, sched, counters: dict, console: Console, unit: str) -> tuple[int, dict]:
