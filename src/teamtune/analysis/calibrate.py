@@ -2,7 +2,9 @@
 
 For each task setting, the model samples k answers to each of N problems. pass@1 is the mean of their
 rewards' correctness; a problem is *mixed* when some of its k answers are right and some wrong: only those
-give GRPO a non-zero advantage. Settings whose pass@1 lies in `zone` are named the learnable zone.
+give GRPO a non-zero advantage. Settings whose pass@1 lies in `zone` and above the best constant answer (always
+giving the most frequent gold answer: about 1/options on multiple choice) are named the learnable zone; below that
+floor GRPO's signal teaches the answer format and the label prior before anything of the task.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ..agents import AgentConfig, ModelPool, run_calls
 from ..config import save_config, to_dict
 from ..console import RunConsole
 from ..rollout import DecodeConfig, SamplingConfig
-from ..tasks import TaskConfig, load_task
+from ..tasks import TaskConfig, best_constant, load_task
 
 
 @dataclass
@@ -97,11 +99,12 @@ def calibrate(cfg: CalibrateConfig, console: Console | None = None) -> Path:
             row["truncated"] = sum(c.finish == "length" for c in done) / len(done)
             row["generated_tokens"] = sum(c.cost.generated_tokens for c in done) / len(done)
             row["seconds"] = time.perf_counter() - t0
-            row["learnable"] = cfg.zone[0] <= row["pass@1"] <= cfg.zone[1]
+            row["constant_answer"], row["constant"] = best_constant(task.problems)
+            row["learnable"] = zone_of(row, cfg.zone) == "learnable"
             rows.append(row)
             console.print(
                 f"{label}: pass@1 {row['pass@1']:.1%}, mixed groups {row['mixed']:.0%}"
-                + (" (learnable zone)" if row["learnable"] else ""),
+                + (f" ({zone_of(row, cfg.zone)})" if zone_of(row, cfg.zone) else ""),
                 highlight=False,
                 soft_wrap=True,
             )
@@ -110,6 +113,14 @@ def calibrate(cfg: CalibrateConfig, console: Console | None = None) -> Path:
     (out / "calibrate.md").write_text(markdown(result))
     plot(result, out / "calibrate.png")
     return out
+
+
+def zone_of(row: dict, zone: list[float]) -> str:
+    """ "learnable" (pass@1 in the zone and above the best constant answer), "at chance" (in the zone, not above
+    the constant) or ""."""
+    if not zone[0] <= row["pass@1"] <= zone[1]:
+        return ""
+    return "learnable" if row["pass@1"] > row.get("constant", 0.0) else "at chance"
 
 
 def _with_limit(t: TaskConfig, n: int) -> TaskConfig:
@@ -121,17 +132,22 @@ def markdown(result: dict) -> str:
     lines = [
         f"# Calibration: {result['model']}, k = {result['k']} samples per problem",
         "",
-        f"Learnable zone: pass@1 between {lo:.0%} and {hi:.0%}. *mixed*: problems whose k answers are neither all "
-        "right nor all wrong (the groups that give GRPO an advantage).",
+        f"Learnable zone: pass@1 between {lo:.0%} and {hi:.0%} and above the best constant answer (*constant*: "
+        "always giving the most frequent gold answer; *at chance*: in the band but not above it). *mixed*: problems "
+        "whose k answers are neither all right nor all wrong (the groups that give GRPO an advantage).",
         "",
-        "| setting | problems | pass@1 | mixed | all wrong | all right | answered | cut by budget | tokens | zone |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| setting | problems | pass@1 | constant | mixed | all wrong | all right | answered | cut by budget | tokens "
+        "| zone |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in result["rows"]:
+        constant = (
+            f"{r['constant']:.1%} {r['constant_answer']}" if "constant" in r else "—"
+        )  # older files lack it
         lines.append(
-            f"| {r['setting']} | {r['n']} | {r['pass@1']:.1%} | {r['mixed']:.0%} | {r['all_wrong']:.0%} "
-            f"| {r['all_right']:.0%} | {r['answered']:.0%} | {r['truncated']:.0%} | {r['generated_tokens']:.0f} "
-            f"| {'learnable' if r['learnable'] else ''} |"
+            f"| {r['setting']} | {r['n']} | {r['pass@1']:.1%} | {constant} | {r['mixed']:.0%} "
+            f"| {r['all_wrong']:.0%} | {r['all_right']:.0%} | {r['answered']:.0%} | {r['truncated']:.0%} "
+            f"| {r['generated_tokens']:.0f} | {zone_of(r, [lo, hi])} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -148,7 +164,18 @@ def plot(result: dict, path: Path) -> None:
     ys = range(len(rows))
     ax.barh([y + 0.2 for y in ys], [r["pass@1"] for r in rows], 0.4, label="pass@1")
     ax.barh([y - 0.2 for y in ys], [r["mixed"] for r in rows], 0.4, label=f"mixed groups of {result['k']}")
-    ax.axvspan(*result["zone"], color="green", alpha=0.08, label="learnable zone (pass@1)")
+    ax.axvspan(*result["zone"], color="green", alpha=0.08, label="learnable band (pass@1)")
+    const = [(y + 0.2, r["constant"]) for y, r in zip(ys, rows, strict=True) if "constant" in r]
+    if const:
+        ax.scatter(
+            [c for _, c in const],
+            [y for y, _ in const],
+            marker="|",
+            s=120,
+            color="black",
+            zorder=3,
+            label="best constant answer",
+        )
     ax.set_yticks(list(ys), [r["setting"] for r in rows], fontsize=7)
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of samples (pass@1) or of problems (mixed)")

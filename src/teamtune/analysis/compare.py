@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections import Counter
 from pathlib import Path
 
 from ..config import from_dict, read_yaml
-from ..tasks import TaskConfig, load_task
+from ..tasks import TaskConfig, best_constant, load_task
 from .pareto import RunError, by_label, check_same_task, ci95, load_run
 
 
@@ -101,7 +100,7 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
 
     # the best constant answer, as one more run per seed: what a leader that learnt only the label prior scores
     ids = set().union(*(r["correct"] for r in runs))
-    gold = Counter(problems[i].answer for i in ids).most_common(1)[0][0]
+    gold, _ = best_constant(problems[i] for i in ids)
     const = {"correct": {i: problems[i].answer == gold for i in ids}, "peers": None}
     groups[f"constant {gold!r}"] = [
         const | {"seed": s, "accuracy": statistics.fmean(const["correct"].values())}

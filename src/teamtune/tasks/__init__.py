@@ -14,6 +14,7 @@ from .base import (
     DataError,
     Problem,
     Task,
+    best_constant,
     check_record,
     default_data_dir,
     load_hub,
@@ -27,7 +28,7 @@ from .mmlu import MMLU
 
 TASKS: dict[str, type[Task]] = {t.name: t for t in (GSM8K, MATH, BBH, MMLU, Gym)}
 
-__all__ = ["TASKS", "DataError", "Problem", "Task", "TaskConfig", "load_task"]
+__all__ = ["TASKS", "DataError", "Problem", "Task", "TaskConfig", "best_constant", "load_task"]
 
 
 @dataclass

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import socket
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,16 @@ class Task:
 
     def __len__(self) -> int:
         return len(self.problems)
+
+
+def best_constant(problems: Iterable[Problem]) -> tuple[str, float]:
+    """The most frequent gold answer and the share of `problems` it is: what always giving one answer scores
+    (the floor a multiple-choice model must beat before its accuracy says anything)."""
+    counts = Counter(p.answer for p in problems)
+    if not counts:
+        raise ValueError("best_constant needs at least one problem")
+    answer, n = counts.most_common(1)[0]
+    return answer, n / counts.total()
 
 
 def check_messages(messages, where: str) -> None:
