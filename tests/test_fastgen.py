@@ -19,9 +19,32 @@ def req(text, adapter=None):
     return Request(messages=[{"role": "user", "content": text}], adapter=adapter)
 
 
-def test_forward_matches_transformers_logits(tiny):
+def tiny_qwen2(vocab: int):
+    """A random Qwen2 (biased q/k/v projections) of the tiny model's vocabulary."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = Qwen2Config(
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    model = Qwen2ForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for layer in model.model.layers:  # its biases start at zero: make them count
+            for p in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                p.bias.normal_(0, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_forward_matches_transformers_logits(tiny, kind):
     ids = tiny.tokenizer(["The cat sat on the mat and"], return_tensors="pt")["input_ids"]
-    w = model_part._Weights(tiny.model, [])
+    model = tiny.model if kind == "llama" else tiny_qwen2(len(tiny.tokenizer))
+    w = model_part._Weights(model, [])
     pos = torch.arange(ids.shape[1])[None]
     causal = torch.ones(ids.shape[1], ids.shape[1], dtype=torch.bool).tril()
 
@@ -33,7 +56,7 @@ def test_forward_matches_transformers_logits(tiny):
 
     with torch.no_grad():
         ours = F.linear(fastgen.forward(w, ids, pos, {}, attend), w.lm_head)
-        theirs = tiny.model(ids).logits
+        theirs = model(ids).logits
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
 
 
@@ -43,7 +66,7 @@ def test_a_compute_dtype_casts_once_and_follows_changed_weights(tiny):
     model = copy.deepcopy(tiny.model)
     ids = tiny.tokenizer(["The cat sat on the mat and"], return_tensors="pt")["input_ids"]
     w = model_part._Weights(model, [], torch.bfloat16)
-    assert w.embed.dtype == torch.bfloat16 and w.layers[0][2]["q_proj"].weight.dtype == torch.bfloat16
+    assert w.embed.dtype == torch.bfloat16 and w.layers[0][2]["qkv"].weight.dtype == torch.bfloat16
     assert (w.lm_head is w.embed) == (model.lm_head.weight is model.model.embed_tokens.weight)
     pos = torch.arange(ids.shape[1])[None]
 
@@ -68,7 +91,8 @@ def test_a_compute_dtype_casts_once_and_follows_changed_weights(tiny):
         model.model.layers[0].self_attn.q_proj.weight.mul_(3.0)
     before = logits(w)
     w.refresh()
-    assert w.layers[0][2]["q_proj"].weight.equal(model.model.layers[0].self_attn.q_proj.weight.bfloat16())
+    q_rows = w.layers[0][2]["qkv"].weight[: model.model.layers[0].self_attn.q_proj.weight.shape[0]]
+    assert q_rows.equal(model.model.layers[0].self_attn.q_proj.weight.bfloat16())
     assert not torch.allclose(logits(w), before)
     assert fastgen.compute_dtype(model) == torch.float32  # on CPU the weights' own dtype
     assert fastgen.compute_dtype(model, "bfloat16") == torch.bfloat16

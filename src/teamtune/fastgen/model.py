@@ -42,34 +42,55 @@ def unsupported(model) -> str | None:
 
 
 class _Linear:
-    """One projection: the base weight plus the LoRA of every adapter that has it, concatenated so that one
-    pair of matmuls serves a batch whose rows use different adapters (a row's mask picks its adapter's rank)."""
+    """Projections that read the same input (q, k, v; gate, up; or one alone) as one matmul: their base weights
+    stacked along the output, plus the LoRA of every adapter that has any of them, so that one pair of matmuls
+    serves a batch whose rows use different adapters (a row's mask picks its adapter's rank columns; each
+    projection's B block sits in its own output rows). Fewer, larger kernels per decode step."""
 
-    def __init__(self, module, adapters: list[str], take: Callable, layouts: dict):
-        base = getattr(module, "base_layer", module)
-        self.weight, self.bias = take(base.weight), take(base.bias)
-        dtype = self.weight.dtype
-        self.pieces = []  # (lora_A weight, lora_B weight, scaling) per adapter present here
-        cols = []
-        if isinstance(module, LoraLayer):
-            for i, a in enumerate(adapters):
-                if a in module.lora_A:
-                    A, B = module.lora_A[a].weight, module.lora_B[a].weight
-                    self.pieces.append((A, B, module.scaling[a]))
-                    cols += [i + 1] * A.shape[0]  # adapter index 0 is "no adapter"
+    def __init__(self, modules: list, adapters: list[str], take: Callable, layouts: dict, dtype: torch.dtype):
+        bases = [getattr(m, "base_layer", m) for m in modules]
+        self.sizes = [b.weight.shape[0] for b in bases]
+        if len(bases) == 1:  # by reference (or one shared cast copy), as the weights are
+            self.weight, self.bias = take(bases[0].weight), take(bases[0].bias)
+            self._stack = []
+        else:  # one stacked copy, refreshed from the live weights at every call
+            dev = bases[0].weight.device
+            self._stack = [(b.weight, b.bias, size) for b, size in zip(bases, self.sizes, strict=True)]
+            self.weight = torch.empty(sum(self.sizes), bases[0].weight.shape[1], dtype=dtype, device=dev)
+            has_bias = bases[0].bias is not None
+            self.bias = torch.empty(sum(self.sizes), dtype=dtype, device=dev) if has_bias else None
+        self.pieces = []  # (lora_A weight, lora_B weight, scaling, first output row, first rank column)
+        cols: list[int] = []
+        rows = 0
+        for m, size in zip(modules, self.sizes, strict=True):
+            if isinstance(m, LoraLayer):
+                for i, a in enumerate(adapters):
+                    if a in m.lora_A:
+                        A, B = m.lora_A[a].weight, m.lora_B[a].weight
+                        self.pieces.append((A, B, m.scaling[a], rows, len(cols)))
+                        cols += [i + 1] * A.shape[0]  # adapter index 0 is "no adapter"
+            rows += size
         self.layout = tuple(cols)
         if cols:
-            layouts.setdefault(self.layout, torch.tensor(cols, device=self.weight.device))
-            r = len(cols)
-            self.A = torch.empty(r, self.weight.shape[1], dtype=dtype, device=self.weight.device)
-            self.B = torch.empty(self.weight.shape[0], r, dtype=dtype, device=self.weight.device)
-            self.refresh()
+            dev = self.weight.device
+            layouts.setdefault(self.layout, torch.tensor(cols, device=dev))
+            self.A = torch.empty(len(cols), self.weight.shape[1], dtype=self.weight.dtype, device=dev)
+            self.B = torch.zeros(rows, len(cols), dtype=self.weight.dtype, device=dev)
+        self.refresh()
 
     def refresh(self) -> None:
-        """Copy the live adapter weights into the fixed buffers (a captured graph reads these)."""
-        if self.pieces:
-            self.A.copy_(torch.cat([A for A, _, _ in self.pieces]))
-            self.B.copy_(torch.cat([B * s for _, B, s in self.pieces], dim=1))
+        """Copy the live weights into the fixed buffers a captured graph reads: the stacked base weights and
+        the adapters (the B blocks off each projection's own rows stay zero)."""
+        at = 0
+        for weight, bias, size in self._stack:
+            self.weight[at : at + size].copy_(weight)
+            if bias is not None:
+                self.bias[at : at + size].copy_(bias)
+            at += size
+        for A, B, scale, row, col in self.pieces:
+            r = A.shape[0]
+            self.A[col : col + r].copy_(A)
+            self.B[row : row + B.shape[0], col : col + r].copy_(B * scale)
 
     def __call__(self, x: torch.Tensor, masks: dict) -> torch.Tensor:
         y = F.linear(x, self.weight, self.bias)
@@ -116,11 +137,11 @@ class _Weights:
         self.layers = []
         for layer in inner.layers:
             attn, mlp = layer.self_attn, layer.mlp
+            groups = {"qkv": (attn, PROJECTIONS[:3]), "o_proj": (attn, ("o_proj",))}
+            groups |= {"gate_up": (mlp, PROJECTIONS[4:6]), "down_proj": (mlp, ("down_proj",))}
             lin = {
-                p: _Linear(
-                    getattr(attn if p in PROJECTIONS[:4] else mlp, p), adapters, self._take, self.layouts
-                )
-                for p in PROJECTIONS
+                g: _Linear([getattr(m, p) for p in ps], adapters, self._take, self.layouts, self.dtype)
+                for g, (m, ps) in groups.items()
             }
             norms = (
                 _Norm(layer.input_layernorm, self._take),
@@ -180,11 +201,13 @@ def forward(
     cos, sin = cos[:, None], sin[:, None]
     for i, (ln1, ln2, lin) in enumerate(w.layers):
         h = _rms(ln1, x)
-        q = lin["q_proj"](h, masks).view(b, t, w.heads, w.head_dim).transpose(1, 2)
-        k = lin["k_proj"](h, masks).view(b, t, w.kv_heads, w.head_dim).transpose(1, 2)
-        v = lin["v_proj"](h, masks).view(b, t, w.kv_heads, w.head_dim).transpose(1, 2)
+        q, k, v = lin["qkv"](h, masks).split(lin["qkv"].sizes, -1)
+        q = q.view(b, t, w.heads, w.head_dim).transpose(1, 2)
+        k = k.view(b, t, w.kv_heads, w.head_dim).transpose(1, 2)
+        v = v.view(b, t, w.kv_heads, w.head_dim).transpose(1, 2)
         a = attend(i, _rotate(q, cos, sin), _rotate(k, cos, sin), v)  # (b, heads, t, head_dim)
         x = x + lin["o_proj"](a.transpose(1, 2).reshape(b, t, -1), masks)
         h = _rms(ln2, x)
-        x = x + lin["down_proj"](w.act(lin["gate_proj"](h, masks)) * lin["up_proj"](h, masks), masks)
+        gate, up = lin["gate_up"](h, masks).split(lin["gate_up"].sizes, -1)
+        x = x + lin["down_proj"](w.act(gate) * up, masks)
     return _rms(w.norm, x)
