@@ -16,12 +16,10 @@ from .agents import Episode, ModelPool
 from .config import ConfigError, save_config
 from .console import RunConsole, RunProgress
 from .costs import Cost, peak_memory, reset_peak_memory, total
-from .envs.apps.team import LAYOUTS as APPS_LAYOUTS
-from .envs.apps.team import AppsTeam, apps_metrics
 from .models import adapter_parameters
 from .rollout import DEFAULT_MAX_NEW_TOKENS
-from .tasks import TaskConfig, load_task
-from .team import Team, TeamConfig
+from .tasks import TaskConfig, check_layout, load_task
+from .team import TeamConfig
 
 
 @dataclass
@@ -35,13 +33,7 @@ class EvalConfig:
     price_per_million_tokens: dict[str, float] = field(default_factory=dict)  # by model name, in USD
 
     def validate(self) -> None:
-        apps = self.task.name == "apps"
-        if apps and self.team.layout not in APPS_LAYOUTS:
-            raise ValueError(
-                f"the apps world runs the layouts {', '.join(APPS_LAYOUTS)}, not {self.team.layout!r}"
-            )
-        if not apps and self.team.layout == "planner-executor":
-            raise ValueError("layout 'planner-executor' runs in the apps world only (task.name=apps)")
+        check_layout(self.task.name, self.team.layout)
 
 
 def progress_bar(console: Console | None = None) -> Progress:
@@ -97,8 +89,7 @@ def _run_eval(
         for engine in pool.engines.values():
             engine.progress = progress
         t0 = time.perf_counter()
-        apps = cfg.task.name == "apps"
-        team = AppsTeam(cfg.team, pool) if apps else Team(cfg.team, pool)
+        team = task.team(cfg.team, pool)
         load_seconds = time.perf_counter() - t0
         models = {a.name: a.engine.loaded.name for a in team.agents}
         missing = sorted(set(models.values()) - set(cfg.price_per_million_tokens))
@@ -110,8 +101,7 @@ def _run_eval(
         wall = time.perf_counter() - t0
     write_jsonl(out / "episodes.jsonl", [ep.to_dict() for ep in episodes])
     metrics = summarize(episodes, wall)
-    if apps:
-        metrics["apps"] = apps_metrics(episodes)
+    metrics.update(task.metrics(episodes))
     agents = {
         a.name: {
             "model": models[a.name],

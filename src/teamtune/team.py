@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .agents import Agent, AgentConfig, Episode, ModelPool, Turn, run_calls
 from .rollout import DecodeConfig
-from .tasks import Problem, Task
+
+if TYPE_CHECKING:
+    from .tasks import Problem, Task
 
 Layout = Literal["single", "vote", "leader", "pipeline", "planner-executor"]
 DEFAULT_AGENTS = {
@@ -67,6 +69,10 @@ class Team:
 
     def __init__(self, cfg: TeamConfig, pool: ModelPool | None = None):
         cfg.validate()
+        if not hasattr(self, f"_{cfg.layout}"):
+            raise ValueError(
+                f"a Team of reasoning agents runs no {cfg.layout!r} layout (the Env's team() does)"
+            )
         self.cfg = cfg
         self.pool = pool or ModelPool(cfg.device, cfg.dtype, cfg.batch_size, cfg.seed, decode=cfg.decode)
         self.agents = [self.pool.agent(a, cfg.model) for a in cfg.agents]

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from ..config import ConfigError, read_yaml
-from ..tasks.base import read_jsonl
+from ..records import read_jsonl
 from .pareto import RunError, load_run, read_json
 
 # the counters every recipe shares: rollout_tokens / rollout_flops (generated), train_tokens / train_flops (trained

@@ -1,1 +1,1 @@
-"""Environments where agents act over many steps (see `apps`)."""
+"""Environments: the Env noun (`base`) and the worlds where agents act over many steps (`apps`)."""

@@ -1,4 +1,5 @@
-"""Reasoning tasks: GSM8K, MATH, BIG-Bench Hard and MMLU-style multiple choice, from local files or the hub."""
+"""Reasoning tasks (GSM8K, MATH, BIG-Bench Hard, MMLU-style multiple choice, reasoning-gym) from local files or
+the hub, and `load_task`, which builds any Env by name (the apps world too)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..envs.apps.team import AppsTaskSet
+from ..envs.base import Env
 from .base import (
     SAMPLE_DIR,
     DataError,
@@ -27,8 +30,21 @@ from .math import MATH
 from .mmlu import MMLU
 
 TASKS: dict[str, type[Task]] = {t.name: t for t in (GSM8K, MATH, BBH, MMLU, Gym)}
+# every Env `load_task` builds: the reasoning tasks, read from records, and the worlds that build themselves
+ENVS: dict[str, type[Env]] = {**TASKS, AppsTaskSet.name: AppsTaskSet}
 
-__all__ = ["TASKS", "DataError", "Problem", "Task", "TaskConfig", "best_constant", "load_task"]
+__all__ = [
+    "ENVS",
+    "TASKS",
+    "DataError",
+    "Env",
+    "Problem",
+    "Task",
+    "TaskConfig",
+    "best_constant",
+    "check_layout",
+    "load_task",
+]
 
 
 @dataclass
@@ -55,8 +71,8 @@ class TaskConfig:
     gym: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> None:
-        if self.name not in TASKS and self.name != "apps":
-            raise ValueError(f"unknown task {self.name!r} (known: {', '.join(TASKS)})")
+        if self.name not in ENVS:
+            raise ValueError(f"unknown task {self.name!r} (known: {', '.join(ENVS)})")
         if self.limit is not None and self.limit < 1:
             raise ValueError("limit must be at least 1")
         if not 0 <= self.shots <= 3 or (self.shots and self.name != "bbh"):
@@ -69,25 +85,30 @@ class TaskConfig:
             raise ValueError("gym (generator settings) is only for task gym")
 
 
-def load_task(cfg: TaskConfig) -> Task:
-    """Read the problems of `cfg` and wrap them in their Task."""
+def check_layout(task: str, layout: str) -> None:
+    """ValueError unless the Env named `task` runs `layout` (unknown names are TaskConfig.validate's to name)."""
+    env = ENVS.get(task)
+    if env is None or layout in env.layouts:
+        return
+    msg = f"{env.called()} runs the layouts {', '.join(env.layouts)}, not {layout!r}"
+    homes = [e for e in ENVS.values() if layout in e.layouts]
+    if len(homes) == 1:
+        msg += f"; {layout!r} runs in {homes[0].called()} only (task.name={homes[0].name})"
+    raise ValueError(msg)
+
+
+def load_task(cfg: TaskConfig) -> Env:
+    """Read the problems of `cfg` and wrap them in their Env (a Task for the reasoning tasks)."""
     task = _load(cfg)
     if cfg.instruction is not None:
         task.instruction = cfg.instruction
     return task
 
 
-def _load(cfg: TaskConfig) -> Task:
+def _load(cfg: TaskConfig) -> Env:
     cfg.validate()
-    if cfg.name == "apps":
-        from ..envs.apps.team import AppsTaskSet
-        from ..envs.apps.world import make_tasks, templates_for
-
-        try:
-            templates_for(cfg.split)
-        except ValueError as e:
-            raise DataError(str(e)) from None
-        return AppsTaskSet(make_tasks(cfg.split, cfg.limit or 100), cfg.split)
+    if cfg.name not in TASKS:  # a world that builds its own tasks
+        return ENVS[cfg.name].from_config(cfg)
     cls = TASKS[cfg.name]
     if cls is Gym:  # generated: the split and size decide the problems
         names = [s.strip() for s in cfg.subset.split(",") if s.strip()]

@@ -1,8 +1,7 @@
-"""What every reasoning task shares: problems, record reading with clear errors, answer helpers."""
+"""What every reasoning task shares: problems, prompts, answer reading and checking, data sources."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -13,11 +12,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from ..envs.base import Env
+from ..records import DataError, check_messages, check_record, read_jsonl  # noqa: F401  (the tasks' names for them)
+
 ANSWER_INSTRUCTION = "Think step by step, then finish with a line of the form 'The answer is X.'"
-
-
-class DataError(ValueError):
-    """A dataset file, folder or record that cannot be read; the message names the file and line."""
 
 
 @dataclass
@@ -28,10 +26,12 @@ class Problem:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-class Task:
-    """A list of problems plus how to prompt for, extract and check an answer."""
+class Task(Env):
+    """A list of problems plus how to prompt for, extract and check an answer: an Env of one step, which the
+    layouts of `teamtune.team.Team` run over."""
 
     name = "task"
+    layouts = ("single", "vote", "leader", "pipeline")
     instruction = ANSWER_INSTRUCTION
     stop: tuple[str, ...] = ()  # stop strings for every generation on this task (after the agents' own)
     max_new_tokens = 256  # the generation budget of agents that set none
@@ -74,8 +74,10 @@ class Task:
     def reward(self, text: str, problem: Problem) -> float:
         return float(self.solves(text, problem))
 
-    def __len__(self) -> int:
-        return len(self.problems)
+    def team(self, cfg, pool=None):
+        from ..team import Team
+
+        return Team(cfg, pool)
 
 
 def best_constant(problems: Iterable[Problem]) -> tuple[str, float]:
@@ -86,49 +88,6 @@ def best_constant(problems: Iterable[Problem]) -> tuple[str, float]:
         raise ValueError("best_constant needs at least one problem")
     answer, n = counts.most_common(1)[0]
     return answer, n / counts.total()
-
-
-def check_messages(messages, where: str) -> None:
-    """A chat conversation: a list of {"role": system|user|assistant, "content": str}; else DataError at `where`."""
-    if not isinstance(messages, list) or not messages:
-        raise DataError(f"{where}: 'messages' must be a list of chat messages (and not empty)")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
-            raise DataError(f"{where}: message {i} needs a role of system, user or assistant, got {m!r:.80}")
-        if not isinstance(m.get("content"), str):
-            raise DataError(f"{where}: message {i} ({m['role']}) needs a string 'content'")
-
-
-def read_jsonl(path: Path, required: Iterable[str], text: Iterable[str] = ()) -> list[tuple[str, dict]]:
-    """(`file:line`, record) for each record of a JSONL file, each checked for the `required` keys."""
-    if not path.is_file():
-        raise DataError(f"dataset file not found: {path}")
-    records = []
-    with path.open(encoding="utf-8", errors="surrogateescape") as f:
-        for n, line in enumerate(f, 1):
-            if any("\udc80" <= ch <= "\udcff" for ch in line):  # a byte that is not UTF-8
-                raise DataError(f"{path}:{n}: not UTF-8 text")
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            check_record(rec, required, f"{path}:{n}", text)
-            records.append((f"{path}:{n}", rec))
-    return records
-
-
-def check_record(rec: Any, required: Iterable[str], where: str, text: Iterable[str] = ()) -> None:
-    """A JSON object with the `required` keys, the `text` ones strings; else DataError at `where`."""
-    if not isinstance(rec, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-    missing = [k for k in required if k not in rec]
-    if missing:
-        raise DataError(f"{where}: record lacks key {missing[0]!r} (has {', '.join(sorted(rec))})")
-    for k in text:
-        if not isinstance(rec[k], str):
-            raise DataError(f"{where}: {k!r} must be a string, got {rec[k]!r:.40}")
 
 
 LOCAL_PLACES = "task.source, $TEAMTUNE_DATA/<task>, shared/datasets/<task> in the working folder or above"

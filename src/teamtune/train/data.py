@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..tasks.base import DataError, check_messages
+from ..records import DataError, check_messages
 from .losses import IGNORE
 
 

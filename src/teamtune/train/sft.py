@@ -32,7 +32,7 @@ from ..console import RunConsole
 from ..costs import FlopModel, peak_memory, reset_peak_memory
 from ..evaluate import release_folder, write_json
 from ..models import load_model
-from ..tasks.base import DataError
+from ..records import DataError
 from .common import (
     LoraSettings,
     OptimSettings,

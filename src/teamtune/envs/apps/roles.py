@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...tasks.base import check_messages, read_jsonl
+from ...records import check_messages, read_jsonl
 from .api import docs
 from .world import AppsEnv, AppTask, Step
 

@@ -7,7 +7,9 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 
 from ...agents import Agent, AgentConfig, Episode, ModelPool, Turn, run_calls
+from ...records import DataError
 from ...team import TeamConfig
+from ..base import Env
 from .roles import (
     PLANNER_SYSTEM,
     executor_opening,
@@ -17,7 +19,7 @@ from .roles import (
     single_system,
     task_message,
 )
-from .world import AppsEnv, AppTask, evaluate
+from .world import AppsEnv, AppTask, evaluate, make_tasks, templates_for
 
 LAYOUTS = {"single": ["agent"], "planner-executor": ["planner", "executor"]}
 MAX_TURNS = 12  # single agent: replies per task
@@ -25,13 +27,30 @@ MAX_SUBTASKS = 10  # planner: sub-tasks issued per task
 EXECUTOR_TURNS = 4  # executor: replies per sub-task before its report is forced
 
 
-@dataclass
-class AppsTaskSet:
-    """The apps tasks of one split, in the shape `eval` expects of a task."""
+class AppsTaskSet(Env):
+    """The apps tasks of one split: the Env that `teamtune eval` runs `single` and `planner-executor` teams on."""
 
-    problems: list[AppTask]
-    split: str
-    name: str = "apps"
+    name = "apps"
+    title = "the apps world"
+    layouts = tuple(LAYOUTS)
+
+    def __init__(self, problems: list[AppTask], split: str):
+        self.problems, self.split = problems, split
+
+    @classmethod
+    def from_config(cls, cfg) -> AppsTaskSet:
+        """The first `cfg.limit` (default 100) tasks of split `cfg.split`."""
+        try:
+            templates_for(cfg.split)
+        except ValueError as e:
+            raise DataError(str(e)) from None
+        return cls(make_tasks(cfg.split, cfg.limit or 100), cfg.split)
+
+    def team(self, cfg: TeamConfig, pool: ModelPool | None = None) -> AppsTeam:
+        return AppsTeam(cfg, pool)
+
+    def metrics(self, episodes: list[Episode]) -> dict:
+        return {"apps": apps_metrics(episodes)}
 
 
 @dataclass
