@@ -24,7 +24,7 @@ from peft import PeftModel
 from teamtune import evaluate
 from teamtune.config import load_config
 from teamtune.tasks.base import Problem, Task
-from teamtune.train import mlpo, sft, teamtr
+from teamtune.train import mlpo, run, sft, teamtr
 
 recipe, point, nth, output = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
 seen = 0
@@ -91,7 +91,7 @@ elif point == "metrics":
             die()
         return real_write_json(path, data)
 
-    for module in (sft, mlpo, teamtr):
+    for module in (sft, mlpo, teamtr, run):  # the recipes and their shared close
         module.write_json = write_json
 elif point != "none":
     raise SystemExit(f"unknown kill point {point!r}")

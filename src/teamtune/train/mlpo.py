@@ -25,10 +25,8 @@ import torch
 from rich.console import Console
 
 from ..agents import ROLE_PROMPTS, Agent, AgentConfig, ModelPool, run_calls
-from ..config import ConfigError, at_least
-from ..console import RunConsole
-from ..costs import FlopModel, peak_memory, reset_peak_memory
-from ..evaluate import release_folder, write_json
+from ..config import at_least
+from ..costs import FlopModel
 from ..models import load_model
 from ..rollout import DecodeConfig, Engine, SamplingConfig
 from ..tasks import Task, TaskConfig, load_task
@@ -36,21 +34,15 @@ from ..team import leader_prompt, peer_answers
 from .common import (
     LoraSettings,
     OptimSettings,
-    RunLog,
-    accelerator,
     end_step,
     make_optimizer,
     make_trainable,
     over_ranks,
-    process_device,
-    record_rank_weights,
     release_cached_memory,
     resume,
-    run_folder,
     save_checkpoint,
     save_eval_config,
     save_trained,
-    seed_everything,
     step_bar,
     trainable_parameters,
 )
@@ -66,7 +58,8 @@ from .policy import (
     update,
     update_flops,
 )
-from .warm import WarmStart, warm_start
+from .run import RunProcess, count_rollout
+from .warm import WarmStart
 
 
 @dataclass
@@ -142,36 +135,13 @@ def train(
     Under `torchrun` / `accelerate launch` each process rolls out its share of every step's problems (peers and
     leader) and DDP (gloo on CPU, NCCL on GPU) averages the leader's gradients; rank 0 logs, evaluates and saves.
     """
-    acc = accelerator(cfg.device)
-    reset_peak_memory()
-    world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
-    if cfg.problems_per_step % world:
-        raise ConfigError(
-            f"problems_per_step ({cfg.problems_per_step}) must be a multiple of the {world} processes"
-        )
-    console = console or RunConsole()
-    if not main:
-        console = Console(quiet=True)
-    out = run_folder(cfg.output, f"mlpo-{cfg.task.name}", cfg if main else None)
-    seed_everything(cfg.seed)
+    run = RunProcess.open(cfg, f"mlpo-{cfg.task.name}", console, ("problems_per_step", cfg.problems_per_step))
+    acc, console, out, device_name = run.acc, run.console, run.out, run.device
+    world, rank, main = run.world, run.rank, run.main
     task = task or load_task(cfg.task)
     eval_task = load_task(cfg.eval_task) if cfg.eval_task and main else None
-    device_name = process_device(acc, cfg.device)
     role = "leader" if cfg.with_team else "solver"
-    warm = None
-    if cfg.warm_start:
-        warm = warm_start(
-            cfg.warm_start,
-            task,
-            cfg.model,
-            cfg.lora,
-            ROLE_PROMPTS[role],
-            out / "warm-start",
-            cfg.seed,
-            device_name,
-            console,
-        )
-        acc.wait_for_everyone()
+    warm = run.warm_start(cfg, task, ROLE_PROMPTS[role]) if cfg.warm_start else None
     loaded = load_model(cfg.model, device=device_name, dtype="float32", seed=cfg.seed)
     device = loaded.device
     # peer_models: the same weights on every rank, sampling apart as the leader's engine does
@@ -205,13 +175,12 @@ def train(
     engine.calls = counters["engine_calls"]
     adapter_size = trainable_parameters(model) if cfg.finetune == "lora" else 0
     fm = FlopModel.from_model(model, adapter_size)
-    log = RunLog(out, start) if main else None
+    log = run.log(start)
     tok = loaded.tokenizer
 
     def stage(calls, owners, r, desc):
         done = run_calls(calls, desc, task.stop)
-        counters["rollout_tokens"] += sum(c.cost.generated_tokens for c in done)
-        counters["rollout_flops"] += sum(c.cost.flops for c in done)
+        count_rollout(counters, [c.cost for c in done])
         return [c.text for c in done]
 
     def prompts_for(problems) -> list[str]:
@@ -228,8 +197,7 @@ def train(
         problems = random.Random(seed).sample(task.problems, min(cfg.problems_per_step, len(task.problems)))
         problems = problems[rank::world]  # this process's share (all of them in one process)
         done = run_calls([(leader, p) for p in prompts_for(problems) for _ in range(G)], "leader", task.stop)
-        counters["rollout_tokens"] += sum(c.cost.generated_tokens for c in done)
-        counters["rollout_flops"] += sum(c.cost.flops for c in done)
+        count_rollout(counters, [c.cost for c in done])
         scores = [task.reward(c.text, problems[j // G]) for j, c in enumerate(done)]
         readable = [task.read_answer(c.text, problems[j // G]) is not None for j, c in enumerate(done)]
         drawn.extend(task.solves(c.text, problems[j // G]) for j, c in enumerate(done))
@@ -309,16 +277,10 @@ def train(
                 log.write(row)
             save = functools.partial(save_checkpoint, out, step + 1, model, opt, sched, counters)
             end_step(step + 1, cfg.steps, cfg.save_every, save if main else None, stop_after, start, [log])
-    record_rank_weights(acc, out, model)
-    if not main:
-        return out
-    log.close()
-    save_trained(loaded, out / "leader")
     stats = {"steps": cfg.steps, "trainable_parameters": trainable_parameters(model), **counters}
-    stats["peak_memory_bytes"] = peak_memory()  # the whole run (CUDA: torch's allocations)
-    write_json(out / "train_metrics.json", stats)
-    write_eval_configs(cfg, out)
-    release_folder(out)
+    run.close(
+        model, log, lambda: save_trained(loaded, out / "leader"), stats, lambda: write_eval_configs(cfg, out)
+    )
     return out
 
 

@@ -29,7 +29,7 @@ from rich.console import Console
 
 from ..config import ConfigError, at_least
 from ..console import RunConsole
-from ..costs import FlopModel, peak_memory, reset_peak_memory
+from ..costs import FlopModel, peak_memory
 from ..evaluate import release_folder, write_json
 from ..models import load_model
 from ..records import DataError
@@ -42,20 +42,18 @@ from .common import (
     end_step,
     make_optimizer,
     make_trainable,
-    process_device,
-    record_rank_weights,
     resume,
     run_folder,
     save_checkpoint,
     save_eval_config,
     save_trained,
-    seed_everything,
     step_bar,
     train_flops,
     trainable_parameters,
 )
 from .data import Example, collate, encode_chat, load_records, plan_epoch
 from .losses import IGNORE, sft_loss
+from .run import RunProcess
 
 
 @dataclass
@@ -229,11 +227,9 @@ def train_adapter(
     Under `torchrun` / `accelerate launch` every process takes its share of each micro-batch and DDP (gloo on
     CPU, NCCL on GPU) adds up the gradients, so all ranks take the same steps; rank 0 logs and saves.
     """
-    seed_everything(cfg.seed)
-    acc = accelerator(cfg.device)
-    reset_peak_memory()  # after accelerate has set this rank's GPU, so no rank touches another's
-    world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
-    loaded = load_model(cfg.model, device=process_device(acc, cfg.device), dtype="float32", seed=cfg.seed)
+    run = RunProcess.open(cfg, name, console, folder=folder)
+    acc, world, rank = run.acc, run.world, run.rank
+    loaded = load_model(cfg.model, device=run.device, dtype="float32", seed=cfg.seed)
     model = make_trainable(loaded, cfg.finetune, cfg.lora)
     model.train()
     net = acc.prepare_model(model) if world > 1 else model
@@ -251,10 +247,8 @@ def train_adapter(
     start, counters = resume(folder, model, opt, sched, counters, console, "step")
     adapter = trainable_parameters(model) if cfg.finetune == "lora" else 0
     fm = FlopModel.from_model(model, adapter)
-    log = RunLog(folder, start) if main else None
-    with step_bar(
-        console if main else Console(quiet=True), f"train {name}", len(plan), start, ["loss", "tok/s"]
-    ) as advance:
+    log = run.log(start)
+    with step_bar(run.console, f"train {name}", len(plan), start, ["loss", "tok/s"]) as advance:
         for step in range(start, len(plan)):
             epoch, micro = plan[step]
             t0 = time.perf_counter()
@@ -301,15 +295,12 @@ def train_adapter(
             if eval_set and due:
                 row["eval_loss"] = eval_loss(model, eval_set, eval_segments, cfg, pad_id, device)
             advance(**{"loss": loss_sum, "tok/s": tokens / dt})
-            if main:
+            if run.main:
                 log.write(row)
             save = functools.partial(save_checkpoint, folder, step + 1, model, opt, sched, counters)
-            end_step(step + 1, len(plan), cfg.save_every, save if main else None, stop_after, start, [log])
-    record_rank_weights(acc, folder, model)
-    if not main:
-        return {}
-    log.close()
-    save_trained(loaded, folder)
+            end_step(
+                step + 1, len(plan), cfg.save_every, save if run.main else None, stop_after, start, [log]
+            )
     stats = {
         "adapter": name,
         "records": len(records),
@@ -318,12 +309,10 @@ def train_adapter(
         "trainable_parameters": trainable_parameters(model),
         "base_parameters": loaded.num_parameters,
         **counters,
-        "peak_memory_bytes": peak_memory(),  # this adapter's training (CUDA: torch's allocations)
     }
     if eval_set:
         stats["eval_loss"] = row["eval_loss"]
-    write_json(folder / "train_metrics.json", stats)
-    return stats
+    return stats if run.close(model, log, lambda: save_trained(loaded, folder), stats, release=False) else {}
 
 
 def _concat(parts: list[tuple[dict, torch.Tensor]], pad_id: int) -> tuple[dict, torch.Tensor]:
@@ -347,14 +336,12 @@ def train_roles_mixed(
     log and metrics as `train_adapter` writes them."""
     from .mixed import adapter_params, adapter_rows, train_all_adapters
 
-    seed_everything(cfg.seed)
-    acc = accelerator(cfg.device)
-    if acc.num_processes > 1:
+    run = RunProcess.open(cfg, "mixed", console, folder=out)
+    if run.world > 1:
         raise ConfigError(
             "mixed_roles trains in one process; launch it without torchrun, or set mixed_roles: false"
         )
-    reset_peak_memory()
-    loaded = load_model(cfg.model, device=process_device(acc, cfg.device), dtype="float32", seed=cfg.seed)
+    loaded = load_model(cfg.model, device=run.device, dtype="float32", seed=cfg.seed)
     names, rng = list(data), torch.get_rng_state()
     for i, name in enumerate(names):  # each adapter starts as `train_adapter` starts it: from the same draws
         torch.set_rng_state(rng)

@@ -32,10 +32,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from rich.console import Console
 
 from ..agents import ROLE_PROMPTS, Agent, ModelPool, Turn, run_calls
-from ..config import ConfigError, at_least
-from ..console import RunConsole
-from ..costs import peak_memory, reset_peak_memory
-from ..evaluate import release_folder, write_json
+from ..config import at_least
 from ..models import load_model
 from ..rollout import DecodeConfig, Engine, SamplingConfig
 from ..tasks import Problem, Task, TaskConfig, load_task
@@ -44,18 +41,12 @@ from .common import (
     Interrupted,
     LoraSettings,
     OptimSettings,
-    RunLog,
-    accelerator,
     make_optimizer,
     over_ranks,
-    process_device,
-    record_rank_weights,
     release_cached_memory,
     resume,
-    run_folder,
     save_checkpoint,
     save_eval_config,
-    seed_everything,
     step_bar,
 )
 from .losses import group_advantages
@@ -71,7 +62,8 @@ from .policy import (
     update,
     update_flops,
 )
-from .warm import WarmStart, warm_start
+from .run import RunProcess, count_rollout
+from .warm import WarmStart
 
 CHAINS = {
     1: ["solver"],
@@ -205,38 +197,17 @@ def train(
     averages the updated agent's gradients; the trust region's KL is measured over all ranks' rollouts, so all
     take (or undo) the same step. Rank 0 judges, logs and saves.
     """
-    # DDP must allow unused weights: an update uses one agent's adapter of several
-    acc = accelerator(cfg.device, find_unused_parameters=True)
-    world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
-    reset_peak_memory()
-    if cfg.problems_per_stage % world:
-        raise ConfigError(
-            f"problems_per_stage ({cfg.problems_per_stage}) must be a multiple of the {world} processes"
-        )
-    console = console or RunConsole()
-    if not main:
-        console = Console(quiet=True)
-    out = run_folder(cfg.output, f"teamtr-{cfg.mode}", cfg if main else None)
-    seed_everything(cfg.seed)
+    run = RunProcess.open(  # DDP must allow unused weights: an update uses one agent's adapter of several
+        cfg, f"teamtr-{cfg.mode}", console, ("problems_per_stage", cfg.problems_per_stage), True
+    )
+    acc, console, out, device_name = run.acc, run.console, run.out, run.device
+    world, rank, main = run.world, run.rank, run.main
     task = task or load_task(cfg.task)
     eval_task = eval_task or (load_task(cfg.eval_task) if cfg.eval_task else None)
     eval_task = eval_task if main else None
-    device_name = process_device(acc, cfg.device)
     init = dict(cfg.init_adapters)
     if cfg.warm_start:
-        folder = out / "warm-start"
-        warm = warm_start(
-            cfg.warm_start,
-            task,
-            cfg.model,
-            cfg.lora,
-            ROLE_PROMPTS["solver"],
-            folder,
-            cfg.seed,
-            device_name,
-            console,
-        )
-        acc.wait_for_everyone()
+        warm = run.warm_start(cfg, task, ROLE_PROMPTS["solver"])
         init = {r: str(warm) for r in roles_of(cfg) if r not in cfg.agent_models} | init
     loaded = load_model(cfg.model, device=device_name, dtype="float32", seed=cfg.seed)
     roles = build_team(cfg, loaded, init)
@@ -282,7 +253,7 @@ def train(
     start, counters = resume(out, model, opts, scheds, counters, console, "stage")
     engine.calls = counters["engine_calls"]
     step = start * updates  # log rows count agent updates, checkpoints count stages
-    log = RunLog(out, step) if main else None
+    log = run.log(step)
 
     def judge() -> list[bool]:
         chains = rollout(judges, eval_task, eval_task.problems, 1)
@@ -296,8 +267,7 @@ def train(
             )[rank::world]
         chains = rollout(agents, task, problems, s.group_size)
         counters["rollouts"] += len(chains)
-        counters["rollout_tokens"] += sum(sum(t.cost.generated_tokens for t in c.turns) for c in chains)
-        counters["rollout_flops"] += sum(sum(t.cost.flops for t in c.turns) for c in chains)
+        count_rollout(counters, [t.cost for c in chains for t in c.turns])
         rewards = torch.tensor([task.reward(c.turns[-1].text, problems[c.problem]) for c in chains])
         G = s.group_size
         groups = [(p, chains[i * G : (i + 1) * G]) for i, p in enumerate(problems)]
@@ -397,17 +367,14 @@ def train(
                 if log:
                     log.close()
                 raise Interrupted(f"stopped after stage {stage + 1}")
-    record_rank_weights(acc, out, model)
-    if not main:
-        return out
-    log.close()
-    for r in trained:
-        model.save_pretrained(str(out / "adapters"), selected_adapters=[r])
-    stats = {"stages": cfg.stages, **counters}
-    stats["peak_memory_bytes"] = peak_memory()  # the whole run (CUDA: torch's allocations)
-    write_json(out / "train_metrics.json", stats)
-    write_eval_config(cfg, out, roles)
-    release_folder(out)
+
+    def save() -> None:
+        for r in trained:
+            model.save_pretrained(str(out / "adapters"), selected_adapters=[r])
+
+    run.close(
+        model, log, save, {"stages": cfg.stages, **counters}, lambda: write_eval_config(cfg, out, roles)
+    )
     return out
 
 
