@@ -4,7 +4,9 @@ For each task setting, the model samples k answers to each of N problems. pass@1
 rewards' correctness; a problem is *mixed* when some of its k answers are right and some wrong: only those
 give GRPO a non-zero advantage. Settings whose pass@1 lies in `zone` and above the best constant answer (always
 giving the most frequent gold answer: about 1/options on multiple choice) are named the learnable zone; below that
-floor GRPO's signal teaches the answer format and the label prior before anything of the task.
+floor GRPO's signal teaches the answer format and the label prior before anything of the task. The constant is a
+floor under chance, not chance itself: where each question offers its own candidates, a uniform pick among them
+scores more.
 """
 
 from __future__ import annotations
