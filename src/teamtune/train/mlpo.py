@@ -34,13 +34,11 @@ from ..team import leader_prompt, peer_answers
 from .common import (
     LoraSettings,
     OptimSettings,
-    end_step,
     make_optimizer,
     make_trainable,
     over_ranks,
     release_cached_memory,
     resume,
-    save_checkpoint,
     save_eval_config,
     save_trained,
     step_bar,
@@ -273,10 +271,8 @@ def train(
                 row["eval_accuracy"] = evaluate_leader(eval_task, prompts_for, leader, engine)
             release_cached_memory(device)
             advance(reward=row["reward"], accuracy=row["accuracy"], kl=row["kl"], clip=row["clip_frac"])
-            if main:
-                log.write(row)
-            save = functools.partial(save_checkpoint, out, step + 1, model, opt, sched, counters)
-            end_step(step + 1, cfg.steps, cfg.save_every, save if main else None, stop_after, start, [log])
+            state = (model, opt, sched, counters)
+            run.step_done(row, log, step + 1, cfg.steps, cfg.save_every, state, stop_after, start)
     stats = {"steps": cfg.steps, "trainable_parameters": trainable_parameters(model), **counters}
     run.close(
         model, log, lambda: save_trained(loaded, out / "leader"), stats, lambda: write_eval_configs(cfg, out)

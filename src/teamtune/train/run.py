@@ -4,6 +4,7 @@ train_metrics.json, the eval configs). The loop between them is the recipe's alg
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,16 @@ from ..config import ConfigError
 from ..console import RunConsole
 from ..costs import Cost, peak_memory, reset_peak_memory
 from ..evaluate import release_folder, write_json
-from .common import RunLog, accelerator, process_device, record_rank_weights, run_folder, seed_everything
+from .common import (
+    RunLog,
+    accelerator,
+    end_step,
+    process_device,
+    record_rank_weights,
+    run_folder,
+    save_checkpoint,
+    seed_everything,
+)
 
 
 @dataclass
@@ -85,6 +95,15 @@ class RunProcess:
     def log(self, start: int) -> RunLog | None:
         """The step log, continued from row `start` (rank 0 only)."""
         return RunLog(self.out, start) if self.main else None
+
+    def step_done(self, row: dict, log: RunLog | None, step: int, total: int, every: int, state: tuple, stop_after,
+                  start: int) -> None:  # fmt: skip
+        """After step `step` of `total`: its log row (rank 0), a checkpoint of `state` = (model, optimiser,
+        scheduler, counters) every `every` steps and at the end (rank 0), the stop of `stop_after` (tests)."""
+        if self.main:
+            log.write(row)
+        save = functools.partial(save_checkpoint, self.out, step, *state) if self.main else None
+        end_step(step, total, every, save, stop_after, start, [log])
 
     def close(
         self,

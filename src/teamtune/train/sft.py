@@ -295,12 +295,8 @@ def train_adapter(
             if eval_set and due:
                 row["eval_loss"] = eval_loss(model, eval_set, eval_segments, cfg, pad_id, device)
             advance(**{"loss": loss_sum, "tok/s": tokens / dt})
-            if run.main:
-                log.write(row)
-            save = functools.partial(save_checkpoint, folder, step + 1, model, opt, sched, counters)
-            end_step(
-                step + 1, len(plan), cfg.save_every, save if run.main else None, stop_after, start, [log]
-            )
+            state = (model, opt, sched, counters)
+            run.step_done(row, log, step + 1, len(plan), cfg.save_every, state, stop_after, start)
     stats = {
         "adapter": name,
         "records": len(records),
