@@ -21,7 +21,13 @@ def test_best_constant_is_the_most_frequent_gold():
 
 @pytest.mark.parametrize(
     "pass1, constant, zone",
-    [(0.3, 0.5, "at chance"), (0.3, 0.3, "at chance"), (0.3, 0.2, "learnable"), (0.05, 0.0, ""), (0.9, 0.2, "")],
+    [
+        (0.3, 0.5, "at chance"),
+        (0.3, 0.3, "at chance"),
+        (0.3, 0.2, "learnable"),
+        (0.05, 0.0, ""),
+        (0.9, 0.2, ""),
+    ],
 )
 def test_zone_needs_pass_at_1_above_the_constant_answer(pass1, constant, zone):
     assert zone_of({"pass@1": pass1, "constant": constant}, [0.15, 0.7]) == zone
