@@ -57,7 +57,7 @@ from .policy import (
     update_flops,
 )
 from .run import RunProcess, count_rollout
-from .warm import WarmStart
+from .warm import WarmStart, warm_start
 
 
 @dataclass
@@ -139,7 +139,7 @@ def train(
     task = task or load_task(cfg.task)
     eval_task = load_task(cfg.eval_task) if cfg.eval_task and main else None
     role = "leader" if cfg.with_team else "solver"
-    warm = run.warm_start(cfg, task, ROLE_PROMPTS[role]) if cfg.warm_start else None
+    warm = warm_start(run, cfg, task, ROLE_PROMPTS[role]) if cfg.warm_start else None
     loaded = load_model(cfg.model, device=device_name, dtype="float32", seed=cfg.seed)
     device = loaded.device
     # peer_models: the same weights on every rank, sampling apart as the leader's engine does

@@ -74,24 +74,6 @@ class RunProcess:
         out = folder or run_folder(cfg.output, name, cfg if acc.is_main_process else None)
         return cls(acc, console, process_device(acc, cfg.device), out)
 
-    def warm_start(self, cfg, task, system_prompt: str) -> Path:
-        """The run's SFT warm start (cfg.warm_start) in <run>/warm-start, trained once; every rank waits for it."""
-        from .warm import warm_start
-
-        path = warm_start(
-            cfg.warm_start,
-            task,
-            cfg.model,
-            cfg.lora,
-            system_prompt,
-            self.out / "warm-start",
-            cfg.seed,
-            self.device,
-            self.console,
-        )
-        self.acc.wait_for_everyone()
-        return path
-
     def log(self, start: int) -> RunLog | None:
         """The step log, continued from row `start` (rank 0 only)."""
         return RunLog(self.out, start) if self.main else None

@@ -63,7 +63,7 @@ from .policy import (
     update_flops,
 )
 from .run import RunProcess, count_rollout
-from .warm import WarmStart
+from .warm import WarmStart, warm_start
 
 CHAINS = {
     1: ["solver"],
@@ -207,7 +207,7 @@ def train(
     eval_task = eval_task if main else None
     init = dict(cfg.init_adapters)
     if cfg.warm_start:
-        warm = run.warm_start(cfg, task, ROLE_PROMPTS["solver"])
+        warm = warm_start(run, cfg, task, ROLE_PROMPTS["solver"])
         init = {r: str(warm) for r in roles_of(cfg) if r not in cfg.agent_models} | init
     loaded = load_model(cfg.model, device=device_name, dtype="float32", seed=cfg.seed)
     roles = build_team(cfg, loaded, init)

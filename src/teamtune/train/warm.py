@@ -7,11 +7,15 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from ..tasks import Task
 from .common import LoraSettings, OptimSettings
+
+if TYPE_CHECKING:
+    from .run import RunProcess
 
 
 @dataclass
@@ -41,11 +45,21 @@ def gold_records(task: Task, system_prompt: str, n: int, seed: int) -> list[dict
     ]
 
 
-def warm_start(
+def warm_start(run: RunProcess, cfg, task: Task, system_prompt: str) -> Path:
+    """Train (or, when already trained, reuse) the run's warm-start adapter (`cfg.warm_start`, on `cfg.model`
+    with `cfg.lora`) in <run>/warm-start; every rank waits for it. Returns the adapter folder."""
+    folder = _warm_start(
+        cfg.warm_start, task, cfg.model, cfg.lora, system_prompt, run.out / "warm-start", cfg.seed, run.device,
+        run.console,
+    )  # fmt: skip
+    run.acc.wait_for_everyone()
+    return folder
+
+
+def _warm_start(
     ws: WarmStart, task: Task, model: str, lora: LoraSettings, system_prompt: str, folder: Path, seed: int,
     device: str, console: Console,
 ) -> Path:  # fmt: skip
-    """Train (or, when already trained, reuse) the warm-start adapter in `folder`; returns the adapter folder."""
     from . import sft
 
     if not (folder / "train_metrics.json").is_file():
