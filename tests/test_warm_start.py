@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 
 from teamtune.config import ConfigError, load_config
 from teamtune.tasks import TaskConfig, load_task
-from teamtune.train import mlpo, teamtr
-from teamtune.train.warm import gold_records
+from teamtune.train import mlpo, sft, teamtr
+from teamtune.train.data import gold_records
 
 GYM = {"name": "gym", "subset": "chain_sum", "split": "train", "limit": 12,
        "gym": {"chain_sum": {"min_terms": 2, "max_terms": 2, "max_digits": 2}}}  # fmt: skip
@@ -33,11 +33,7 @@ def test_gold_records_are_solutions_the_verifier_accepts():
             user, gold = r["messages"][1]["content"], r["messages"][2]["content"]
             p = next(p for p in task.problems if task.prompt(p) == user)
             assert task.solves(gold, p)
-    gsm = (
-        recs
-        if False
-        else gold_records(load_task(TaskConfig(name="gsm8k", split="train", source="sample")), "s", 1, 0)
-    )
+    gsm = gold_records(load_task(TaskConfig(name="gsm8k", split="train", source="sample")), "s", 1, 0)
     assert "<<" not in gsm[0]["messages"][2]["content"] and "\n" in gsm[0]["messages"][2]["content"]
 
 
@@ -75,3 +71,44 @@ def test_teamtr_roles_start_from_the_warm_start(tmp_path):
 def test_warm_start_needs_lora():
     with pytest.raises(ConfigError, match="warm_start trains a LoRA adapter"):
         load_config(mlpo.MLPOConfig, None, ["finetune=full", "warm_start={}"])
+
+
+def test_sft_on_a_tasks_gold_solutions_then_merged_into_a_base(tmp_path):
+    """The warm start as a model of its own: SFT on a task's gold solutions, then the adapter merged into the
+    weights (`teamtune export --adapter`), so that a whole team (peers too) can start from it."""
+    from peft import PeftModel
+
+    from teamtune.evaluate import EvalConfig
+    from teamtune.models import load_model, merge_adapter, save_model
+
+    task = {**GYM, "instruction": "Reply with only the final answer."}
+    kw = dict(model="tiny-random", mode="single", task=task, epochs=1, batch_tokens=2048, save_every=0,
+              device="cpu", output=str(tmp_path / "warm"), optim={"lr": 5e-3, "warmup_steps": 0})  # fmt: skip
+    cfg = load_config(sft.SFTConfig, None, [f"{k}={json.dumps(v)}" for k, v in kw.items()])
+    out = sft.train(cfg)
+    metrics = json.loads((out / "train_metrics.json").read_text())
+    assert metrics["adapters"][0]["sequences"] == 12  # every problem of the task's `limit`, once
+    ev = load_config(EvalConfig, str(out / "eval.yaml"), [])
+    assert ev.task.split == "test" and ev.task.gym == GYM["gym"] and ev.team.layout == "single"
+    assert ev.team.agents[0].adapter == str(out / "agent")
+
+    base = load_model("tiny-random", device="cpu", dtype="float32")
+    ids = base.tokenizer("The answer is 12.", return_tensors="pt").input_ids
+    with torch.no_grad():
+        before = base.model(ids).logits
+        with_adapter = PeftModel.from_pretrained(
+            load_model("tiny-random", device="cpu", dtype="float32").model, str(out / "agent")
+        )(ids).logits
+    assert not torch.allclose(before, with_adapter, atol=1e-4)  # the adapter changes the model
+    folder = save_model(merge_adapter(base, out / "agent"), tmp_path / "merged")
+    merged = load_model(str(folder), device="cpu", dtype="float32")
+    assert not any("lora_" in n for n, _ in merged.model.named_parameters())
+    with torch.no_grad():
+        assert torch.allclose(merged.model(ids).logits, with_adapter, atol=1e-4)
+
+
+def test_sft_task_data_is_single_agent_and_not_apps():
+    with pytest.raises(ConfigError, match="mode single"):
+        load_config(sft.SFTConfig, None, ["mode=roles", f"task={json.dumps(GYM)}"])
+    with pytest.raises(ConfigError, match="mode single"):
+        load_config(sft.SFTConfig, None, ["mode=single", 'task={"name": "apps", "split": "train"}'])

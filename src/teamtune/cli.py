@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ex = verbs.add_parser("export", help="save any loadable model (GGUF, smollm2-135m, ...) as an HF folder")
     ex.add_argument("model")
     ex.add_argument("folder")
+    ex.add_argument("--adapter", default=None, help="a LoRA adapter folder to merge into the weights first")
 
     tr = verbs.add_parser(
         "trajectories", help="write the apps world's gold trajectories (chat format) to JSONL"
@@ -404,10 +405,14 @@ def _configs(args, console: Console) -> int:
 
 
 def _export(args, console: Console) -> int:
-    from .models import load_model, save_model
+    from .models import load_model, merge_adapter, save_model
 
-    folder = save_model(load_model(args.model, device="cpu", dtype="float32"), args.folder)
-    console.print(f"saved {args.model} to {folder} (load it with from_pretrained)")
+    loaded = load_model(args.model, device="cpu", dtype="float32")
+    if args.adapter:
+        loaded = merge_adapter(loaded, args.adapter)
+    folder = save_model(loaded, args.folder)
+    merged = f" with {args.adapter} merged" if args.adapter else ""
+    console.print(f"saved {args.model}{merged} to {folder} (load it with from_pretrained)")
     return 0
 
 

@@ -235,6 +235,17 @@ def _prepare_tokenizer(tok) -> None:
             tok.eos_token = "<end_of_turn>"  # a turn ends there, not at <eos>
 
 
+def merge_adapter(loaded: LoadedModel, adapter: str | os.PathLike) -> LoadedModel:
+    """The model with the peft LoRA adapter folder `adapter` folded into its weights (peft's
+    `merge_and_unload`): an ordinary model that needs no adapter, e.g. as the base of a team after a warm start."""
+    from peft import PeftModel
+
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise ModelLoadError(f"{adapter}: not a peft adapter folder (no adapter_config.json)")
+    merged = PeftModel.from_pretrained(loaded.model, str(adapter)).merge_and_unload()
+    return LoadedModel(model=merged, tokenizer=loaded.tokenizer, name=loaded.name)
+
+
 def save_model(loaded: LoadedModel, folder: str | os.PathLike) -> Path:
     """Write model and tokenizer as an ordinary HF folder that `from_pretrained` reads back."""
     folder = Path(folder)

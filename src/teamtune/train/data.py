@@ -7,11 +7,30 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..records import DataError, check_messages
 from .losses import IGNORE
+
+if TYPE_CHECKING:
+    from ..tasks import Task
+
+
+def gold_records(task: Task, system_prompt: str, n: int, seed: int) -> list[dict]:
+    """Chat records of `n` of the task's problems (drawn with `seed`) answered by their gold solutions."""
+    problems = random.Random(seed).sample(task.problems, min(n, len(task.problems)))
+    return [
+        {
+            "messages": [
+                {"role": "system", "content": system_prompt},
+                {"role": "user", "content": task.prompt(p)},
+                {"role": "assistant", "content": task.solution(p)},
+            ]
+        }
+        for p in problems
+    ]
 
 
 def load_records(spec: str, layout: str = "planner-executor") -> list[dict]:

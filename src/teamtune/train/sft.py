@@ -15,6 +15,7 @@ role's trajectories) and `roles` (one adapter per role, each trained on its own 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import hashlib
 import json
@@ -27,12 +28,14 @@ from typing import Literal
 import torch
 from rich.console import Console
 
+from ..agents import ROLE_PROMPTS
 from ..config import ConfigError, at_least
 from ..console import RunConsole
 from ..costs import FlopModel, peak_memory
 from ..evaluate import release_folder, write_json
 from ..models import load_model
 from ..records import DataError
+from ..tasks import TaskConfig, load_task
 from .common import (
     LoraSettings,
     OptimSettings,
@@ -51,7 +54,7 @@ from .common import (
     train_flops,
     trainable_parameters,
 )
-from .data import Example, collate, encode_chat, load_records, plan_epoch
+from .data import Example, collate, encode_chat, gold_records, load_records, plan_epoch
 from .losses import IGNORE, sft_loss
 from .run import RunProcess
 
@@ -75,6 +78,9 @@ class SFTConfig:
         "apps:train:200"  # a JSONL of {"messages": [...]}, a hub dataset name, or apps:<split>:<tasks>
     )
     eval_data: str | None = None  # same forms; its loss is logged every eval_every steps and at the end
+    # instead of data: the gold solutions of a task's problems (e.g. a gym setting; `limit` says how many), so a
+    # model learns the task's answer format before RL; mode single; eval.yaml then scores it on the test split
+    task: TaskConfig | None = None
     mode: Literal["single", "joint", "roles"] = "roles"
     roles: list[str] | None = None  # roles to train (default: every role in the data)
     finetune: Literal["lora", "full"] = "lora"
@@ -104,6 +110,10 @@ class SFTConfig:
         at_least(self, 0, "eval_every", "save_every")
         if self.epochs < 1 or self.batch_tokens < 1 or self.grad_accum < 1:
             raise ValueError("epochs, batch_tokens and grad_accum must be at least 1")
+        if self.task and (self.mode != "single" or self.task.name == "apps"):
+            raise ValueError(
+                "task (gold solutions) trains one agent: mode single; apps data is data: apps:<split>:<n>"
+            )
         if self.mixed_roles and (self.mode != "roles" or self.finetune != "lora" or self.packing):
             raise ValueError("mixed_roles trains LoRA adapters of mode: roles, without packing")
 
@@ -470,7 +480,11 @@ def train(
     if not main:
         console = Console(quiet=True)
     layout = "single" if cfg.mode == "single" else "planner-executor"
-    records = load_records(cfg.data, layout)
+    if cfg.task:
+        task = load_task(cfg.task)
+        records = gold_records(task, ROLE_PROMPTS["solver"], len(task.problems), cfg.seed)
+    else:
+        records = load_records(cfg.data, layout)
     eval_records = load_records(cfg.eval_data, layout) if cfg.eval_data else []
     stats = []
     adapters = adapters_of(cfg, records)
@@ -512,9 +526,34 @@ def train(
 
 
 def write_eval_config(cfg: SFTConfig, out: Path, adapters: list[str]) -> None:
-    """eval.yaml: the trained team in the apps world, for `teamtune eval --config <run>/eval.yaml`."""
+    """eval.yaml: the trained team in the apps world (the agent alone on the task's test split, for a `task`
+    run), for `teamtune eval --config <run>/eval.yaml`."""
     method = METHOD[cfg.curriculum.schedule]
     greedy = lambda n: {"max_new_tokens": n, "do_sample": False}  # noqa: E731
+    if cfg.task:
+        agent = {"name": "solver", "sampling": greedy(256)}
+        agent.update(
+            {"adapter": str(out / adapters[0])}
+            if cfg.finetune == "lora"
+            else {"model": str(out / adapters[0])}
+        )
+        test = dataclasses.asdict(cfg.task) | {"split": "test", "limit": 200}
+        team = {
+            "layout": "single",
+            "model": cfg.model,
+            "agents": [agent],
+            "seed": cfg.seed,
+            "batch_size": 128,
+        }
+        ev = {
+            "task": test,
+            "team": team,
+            "method": "sft",
+            "label": "single sft",
+            "output": str(out / "eval-test"),
+        }
+        save_eval_config(out / "eval.yaml", ev)
+        return
     layout = "single" if cfg.mode == "single" else "planner-executor"
     roles = [("agent", 128)] if layout == "single" else [("planner", 64), ("executor", 128)]
     agents = []

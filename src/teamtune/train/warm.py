@@ -4,7 +4,6 @@ from a model that writes the task's answer format (and solves more problems) ins
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +12,7 @@ from rich.console import Console
 
 from ..tasks import Task
 from .common import LoraSettings, OptimSettings
+from .data import gold_records
 
 if TYPE_CHECKING:
     from .run import RunProcess
@@ -28,21 +28,6 @@ class WarmStart:
     def validate(self) -> None:
         if self.problems < 1 or self.epochs < 1:
             raise ValueError("warm_start.problems and warm_start.epochs must be at least 1")
-
-
-def gold_records(task: Task, system_prompt: str, n: int, seed: int) -> list[dict]:
-    """Chat records of `n` training problems answered by their gold solutions."""
-    problems = random.Random(seed).sample(task.problems, min(n, len(task.problems)))
-    return [
-        {
-            "messages": [
-                {"role": "system", "content": system_prompt},
-                {"role": "user", "content": task.prompt(p)},
-                {"role": "assistant", "content": task.solution(p)},
-            ]
-        }
-        for p in problems
-    ]
 
 
 def warm_start(run: RunProcess, cfg, task: Task, system_prompt: str) -> Path:
