@@ -35,7 +35,7 @@ from ..costs import FlopModel, peak_memory
 from ..evaluate import release_folder, write_json
 from ..models import load_model
 from ..records import DataError
-from ..tasks import TaskConfig, load_task
+from ..tasks import TASKS, TaskConfig, load_task
 from .common import (
     LoraSettings,
     OptimSettings,
@@ -110,7 +110,7 @@ class SFTConfig:
         at_least(self, 0, "eval_every", "save_every")
         if self.epochs < 1 or self.batch_tokens < 1 or self.grad_accum < 1:
             raise ValueError("epochs, batch_tokens and grad_accum must be at least 1")
-        if self.task and (self.mode != "single" or self.task.name == "apps"):
+        if self.task and (self.mode != "single" or self.task.name not in TASKS):
             raise ValueError(
                 "task (gold solutions) trains one agent: mode single; apps data is data: apps:<split>:<n>"
             )
