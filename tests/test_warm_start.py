@@ -110,5 +110,5 @@ def test_sft_on_a_tasks_gold_solutions_then_merged_into_a_base(tmp_path):
 def test_sft_task_data_is_single_agent_and_not_apps():
     with pytest.raises(ConfigError, match="mode single"):
         load_config(sft.SFTConfig, None, ["mode=roles", f"task={json.dumps(GYM)}"])
-    with pytest.raises(ConfigError, match="mode single"):
+    with pytest.raises(ConfigError, match="for apps, use data: apps:<split>:<n>"):
         load_config(sft.SFTConfig, None, ["mode=single", 'task={"name": "apps", "split": "train"}'])

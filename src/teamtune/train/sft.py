@@ -110,9 +110,11 @@ class SFTConfig:
         at_least(self, 0, "eval_every", "save_every")
         if self.epochs < 1 or self.batch_tokens < 1 or self.grad_accum < 1:
             raise ValueError("epochs, batch_tokens and grad_accum must be at least 1")
-        if self.task and (self.mode != "single" or self.task.name not in TASKS):
+        if self.task and self.mode != "single":
+            raise ValueError(f"task (gold solutions) trains one agent: mode single, not {self.mode}")
+        if self.task and self.task.name not in TASKS:
             raise ValueError(
-                "task (gold solutions) trains one agent: mode single; apps data is data: apps:<split>:<n>"
+                f"task {self.task.name!r} has no gold solutions: for apps, use data: apps:<split>:<n>"
             )
         if self.mixed_roles and (self.mode != "roles" or self.finetune != "lora" or self.packing):
             raise ValueError("mixed_roles trains LoRA adapters of mode: roles, without packing")
@@ -530,14 +532,9 @@ def write_eval_config(cfg: SFTConfig, out: Path, adapters: list[str]) -> None:
     run), for `teamtune eval --config <run>/eval.yaml`."""
     method = METHOD[cfg.curriculum.schedule]
     greedy = lambda n: {"max_new_tokens": n, "do_sample": False}  # noqa: E731
+    trained = lambda where: {"adapter": where} if cfg.finetune == "lora" else {"model": where}  # noqa: E731
     if cfg.task:
-        agent = {"name": "solver", "sampling": greedy(256)}
-        agent.update(
-            {"adapter": str(out / adapters[0])}
-            if cfg.finetune == "lora"
-            else {"model": str(out / adapters[0])}
-        )
-        test = dataclasses.asdict(cfg.task) | {"split": "test", "limit": 200}
+        agent = {"name": "solver", "sampling": greedy(256), **trained(str(out / adapters[0]))}
         team = {
             "layout": "single",
             "model": cfg.model,
@@ -545,6 +542,7 @@ def write_eval_config(cfg: SFTConfig, out: Path, adapters: list[str]) -> None:
             "seed": cfg.seed,
             "batch_size": 128,
         }
+        test = dataclasses.asdict(cfg.task) | {"split": "test", "limit": 200}
         ev = {
             "task": test,
             "team": team,
@@ -559,8 +557,7 @@ def write_eval_config(cfg: SFTConfig, out: Path, adapters: list[str]) -> None:
     agents = []
     for role, tokens in roles:
         where = str(out / (role if cfg.mode == "roles" else adapters[0]))
-        agent = {"name": role, "sampling": greedy(tokens)}
-        agent.update({"adapter": where} if cfg.finetune == "lora" else {"model": where})
+        agent = {"name": role, "sampling": greedy(tokens), **trained(where)}
         agents.append(agent)
     team = {"layout": layout, "model": cfg.model, "agents": agents, "seed": cfg.seed, "batch_size": 128}
     label = " ".join([layout, *(["joint"] if cfg.mode == "joint" else []), method])
