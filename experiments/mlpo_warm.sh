@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # MLPO in the learnable zone after an SFT warm start (RESULTS.md, "MLPO from an SFT warm start"):
-#   1. SFT MODEL on the gold answers of 20,000 chain_sum problems (configs/sft_gym_warm.yaml),
-#   2. merge the adapter into RUNS_DIR/warm-model (the base of the whole team: peers and leader),
+#   1-2. SFT MODEL on the gold answers of 20,000 chain_sum problems and merge the adapter into RUNS_DIR/warm-model,
+#      the base of the whole team: peers and leader (experiments/warm_model.sh),
 #   3. calibrate that model over chain_sum settings of rising difficulty (configs/calibrate_warm.yaml),
 #   4. pick the learnable setting nearest 40% pass@1 into RUNS_DIR/mlpo_gym_warm.yaml,
 #   5. per seed: 200 MLPO steps, the five baselines on 1,000 test problems, and the paired comparison
@@ -14,9 +14,7 @@ model=$1 runs=$2
 shift 2
 tt=${TEAMTUNE:-teamtune}
 here=$(dirname "$0")
-mkdir -p "$runs"
-[ -f "$runs/warm/train_metrics.json" ] || $tt train --config sft_gym_warm model="$model" output="$runs/warm" ${WARM:-}
-[ -f "$runs/warm-model/config.json" ] || $tt export "$model" "$runs/warm-model" --adapter "$runs/warm/agent"
+"$here/warm_model.sh" "$model" "$runs"
 [ -f "$runs/calibrate/calibrate.json" ] ||
   $tt calibrate --config calibrate_warm --model "$runs/warm-model" output="$runs/calibrate" ${CALIBRATE:-}
 python3 "$here/pick_setting.py" "$runs/calibrate/calibrate.json" mlpo_gym_warm "$runs/mlpo_gym_warm.yaml" ${PICK:-}

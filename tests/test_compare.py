@@ -65,6 +65,8 @@ def test_compare_pairs_bins_and_constant(tmp_path, data_dir):
         "lost": 1,
         "p": 0,
         "difference": 0.25,
+        "seed_ci95": None,  # one seed each: no interval over seeds
+        "paired_seeds": 1,
     }
     bins = {int(k): (v["n"], v["accuracy"]) for k, v in rows["a"]["by_peers_right"].items()}
     assert bins == {0: (1, 0.0), 1: (1, 0.0), 3: (2, 1.0)}
@@ -112,3 +114,21 @@ def test_damaged_runs_name_the_file_and_line(tmp_path, data_dir, capsys):
     (tmp_path / "a" / "config.yaml").unlink()
     assert main(["compare", a, b, "--out", str(tmp_path / "cli")]) == 2
     assert "no config.yaml" in capsys.readouterr().out
+
+
+def test_difference_interval_pairs_seeds(tmp_path, data_dir):
+    """The difference's interval is over seed-by-seed differences: seeds 0 and 1 differ by +0.25 and +0.75."""
+    cfg = {"name": "gsm8k", "source": str(data_dir / "gsm8k"), "split": "test", "limit": 4}
+    problems = load_task(TaskConfig(**cfg)).problems
+    r0 = _run(tmp_path, "r0", cfg, problems, [False, False, False, True], label="ref", seed=0)
+    r1 = _run(tmp_path, "r1", cfg, problems, [False, False, False, False], label="ref", seed=1)
+    b0 = _run(tmp_path, "b0", cfg, problems, [True, False, False, True], label="b", seed=0)
+    b1 = _run(tmp_path, "b1", cfg, problems, [True, True, True, False], label="b", seed=1)
+    lone = _run(tmp_path, "c2", cfg, problems, [True, True, True, True], label="c", seed=2)  # no ref seed 2
+    md = compare([r0, r1, b0, b1, lone], tmp_path / "out")
+    rows = {r["label"]: r for r in json.loads((tmp_path / "out" / "compare.json").read_text())["runs"]}
+    t = rows["b"]["vs_reference"]
+    assert t["difference"] == pytest.approx(0.5) and t["paired_seeds"] == 2
+    assert t["seed_ci95"] == pytest.approx(12.706 * 0.25, rel=1e-3)  # t(1) * sd / sqrt(2), sd = 0.25 * sqrt(2)
+    assert rows["c"]["vs_reference"]["seed_ci95"] is None and rows["c"]["vs_reference"]["paired_seeds"] == 0
+    assert "+50.0 ± 317.6" in md.read_text()

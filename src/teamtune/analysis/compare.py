@@ -110,6 +110,7 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
         raise RunError(f"reference {ref!r} is not a run label here ({', '.join(groups)})")
     ref_out = outcomes(groups[ref])
     ref_acc = statistics.fmean(r["accuracy"] for r in groups[ref])
+    ref_by_seed = {r.get("seed"): r["accuracy"] for r in groups[ref]}
     rows = []
     for label, rs in groups.items():
         accs = [r["accuracy"] for r in rs]
@@ -117,6 +118,10 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
         mine = outcomes(rs)
         common = sorted(set(mine) & set(ref_out))
         test = sign_test([ref_out[k] for k in common], [mine[k] for k in common])
+        # the difference seed by seed (seeds the reference also has): its 95% t interval over seeds
+        diffs = [r["accuracy"] - ref_by_seed[r.get("seed")] for r in rs if r.get("seed") in ref_by_seed]
+        test["seed_ci95"] = ci95(diffs) if len(diffs) > 1 else None
+        test["paired_seeds"] = len(diffs)
         bins: dict[int, list[bool]] = {}
         for r in rs:
             peers = r["peers"] or peers_of.get(r.get("seed"))
@@ -154,7 +159,10 @@ def markdown(result: dict) -> str:
     for r in result["runs"]:
         t, ci = r["vs_reference"], r["ci95"]
         acc = f"{100 * r['accuracy']:.1f}%" + (f" ± {100 * ci:.1f}" if ci is not None else "")
-        cells = [r["label"], ", ".join(map(str, r["seeds"])), acc, f"{100 * t['difference']:+.1f}"]
+        diff = f"{100 * t['difference']:+.1f}"
+        if t.get("seed_ci95") is not None and r["label"] != ref:
+            diff += f" ± {100 * t['seed_ci95']:.1f}"
+        cells = [r["label"], ", ".join(map(str, r["seeds"])), acc, diff]
         cells += [f"{t['gained']} / {t['lost']}", f"{t['p']:.3g}"]
         for b in bins:
             cell = r["by_peers_right"].get(b)
@@ -164,7 +172,8 @@ def markdown(result: dict) -> str:
     lines.append(
         f"{result['problems']} problems; *constant*: the best constant answer. Sign test: exact, two-sided, over "
         f"the problems shared with {ref}, each problem's accuracy over the seeds (one seed: McNemar's test); "
-        "gained / lost: problems where the run is above / below it. ± is the 95% t interval over seeds. Bins: "
+        "gained / lost: problems where the run is above / below it. ± is the 95% t interval over seeds (of the "
+        f"accuracy, and of the difference seed by seed where {ref} has the same seeds). Bins: "
         "problems by how many peers were right (n in brackets; over seeds, problem x seed)."
     )
     return "\n".join(lines) + "\n"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# TeamTR in the learnable zone after an SFT warm start (RESULTS.md, "TeamTR from an SFT warm start"):
+#   1. the warm model of experiments/warm_model.sh (SFT on chain_sum gold answers, merged) in RUNS_DIR/warm-model;
+#   2. per seed, for 2, 3 and 4 agents: teamtr, stale and single (CONFIG=teamtr_gym_warm through
+#      experiments/teamtr.sh), each trained team on 1,000 chain_sum test problems, greedy;
+#   3. the untrained team of each size (every agent the warm model, no adapter) on the same problems;
+#   4. per team size, the paired comparison against stale (`teamtune compare`), then the gap teamtr - stale
+#      against the number of agents, regressions and trust-region stops (experiments/teamtr_gap.py).
+# usage: [JOBS=9] [AGENTS="2 3 4"] [MODES="teamtr stale single"] [TEST=1000] [OVERRIDES=...] \
+#        experiments/teamtr_warm.sh MODEL RUNS_DIR SEED...
+#   TEST: test problems per evaluation; OVERRIDES: of every training run. Each run is skipped when its evaluation is there (a rerun after a kill goes on). Needs reasoning-gym.
+set -euo pipefail
+model=$1 runs=$2
+shift 2
+tt=${TEAMTUNE:-teamtune}
+here=$(dirname "$0")
+agents=${AGENTS:-2 3 4}
+"$here/warm_model.sh" "$model" "$runs"
+CONFIG=teamtr_gym_warm NAME=gymwarm AGENTS="$agents" MODES="${MODES:-teamtr stale single}" JOBS=${JOBS:-9} \
+  EVAL_OVERRIDES="task.limit=${TEST:-1000}" "$here/teamtr.sh" "$runs/warm-model" "$runs" "$@"
+declare -A chain=([2]="solver refiner" [3]="solver critic refiner" [4]="solver critic refiner verifier")
+for n in $agents; do
+  out=$runs/gymwarm-$n-untrained
+  list=""
+  for r in ${chain[$n]}; do list="$list{name: $r, sampling: {max_new_tokens: 48, do_sample: false}}, "; done
+  [ -f "$out/metrics.json" ] || $tt eval --config "$runs/gymwarm-$n-stale-s$1/eval.yaml" task.limit="${TEST:-1000}" \
+    "team.agents=[${list%, }]" method=untrained "label=$n agent(s), untrained" output="$out"
+  folders=()
+  for mode in stale teamtr single; do for seed in "$@"; do
+    f=$runs/gymwarm-$n-$mode-s$seed/eval-test
+    [ -f "$f/metrics.json" ] && folders+=("$f")
+  done; done
+  $tt compare "${folders[@]}" "$out" --reference "$n agent(s), stale, teamtr-stale" --out "$runs/gymwarm-$n-compare"
+done
+python3 "$here/teamtr_gap.py" "$runs" --name gymwarm --agents $agents --out "$runs/gymwarm-gap"
