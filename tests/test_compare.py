@@ -129,6 +129,8 @@ def test_difference_interval_pairs_seeds(tmp_path, data_dir):
     rows = {r["label"]: r for r in json.loads((tmp_path / "out" / "compare.json").read_text())["runs"]}
     t = rows["b"]["vs_reference"]
     assert t["difference"] == pytest.approx(0.5) and t["paired_seeds"] == 2
-    assert t["seed_ci95"] == pytest.approx(12.706 * 0.25, rel=1e-3)  # t(1) * sd / sqrt(2), sd = 0.25 * sqrt(2)
+    assert t["seed_ci95"] == pytest.approx(
+        12.706 * 0.25, rel=1e-3
+    )  # t(1) * sd / sqrt(2), sd = 0.25 * sqrt(2)
     assert rows["c"]["vs_reference"]["seed_ci95"] is None and rows["c"]["vs_reference"]["paired_seeds"] == 0
     assert "+50.0 ± 317.6" in md.read_text()
