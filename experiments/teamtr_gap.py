@@ -89,7 +89,7 @@ def gather(runs: Path, name: str, agents: list[int]) -> dict:
             "gap": {
                 "per_seed": gaps,
                 "mean": statistics.fmean(gaps) if gaps else None,
-                "ci95": ci95(gaps) if gaps else None,
+                "ci95": ci95(gaps) if len(gaps) > 1 else None,
             },
             "sign_test": test,
         }
@@ -109,11 +109,11 @@ def markdown(result: dict) -> str:
     for n, s in result["sizes"].items():
         m = s["modes"]
         g, t = s["gap"], s["sign_test"]
-        gap = (
-            "—"
-            if g["mean"] is None
-            else f"{100 * g['mean']:+.1f} ± {100 * g['ci95']:.1f} ({len(g['per_seed'])})"
-        )
+        gap = "—" if g["mean"] is None else f"{100 * g['mean']:+.1f}"
+        if g["ci95"] is not None:
+            gap += f" ± {100 * g['ci95']:.1f}"
+        if g["mean"] is not None:
+            gap += f" ({len(g['per_seed'])} seeds)"
         test = "—" if not t else f"{t['gained']} / {t['lost']}, p = {t['p']:.2g}"
 
         def each(key: str, fmt, m=m) -> str:
