@@ -15,16 +15,15 @@ shift 2
 tt=${TEAMTUNE:-teamtune}
 here=$(dirname "$0")
 agents=${AGENTS:-2 3 4}
+modes=${MODES:-teamtr stale single}
 "$here/warm_model.sh" "$model" "$runs"
-CONFIG=teamtr_gym_warm NAME=gymwarm AGENTS="$agents" MODES="${MODES:-teamtr stale single}" JOBS=${JOBS:-9} \
+CONFIG=teamtr_gym_warm NAME=gymwarm AGENTS="$agents" MODES="$modes" JOBS=${JOBS:-9} \
   EVAL_OVERRIDES="task.limit=${TEST:-1000}" "$here/teamtr.sh" "$runs/warm-model" "$runs" "$@"
-declare -A chain=([2]="solver refiner" [3]="solver critic refiner" [4]="solver critic refiner verifier")
 for n in $agents; do
-  out=$runs/gymwarm-$n-untrained
-  list=""
-  for r in ${chain[$n]}; do list="$list{name: $r, sampling: {max_new_tokens: 48, do_sample: false}}, "; done
-  [ -f "$out/metrics.json" ] || $tt eval --config "$runs/gymwarm-$n-stale-s$1/eval.yaml" task.limit="${TEST:-1000}" \
-    "team.agents=[${list%, }]" method=untrained "label=$n agent(s), untrained" output="$out"
+  out=$runs/gymwarm-$n-untrained  # greedy: one run serves every seed
+  team=$runs/gymwarm-$n-teamtr-s$1
+  [ -d "$team" ] || team=$runs/gymwarm-$n-stale-s$1
+  [ -f "$out/metrics.json" ] || $tt eval --config "$team/eval-untrained.yaml" task.limit="${TEST:-1000}" output="$out"
   folders=()
   for mode in stale teamtr single; do for seed in "$@"; do
     f=$runs/gymwarm-$n-$mode-s$seed/eval-test

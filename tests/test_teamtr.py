@@ -125,6 +125,13 @@ def _runs_in_eval(out, tmp_path, data_dir, monkeypatch):
     )
     _, m = run_eval(cfg)
     assert m["layout"] == "pipeline" and set(m["agents"]) == {"solver", "refiner"}
+    before = load_config(EvalConfig, out / "eval-untrained.yaml")  # the team before training
+    assert [a.name for a in before.team.agents] == [a.name for a in cfg.team.agents]
+    trained = {a.name: a for a in cfg.team.agents}
+    for a in before.team.agents:  # a frozen agent_models role stays; no role has this run's adapter
+        assert a.model == trained[a.name].model
+        assert a.adapter is None or not a.adapter.startswith(str(out))
+    assert before.method == "untrained" and before.output.endswith("eval-untrained")
 
 
 def test_plug_and_play_retrains_only_the_named_agent(tmp_path, toy_task, data_dir, monkeypatch):

@@ -379,7 +379,8 @@ def train(
 
 
 def write_eval_config(cfg: TeamTRConfig, out: Path, roles: list[str]) -> None:
-    """eval.yaml: the trained team (pipeline, or single) on the task's test split, greedy."""
+    """eval.yaml: the trained team (pipeline, or single) on the task's test split, greedy; eval-untrained.yaml:
+    the same team before training (eval-warm-start.yaml too, with a warm start)."""
     greedy = {"max_new_tokens": cfg.policy.max_new_tokens, "do_sample": False}
     agents = [
         {"name": r, "model": cfg.agent_models[r], "sampling": greedy}
@@ -402,6 +403,14 @@ def write_eval_config(cfg: TeamTRConfig, out: Path, roles: list[str]) -> None:
         "output": str(out / "eval-test"),
     }
     save_eval_config(out / "eval.yaml", ev)
+    # the same team before training: every trained role on the bare base (or on its init_adapters)
+    team["agents"] = [
+        a if "model" in a else {**a, "adapter": cfg.init_adapters.get(a["name"])} for a in agents
+    ]
+    ev.update(
+        method="untrained", label=f"{len(roles)} agent(s), untrained", output=str(out / "eval-untrained")
+    )
+    save_eval_config(out / "eval-untrained.yaml", ev)
     if (
         cfg.warm_start
     ):  # the warm start as a baseline of its own: every trained role on the SFT adapter, no RL
