@@ -65,8 +65,10 @@ def test_compare_pairs_bins_and_constant(tmp_path, data_dir):
         "lost": 1,
         "p": 0,
         "difference": 0.25,
+        "seed_difference": 0.25,
         "seed_ci95": None,  # one seed each: no interval over seeds
         "paired_seeds": 1,
+        "same_seeds": True,
     }
     bins = {int(k): (v["n"], v["accuracy"]) for k, v in rows["a"]["by_peers_right"].items()}
     assert bins == {0: (1, 0.0), 1: (1, 0.0), 3: (2, 1.0)}
@@ -125,7 +127,8 @@ def test_difference_interval_pairs_seeds(tmp_path, data_dir):
     b0 = _run(tmp_path, "b0", cfg, problems, [True, False, False, True], label="b", seed=0)
     b1 = _run(tmp_path, "b1", cfg, problems, [True, True, True, False], label="b", seed=1)
     lone = _run(tmp_path, "c2", cfg, problems, [True, True, True, True], label="c", seed=2)  # no ref seed 2
-    md = compare([r0, r1, b0, b1, lone], tmp_path / "out")
+    part = _run(tmp_path, "d0", cfg, problems, [True, True, False, True], label="d", seed=0)  # seed 0 only
+    md = compare([r0, r1, b0, b1, lone, part], tmp_path / "out")
     rows = {r["label"]: r for r in json.loads((tmp_path / "out" / "compare.json").read_text())["runs"]}
     t = rows["b"]["vs_reference"]
     assert t["difference"] == pytest.approx(0.5) and t["paired_seeds"] == 2
@@ -133,4 +136,8 @@ def test_difference_interval_pairs_seeds(tmp_path, data_dir):
         12.706 * 0.25, rel=1e-3
     )  # t(1) * sd / sqrt(2), sd = 0.25 * sqrt(2)
     assert rows["c"]["vs_reference"]["seed_ci95"] is None and rows["c"]["vs_reference"]["paired_seeds"] == 0
-    assert "+50.0 ± 317.6" in md.read_text()
+    assert t["same_seeds"] and "| +50.0 ± 317.6 |" in md.read_text()
+    # d: seed 0 only; +62.5 against both reference seeds, +50.0 against seed 0, the one both have
+    d = rows["d"]["vs_reference"]
+    assert not d["same_seeds"] and d["seed_difference"] == pytest.approx(0.5) and d["seed_ci95"] is None
+    assert "| +62.5 (seeds both have: +50.0) |" in md.read_text()

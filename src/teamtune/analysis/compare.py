@@ -120,8 +120,10 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
         test = sign_test([ref_out[k] for k in common], [mine[k] for k in common])
         # the difference seed by seed (seeds the reference also has): its 95% t interval over seeds
         diffs = [r["accuracy"] - ref_by_seed[r.get("seed")] for r in rs if r.get("seed") in ref_by_seed]
+        test["seed_difference"] = statistics.fmean(diffs) if diffs else None
         test["seed_ci95"] = ci95(diffs) if len(diffs) > 1 else None
         test["paired_seeds"] = len(diffs)
+        test["same_seeds"] = sorted(map(str, ref_by_seed)) == sorted(str(r.get("seed")) for r in rs)
         bins: dict[int, list[bool]] = {}
         for r in rs:
             peers = r["peers"] or peers_of.get(r.get("seed"))
@@ -160,8 +162,11 @@ def markdown(result: dict) -> str:
         t, ci = r["vs_reference"], r["ci95"]
         acc = f"{100 * r['accuracy']:.1f}%" + (f" ± {100 * ci:.1f}" if ci is not None else "")
         diff = f"{100 * t['difference']:+.1f}"
-        if t.get("seed_ci95") is not None and r["label"] != ref:
-            diff += f" ± {100 * t['seed_ci95']:.1f}"
+        ci = "" if t.get("seed_ci95") is None else f" ± {100 * t['seed_ci95']:.1f}"
+        if r["label"] != ref and t.get("same_seeds"):
+            diff += ci
+        elif r["label"] != ref and t.get("seed_difference") is not None:  # over the seeds both have
+            diff += f" (seeds both have: {100 * t['seed_difference']:+.1f}{ci})"
         cells = [r["label"], ", ".join(map(str, r["seeds"])), acc, diff]
         cells += [f"{t['gained']} / {t['lost']}", f"{t['p']:.3g}"]
         for b in bins:
