@@ -12,18 +12,18 @@ import torch
 import torch.nn.functional as F
 from peft import PeftModel
 
-from .model import _base, _Weights, compute_dtype, forward
+from .model import EAGER, Ops, _base, _Weights, compile_dynamic, compute_dtype, forward
 from .sampling import NUCLEI, draw_by_rejection, sample, seeded
 
 PREFILL_TOKENS = 32768  # prompt tokens per prefill chunk (bounds the attention mask and activations)
 CHECK_EVERY = 8  # decode steps between host checks for finished rows and stop strings
 
 
-def _decode_logits(w: _Weights, st: _State) -> torch.Tensor:
+def _decode_logits(w: _Weights, st: _State, ops: Ops) -> torch.Tensor:
     """The model's part of a decode step: store the current tokens' keys and values at `st.cur`, return the
-    next-token logits (batch, vocab). Shape-generic, so one `torch.compile` of it serves every batch and cache.
-    Each key/value head's `g` query heads attend as `g` queries of one head (no copies of the cache), by two
-    matmuls and a float32 softmax (`scaled_dot_product_attention` with a mask was no faster, BENCHMARKS.md)."""
+    next-token logits (batch, vocab). Each key/value head's `g` query heads attend as `g` queries of one head
+    (no copies of the cache), by two matmuls and a float32 softmax (`scaled_dot_product_attention` with a mask
+    was no faster, BENCHMARKS.md)."""
     b = st.tokens.shape[0]
     valid = (st.arange[None, :] >= st.start[:, None]) & (st.arange[None, :] <= st.cur)
     bias = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device).masked_fill(
@@ -34,13 +34,11 @@ def _decode_logits(w: _Weights, st: _State) -> torch.Tensor:
     def attend(i, q, k, v):
         st.k[i].index_copy_(2, st.cur.view(1), k)
         st.v[i].index_copy_(2, st.cur.view(1), v)
-        q = q.view(b, w.kv_heads, g, w.head_dim)
-        scores = (q @ st.k[i].transpose(-1, -2)).float() * w.scale + bias
-        a = scores.softmax(-1).to(v.dtype) @ st.v[i]  # (b, kv_heads, g, head_dim)
+        a = ops.attend(q.view(b, w.kv_heads, g, w.head_dim), st.k[i], st.v[i], bias, w.scale)
         return a.view(b, w.heads, 1, w.head_dim)
 
     pos = (st.cur - st.start)[:, None]
-    h = forward(w, st.tokens[:, None], pos, w.masks(st.rows), attend)[:, 0]
+    h = forward(w, st.tokens[:, None], pos, w.masks(st.rows), attend, ops)[:, 0]
     return F.linear(h, w.lm_head)
 
 
@@ -104,15 +102,16 @@ def _serves(k: _Key, want: _Key, cuda: bool) -> bool:
 @functools.cache
 def _compiled(fn):
     """`fn` through torch.compile with dynamic shapes, once per process for every decoder."""
-    return torch.compile(fn, dynamic=True, fullgraph=True)
+    return compile_dynamic(fn, fullgraph=True)
 
 
 class FastDecoder:
     """Generates for a batch of token-id prompts on one model; rows may use different LoRA adapters.
 
-    `compile_step`: run the model's part of the decode step through `torch.compile` (fused kernels; on CUDA then
-    captured as a graph with the sampler). It is compiled once per process with dynamic shapes, so new batch
-    sizes, cache lengths and decoders only capture a new graph. `nucleus`: how top-p picks its tokens:
+    `compile_step`: run the elementwise pieces of each layer through `torch.compile` (`Ops.compiled`: fused
+    kernels, then on CUDA captured as a graph with the sampler), in the decode step and the prefill. They are
+    compiled once per process with dynamic shapes, so new batch sizes, cache lengths and decoders only capture
+    a new graph. `nucleus`: how top-p picks its tokens:
     - "sort" (the default without `compile_step`, in `sample`; eager, as inductor cannot compile its cumsum over
       the vocabulary in torch 2.11; it keeps the tokens of earlier runs' seeds);
     - "reject" (`draw_by_rejection`; the default with `compile_step`, compiled with the step: 1.33x faster steps
@@ -132,7 +131,7 @@ class FastDecoder:
         if nucleus not in draws:
             raise ValueError(f"nucleus must be one of {', '.join(draws)}, not {nucleus!r}")
         self.compile_step, self.nucleus, self.dtype = compile_step, nucleus, dtype
-        self._logits = _compiled(_decode_logits) if compile_step else _decode_logits
+        self._ops = Ops.compiled() if compile_step else EAGER
         self._draw = draws[nucleus]  # None: the sort inside `sample`
         if compile_step and self._draw is not None:
             self._draw = _compiled(self._draw)
@@ -265,14 +264,14 @@ class FastDecoder:
                 )
 
             pos = ar[None, :].expand(len(n), P)
-            h = forward(w, ids[sl], pos, w.masks(st.rows[sl]), attend)
+            h = forward(w, ids[sl], pos, w.masks(st.rows[sl]), attend, self._ops)
             h = h[torch.arange(len(n), device=dev), n - 1]  # each row's last prompt token
             first.append(sample(F.linear(h, w.lm_head), *key.sampling, draw=self._draw))
         return torch.cat(first)
 
     def _step(self, w: _Weights, st: _State, key: _Key) -> None:
         """One decode step on the fixed buffers (no host sync: it is what the CUDA graph captures)."""
-        logits = self._logits(w, st)
+        logits = _decode_logits(w, st, self._ops)
         nxt = sample(logits, *key.sampling, draw=self._draw)
         nxt = torch.where(st.done, st.pad, nxt)
         st.out.index_copy_(

@@ -4,9 +4,11 @@ with grouped KV heads, SiLU MLP), because a captured graph must read fixed buffe
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
+import torch.fx.experimental._config
 import torch.nn.functional as F
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
@@ -94,9 +96,10 @@ class _Linear:
 
     def __call__(self, x: torch.Tensor, masks: dict) -> torch.Tensor:
         y = F.linear(x, self.weight, self.bias)
-        if self.layout:
-            y = y + F.linear(F.linear(x, self.A) * masks[self.layout], self.B)
-        return y
+        if not self.layout:
+            return y
+        a = F.linear(x, self.A) * masks[self.layout]
+        return torch.addmm(y.flatten(0, -2), a.flatten(0, -2), self.B.t()).view(y.shape)  # the sum in the GEMM
 
 
 def compute_dtype(model, dtype: str | None = None) -> torch.dtype:
@@ -181,10 +184,69 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return x * cos + rotated * sin
 
 
-def _rms(norm, x: torch.Tensor) -> torch.Tensor:
+def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     h = x.float()
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
-    return norm.weight * h.to(x.dtype)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(x.dtype)
+
+
+def _add_rms(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, eps: float):
+    """The residual sum x + y and its RMSNorm (one fused kernel when compiled)."""
+    x = x + y
+    return x, _rms(x, weight, eps)
+
+
+def _rope(qkv: torch.Tensor, cos, sin, sizes: list[int], heads: int, kv_heads: int, head_dim: int):
+    """q, k, v (b, heads, t, head_dim) from the stacked projection's output, q and k rotated."""
+    b, t = qkv.shape[:2]
+    q, k, v = qkv.split(sizes, -1)
+    q = q.view(b, t, heads, head_dim).transpose(1, 2)
+    k = k.view(b, t, kv_heads, head_dim).transpose(1, 2)
+    v = v.view(b, t, kv_heads, head_dim).transpose(1, 2)
+    return _rotate(q, cos, sin), _rotate(k, cos, sin), v
+
+
+def _glu(gate_up: torch.Tensor, sizes: list[int], act) -> torch.Tensor:
+    gate, up = gate_up.split(sizes, -1)
+    return act(gate) * up
+
+
+def _attend_cache(q, k, v, bias, scale: float) -> torch.Tensor:
+    """Decode attention of one query per row over a cache: q (b, kv_heads, g, d), k/v (b, kv_heads, T, d), bias
+    (b, 1, 1, T) -> (b, kv_heads, g, d): two matmuls and a float32 softmax."""
+    scores = (q @ k.transpose(-1, -2)).float() * scale + bias
+    return scores.softmax(-1).to(v.dtype) @ v
+
+
+class Ops:
+    """The elementwise pieces of a layer, eager or through torch.compile (`Ops.compiled`). Compiling these
+    functions, which every layer calls with tensors of the same shapes, rather than the whole step, compiles
+    each once in seconds (regional compilation) and fuses what the step spends most kernels on: RMSNorm with
+    the residual sum, the rotary embedding, the attention softmax, the gated activation."""
+
+    def __init__(self, wrap: Callable = lambda f: f):
+        self.rms, self.add_rms, self.rope = wrap(_rms), wrap(_add_rms), wrap(_rope)
+        self.glu, self.attend = wrap(_glu), wrap(_attend_cache)
+
+    @staticmethod
+    @functools.cache
+    def compiled() -> Ops:
+        """The compiled pieces, once per process (dynamic shapes: every batch, prompt and cache reuses them)."""
+        return Ops(lambda f: compile_dynamic(f, fullgraph=True))
+
+
+def compile_dynamic(fn, **kw):
+    """`torch.compile(fn, dynamic=True)` (a module: compiled in place) without duck sizing: a dimension that
+    happens to equal another (a prompt bucket of 576 tokens and SmolLM2's hidden size) must not share its symbol
+    and be specialised with it. The setting is process-wide."""
+    torch.fx.experimental._config.use_duck_shape = False
+    if isinstance(fn, torch.nn.Module):
+        fn.compile(dynamic=True, **kw)
+        return fn
+    return torch.compile(fn, dynamic=True, **kw)
+
+
+EAGER = Ops()
 
 
 def forward(
@@ -193,21 +255,20 @@ def forward(
     pos: torch.Tensor,  # (b, t) rotary positions
     masks: dict,
     attend: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    ops: Ops = EAGER,
 ) -> torch.Tensor:
     """Hidden states after the final norm; `attend(layer, q, k, v)` stores k/v and returns the attention."""
     b, t = ids.shape
     x = F.embedding(ids, w.embed)
     cos, sin = w.rotary(x, pos)
     cos, sin = cos[:, None], sin[:, None]
-    for i, (ln1, ln2, lin) in enumerate(w.layers):
-        h = _rms(ln1, x)
-        q, k, v = lin["qkv"](h, masks).split(lin["qkv"].sizes, -1)
-        q = q.view(b, t, w.heads, w.head_dim).transpose(1, 2)
-        k = k.view(b, t, w.kv_heads, w.head_dim).transpose(1, 2)
-        v = v.view(b, t, w.kv_heads, w.head_dim).transpose(1, 2)
-        a = attend(i, _rotate(q, cos, sin), _rotate(k, cos, sin), v)  # (b, heads, t, head_dim)
-        x = x + lin["o_proj"](a.transpose(1, 2).reshape(b, t, -1), masks)
-        h = _rms(ln2, x)
-        gate, up = lin["gate_up"](h, masks).split(lin["gate_up"].sizes, -1)
-        x = x + lin["down_proj"](w.act(gate) * up, masks)
-    return _rms(w.norm, x)
+    norms = [layer[0] for layer in w.layers[1:]] + [w.norm]  # the norm that follows each layer
+    h = ops.rms(x, w.layers[0][0].weight, w.layers[0][0].variance_epsilon)
+    for i, ((_, ln2, lin), after) in enumerate(zip(w.layers, norms, strict=True)):
+        q, k, v = ops.rope(lin["qkv"](h, masks), cos, sin, lin["qkv"].sizes, w.heads, w.kv_heads, w.head_dim)
+        a = attend(i, q, k, v)  # (b, heads, t, head_dim)
+        o = lin["o_proj"](a.transpose(1, 2).reshape(b, t, -1), masks)
+        x, h = ops.add_rms(x, o, ln2.weight, ln2.variance_epsilon)
+        y = lin["down_proj"](ops.glu(lin["gate_up"](h, masks), lin["gate_up"].sizes, w.act), masks)
+        x, h = ops.add_rms(x, y, after.weight, after.variance_epsilon)
+    return h
