@@ -27,6 +27,7 @@ from ..config import ConfigError, at_least, from_dict, save_config
 from ..console import RunProgress
 from ..costs import FlopModel
 from ..evaluate import EvalConfig, claim_folder
+from ..fastgen.model import compile_dynamic
 from ..models import LoadedModel, save_model
 
 
@@ -86,6 +87,21 @@ def make_trainable(
     )
     loaded.model = get_peft_model(loaded.model, cfg, adapter_name=adapter)
     return loaded.model
+
+
+def compile_layers(model: torch.nn.Module) -> None:
+    """Regional compilation: each decoder layer of `model` (Llama-family layout, under a peft wrapper or not)
+    through torch.compile with dynamic shapes. The layers share one compiled code, so it compiles in seconds
+    rather than minutes for the whole model, and fuses the layer's elementwise work (RMSNorm, rotary, LoRA
+    scaling, residual sums) in the forward and the backward."""
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    layers = getattr(getattr(base, "model", base), "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise ValueError(f"compile: no decoder layers (model.layers) in {type(base).__name__}")
+    # a team's agents (other adapters, other weights needing gradients) each add a compiled variant
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    for layer in layers:
+        compile_dynamic(layer)
 
 
 def trainable_parameters(model: torch.nn.Module) -> int:

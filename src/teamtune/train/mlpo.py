@@ -46,6 +46,7 @@ from .common import (
 )
 from .losses import group_advantages
 from .policy import (
+    compile_policy,
     GROUP_COUNTS,
     PolicySettings,
     fill_groups,
@@ -148,6 +149,7 @@ def train(
     )
     model = make_trainable(loaded, cfg.finetune, cfg.lora, init=warm)
     params = [p for p in model.parameters() if p.requires_grad]
+    compile_policy(model, cfg.policy, device)
     dp = (acc, acc.prepare_model(model)) if world > 1 else None
     engine = Engine(  # ranks sample apart
         loaded, batch_size=cfg.batch_size, seed=cfg.seed + 1_000 * rank, decode=cfg.decode

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from peft import PeftModel
 
 from ..costs import FlopModel
-from .common import autocast, train_flops
+from .common import autocast, compile_layers, train_flops
 from .losses import grpo_loss, k3_kl, masked_mean, token_logprobs
 
 
@@ -33,6 +33,9 @@ class PolicySettings:
     # until the batch holds as many informative groups as asked, for at most `max_draws` draws of a batch
     dynamic_sampling: bool = False
     max_draws: int = 4
+    # the training forward's decoder layers through torch.compile (regional: compiled once for all layers, in
+    # seconds); None: on CUDA
+    compile: bool | None = None
 
     def validate(self) -> None:
         if self.group_size < 2:
@@ -105,6 +108,14 @@ def make_batch(
     return Batch(ids, attention, mask, torch.tensor(advantages, dtype=torch.float32))
 
 
+def compile_policy(model, s: PolicySettings, device: torch.device) -> bool:
+    """Compile the training forward's layers when `s.compile` says so (None: on CUDA); whether it did."""
+    on = s.compile if s.compile is not None else device.type == "cuda"
+    if on:
+        compile_layers(model)
+    return on
+
+
 def micro_rows(batch: Batch, s: PolicySettings) -> int:
     """Sequences per forward/backward on `batch`: `s.micro_batch`, fewer when `s.micro_tokens` caps rows x width."""
     if not s.micro_tokens:
@@ -120,16 +131,20 @@ def _slices(batch: Batch, micro: int):
 def _logp(model, batch: Batch, sl: slice, device) -> torch.Tensor:
     """[b, T-1] log-probs of the slice's completion tokens, 0 where the mask is 0 before the first of them.
 
-    Logits are made only from the slice's first completion position on (`logits_to_keep`): the prompt's
-    positions carry no loss, and their logits over the vocabulary were most of a leader's forward."""
-    ids = batch.ids[sl].to(device)
-    rows = batch.mask[sl].any(dim=0).nonzero()
+    Rows are right-padded, so causal attention alone is right for every real token: no attention mask, which
+    lets the training forward take the flash kernel, and the slice is cut to its own longest row. Logits are
+    made only from the slice's first completion position on (`logits_to_keep`): the prompt's positions carry
+    no loss, and their logits over the vocabulary were most of a leader's forward."""
+    T = batch.ids.shape[1]
+    width = int(batch.attention[sl].sum(1).max())
+    ids = batch.ids[sl, :width].to(device)
+    rows = batch.mask[sl, : width - 1].any(dim=0).nonzero()
     first = int(rows[0]) if len(rows) else 0
-    keep = {"logits_to_keep": ids.shape[1] - first} if first else {}
+    keep = {"logits_to_keep": width - first} if first else {}
     with autocast(device):
-        logits = model(input_ids=ids, attention_mask=batch.attention[sl].to(device), **keep).logits
+        logits = model(input_ids=ids, **keep).logits
     out = token_logprobs(logits, ids[:, first:])
-    return F.pad(out, (first, 0)) if first else out
+    return F.pad(out, (first, T - width))
 
 
 @torch.no_grad()

@@ -52,6 +52,7 @@ from .common import (
 from .losses import group_advantages
 from .mixed import adapter_params
 from .policy import (
+    compile_policy,
     GROUP_COUNTS,
     PolicySettings,
     fill_groups,
@@ -212,6 +213,7 @@ def train(
     loaded = load_model(cfg.model, device=device_name, dtype="float32", seed=cfg.seed)
     roles = build_team(cfg, loaded, init)
     model, device, tok = loaded.model, loaded.device, loaded.tokenizer
+    compile_policy(model, cfg.policy, device)
     dp = None
     if world > 1:  # DDP takes the weights that need gradients now: every agent's adapter
         for n, p in model.named_parameters():
