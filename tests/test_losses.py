@@ -187,7 +187,9 @@ def test_compiled_layers_give_the_same_logprobs_and_gradients():
     torch._dynamo.reset()
     compile_layers(model)
     compiled, compiled_grads = run()
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # the layers did go through torch.compile
+    assert (
+        torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
+    )  # the layers did go through torch.compile
     assert torch.allclose(compiled, eager, atol=1e-5)
     for a, b in zip(compiled_grads, eager_grads, strict=True):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)

@@ -405,7 +405,9 @@ def test_mixed_roles_take_the_steps_of_training_the_roles_in_turn(tmp_path):
         ma = json.loads((turn / role / "train_metrics.json").read_text())
         for other in (mixed, resumed):
             b = load_file(other / role / "adapter_model.safetensors")
-            assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a), role
+            # one batched backward sums in another order: after 8 Adam steps at lr 1e-2 the weights differ by up
+            # to ~5e-5 (transformers 5.25, torch 2.13 on CPU) while the losses agree to 1e-7
+            assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=2e-4) for k in a), role
             rows_b = [json.loads(x) for x in (other / role / "log.jsonl").read_text().splitlines()]
             assert [r["step"] for r in rows_b] == [r["step"] for r in rows_a] and len(rows_a) > 1
             assert [r["loss"] for r in rows_b] == pytest.approx([r["loss"] for r in rows_a], rel=1e-4)

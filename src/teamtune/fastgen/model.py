@@ -99,7 +99,9 @@ class _Linear:
         if not self.layout:
             return y
         a = F.linear(x, self.A) * masks[self.layout]
-        return torch.addmm(y.flatten(0, -2), a.flatten(0, -2), self.B.t()).view(y.shape)  # the sum in the GEMM
+        return torch.addmm(y.flatten(0, -2), a.flatten(0, -2), self.B.t()).view(
+            y.shape
+        )  # the sum in the GEMM
 
 
 def compute_dtype(model, dtype: str | None = None) -> torch.dtype:

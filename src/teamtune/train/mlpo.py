@@ -46,9 +46,9 @@ from .common import (
 )
 from .losses import group_advantages
 from .policy import (
-    compile_policy,
     GROUP_COUNTS,
     PolicySettings,
+    compile_policy,
     fill_groups,
     informative,
     logprobs,
@@ -205,6 +205,35 @@ def train(
         groups = [(p, done[i * G : (i + 1) * G]) for i, p in enumerate(problems)]
         return groups, torch.tensor(rewards).view(len(problems), G)
 
+    def learn(done, rewards: torch.Tensor) -> dict:
+        """The clipped policy-gradient update on the kept groups' completions (KL to the reference when on)."""
+        adv = group_advantages(rewards, cfg.policy.scale_advantages).flatten().tolist()
+        batch = make_batch([c.prompt_ids for c in done], [c.tokens for c in done], adv, tok.pad_token_id)
+        if cfg.policy.kl_coef > 0:
+            ref, micro = ref_model or model, micro_rows(batch, cfg.policy)
+            batch.ref_logp = logprobs(ref, batch, micro, device, reference=ref_model is None)
+        st = update(
+            model, params, opt, sched, batch, cfg.policy, device, dp=dp, max_grad_norm=cfg.optim.max_grad_norm
+        )
+        counters["train_tokens"] += int(batch.attention.sum()) * cfg.policy.ppo_epochs
+        forwards = 1 + (cfg.policy.kl_coef > 0)
+        counters["train_flops"] += update_flops(fm, batch, cfg.policy, adapter_size, forwards)
+        return st
+
+    def means(groups, rewards: torch.Tensor, drawn: list[bool], before: dict) -> dict:
+        """The step's means over every rank: reward, accuracy of all that was drawn, readable answers, length,
+        and the share of groups with an advantage (with dynamic sampling, all but a fallback's)."""
+        done = [(c, p) for p, g in groups for c in g]
+        values = [
+            float(rewards.mean()),
+            sum(drawn) / len(drawn),  # everything sampled, not only the groups kept
+            sum(task.read_answer(c.text, p) is not None for c, p in done) / len(done),
+            sum(len(c.tokens) for c, _ in done) / len(done),
+            float(informative(rewards).float().mean()),
+        ]
+        names = ("reward", "accuracy", "readable", "completion_tokens", "signal")
+        return dict(zip(names, over_ranks(acc, values, counters, before, device), strict=True))
+
     with step_bar(console, "mlpo", cfg.steps, start, ["reward", "accuracy", "kl", "clip"]) as advance:
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
@@ -213,58 +242,19 @@ def train(
             drawn: list[bool] = []  # whether each completion drawn this step is right, kept or dropped
             want = min(cfg.problems_per_step, len(task.problems)) // world
             groups, rewards, draws = fill_groups(functools.partial(draw, step, drawn), want, cfg.policy)
-            problems = [g[0] for g in groups]
-            done = [c for g in groups for c in g[1]]
-            readable = [task.read_answer(c.text, problems[j // G]) is not None for j, c in enumerate(done)]
-            for key, n in draws.items():
-                counters[key] += n
             t1 = time.perf_counter()
-            adv = group_advantages(rewards, cfg.policy.scale_advantages).flatten().tolist()
-            batch = make_batch([c.prompt_ids for c in done], [c.tokens for c in done], adv, tok.pad_token_id)
-            micro = micro_rows(batch, cfg.policy)
-            if cfg.policy.kl_coef > 0:
-                batch.ref_logp = logprobs(
-                    ref_model or model, batch, micro, device, reference=ref_model is None
-                )
-            st = update(
-                model,
-                params,
-                opt,
-                sched,
-                batch,
-                cfg.policy,
-                device,
-                dp=dp,
-                max_grad_norm=cfg.optim.max_grad_norm,
-            )
+            st = learn([c for g in groups for c in g[1]], rewards)
             dt = time.perf_counter() - t0
-            counters["train_tokens"] += int(batch.attention.sum()) * cfg.policy.ppo_epochs
-            forwards = 1 + (cfg.policy.kl_coef > 0)
-            counters["train_flops"] += update_flops(fm, batch, cfg.policy, adapter_size, forwards)
-            counters["problems"] += len(problems)
-            # the share of the batch's groups with an advantage (with dynamic sampling, all but a fallback's)
-            signal = float(informative(rewards).float().mean())
-            counters["seconds"] += dt
+            for key, n in {**draws, "problems": len(groups), "seconds": dt}.items():
+                counters[key] += n
             counters["engine_calls"] = engine.calls
-            means = [
-                float(rewards.mean()),
-                sum(drawn) / len(drawn),  # everything sampled, not only the groups kept
-                sum(readable) / len(readable),
-                sum(len(c.tokens) for c in done) / len(done),
-                signal,
-            ]
-            means = over_ranks(acc, means, counters, before, device)
             row = {
                 "step": step + 1,
-                "reward": means[0],
-                "accuracy": means[1],
-                "readable": means[2],
+                **means(groups, rewards, drawn, before),
                 "kl": st["kl_ref"],
                 "clip_frac": st["clip_frac"],
                 "grad_norm": st["grad_norm"],  # before clipping
                 "loss": st["loss"],
-                "completion_tokens": means[3],
-                "signal": means[4],
                 **{k: counters[k] - before[k] for k in GROUP_COUNTS},
                 "seconds": dt,
                 "rollout_seconds": t1 - t0,  # peers and leader sampling; the rest is scoring and the update

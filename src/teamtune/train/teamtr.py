@@ -52,9 +52,9 @@ from .common import (
 from .losses import group_advantages
 from .mixed import adapter_params
 from .policy import (
-    compile_policy,
     GROUP_COUNTS,
     PolicySettings,
+    compile_policy,
     fill_groups,
     informative,
     logprobs,
@@ -283,6 +283,25 @@ def train(
         chains = [replace(c, problem=i) for i, g in enumerate(groups) for c in g[1]]
         return chains, group_advantages(rewards, s.scale_advantages).flatten(), rewards
 
+    def learn(role: str, chains: list[Chain], adv: torch.Tensor) -> dict:
+        """Agent `role`'s clipped update on its own turns of the chains, inside the trust region `delta`."""
+        i = roles.index(role)
+        batch = make_batch(
+            [c.prompt_ids[i] for c in chains], [c.tokens[i] for c in chains], adv.tolist(), tok.pad_token_id
+        )
+        model.set_adapter(role)
+        if s.kl_coef > 0:
+            batch.ref_logp = logprobs(model, batch, micro_rows(batch, s), device, reference=True)
+        params = adapter_params(model, role)
+        opt, sched = opts[role], scheds[role]
+        st = update(
+            model, params, opt, sched, batch, s, device, cfg.delta, dp, max_grad_norm=cfg.optim.max_grad_norm
+        )
+        forwards = 1 + (s.kl_coef > 0) + st["steps"] + st["stopped"]  # old, reference, trust checks
+        fm = engine.flop_model(role)
+        counters["train_flops"] += update_flops(fm, batch, s, sum(p.numel() for p in params), forwards)
+        return st
+
     correct = judge() if eval_task else []
     with step_bar(console, f"teamtr ({cfg.mode})", cfg.stages * updates, step, ["accuracy", "kl"]) as advance:
         for stage in range(start, cfg.stages):
@@ -301,34 +320,7 @@ def train(
                 # teamtr and single: fresh rollouts for every update
                 chains, adv, rewards = shared or sample(stage, problems)
                 t1 = time.perf_counter()
-                i = roles.index(role)
-                batch = make_batch(
-                    [c.prompt_ids[i] for c in chains],
-                    [c.tokens[i] for c in chains],
-                    adv.tolist(),
-                    tok.pad_token_id,
-                )
-                model.set_adapter(role)
-                if s.kl_coef > 0:
-                    batch.ref_logp = logprobs(model, batch, micro_rows(batch, s), device, reference=True)
-                params = adapter_params(model, role)
-                st = update(
-                    model,
-                    params,
-                    opts[role],
-                    scheds[role],
-                    batch,
-                    s,
-                    device,
-                    max_kl=cfg.delta,
-                    dp=dp,
-                    max_grad_norm=cfg.optim.max_grad_norm,
-                )
-                fm = engine.flop_model(role)
-                forwards = 1 + (s.kl_coef > 0) + st["steps"] + st["stopped"]  # old, reference, trust checks
-                counters["train_flops"] += update_flops(
-                    fm, batch, s, sum(p.numel() for p in params), forwards
-                )
+                st = learn(role, chains, adv)
                 step += 1
                 signal = float(informative(rewards).float().mean())  # the batch's groups with an advantage
                 reward, signal = over_ranks(acc, [float(rewards.mean()), signal], counters, before, device)
