@@ -98,10 +98,8 @@ class _Linear:
         y = F.linear(x, self.weight, self.bias)
         if not self.layout:
             return y
-        a = F.linear(x, self.A) * masks[self.layout]
-        return torch.addmm(y.flatten(0, -2), a.flatten(0, -2), self.B.t()).view(
-            y.shape
-        )  # the sum in the GEMM
+        a = (F.linear(x, self.A) * masks[self.layout]).flatten(0, -2)
+        return torch.addmm(y.flatten(0, -2), a, self.B.t()).view(y.shape)  # the sum inside the GEMM
 
 
 def compute_dtype(model, dtype: str | None = None) -> torch.dtype:
@@ -222,8 +220,8 @@ def _attend_cache(q, k, v, bias, scale: float) -> torch.Tensor:
 
 class Ops:
     """The elementwise pieces of a layer, eager or through torch.compile (`Ops.compiled`). Compiling these
-    functions, which every layer calls with tensors of the same shapes, rather than the whole step, compiles
-    each once in seconds (regional compilation) and fuses what the step spends most kernels on: RMSNorm with
+    functions, which every layer calls with tensors of the same shapes, rather than the whole step, compiles a
+    few small graphs once (regional compilation) and fuses what the step spends most kernels on: RMSNorm with
     the residual sum, the rotary embedding, the attention softmax, the gated activation."""
 
     def __init__(self, wrap: Callable = lambda f: f):
