@@ -33,9 +33,9 @@ class PolicySettings:
     # until the batch holds as many informative groups as asked, for at most `max_draws` draws of a batch
     dynamic_sampling: bool = False
     max_draws: int = 4
-    # the training forward's decoder layers through torch.compile (regional: compiled once for all layers, in
-    # seconds); None: on CUDA
-    compile: bool | None = None
+    # the training forward's decoder layers through torch.compile (regional: one compiled code for every layer);
+    # None: on CUDA. Off until it is timed on a GPU (benchmarks/rl_step.py: mlpo against mlpo_eager)
+    compile: bool | None = False
 
     def validate(self) -> None:
         if self.group_size < 2:
