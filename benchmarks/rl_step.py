@@ -13,9 +13,9 @@ defaults: `num_iterations=1`, `beta=0`). The prompts are the GSM8K questions tea
   model's float32 and a separate pass for the old policy's log-probs (also nothing compiled).
 - `teamtr`: one agent's update as `teamtune.train.teamtr` runs it: the same, plus the trust region's KL check
   after the step (`max_kl`).
-- `mlpo`, `teamtr` run as the recipes do on CUDA: the decode step's pieces and the training forward's layers
-  through torch.compile (regional: compiled once for every layer). The warm-up step's time, compilation
-  included, is recorded as `first_step_seconds`.
+- `mlpo`, `teamtr` run as the recipes do with `policy.compile: true` and `decode.compile_step: true`: the decode
+  step's pieces and the training forward's layers through torch.compile (regional: compiled once for every
+  layer). The warm-up step's time, compilation included, is recorded as `first_step_seconds`.
 - `trl` / `trl_no_gc`: `GRPOTrainer` with its default HF generation, as shipped (gradient checkpointing on) and
   with it off; seconds per optimiser step (`on_step_begin` to `on_step_end`, generation included).
 

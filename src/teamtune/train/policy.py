@@ -34,7 +34,8 @@ class PolicySettings:
     dynamic_sampling: bool = False
     max_draws: int = 4
     # the training forward's decoder layers through torch.compile (regional: one compiled code for every layer);
-    # None: on CUDA. Off until it is timed on a GPU (benchmarks/rl_step.py: mlpo against mlpo_eager)
+    # None: on CUDA. Off by default: with decode.compile_step, about 3 minutes of compiling once per process
+    # for a 1.6x faster step on an H100 (BENCHMARKS.md), so it pays in long runs only
     compile: bool | None = False
 
     def validate(self) -> None:
