@@ -91,9 +91,9 @@ def make_trainable(
 
 def compile_layers(model: torch.nn.Module) -> None:
     """Regional compilation: each decoder layer of `model` (Llama-family layout, under a peft wrapper or not)
-    through torch.compile with dynamic shapes. The layers share one compiled code, so it compiles in seconds
-    rather than minutes for the whole model, and fuses the layer's elementwise work (RMSNorm, rotary, LoRA
-    scaling, residual sums) in the forward and the backward."""
+    through torch.compile with dynamic shapes. The layers share one compiled code (compiled once, not once per
+    layer), which fuses the layer's elementwise work (RMSNorm, rotary, LoRA scaling, residual sums) in the
+    forward and the backward."""
     base = model.get_base_model() if isinstance(model, PeftModel) else model
     layers = getattr(getattr(base, "model", base), "layers", None)
     if not isinstance(layers, torch.nn.ModuleList):

@@ -35,7 +35,7 @@ class PolicySettings:
     max_draws: int = 4
     # the training forward's decoder layers through torch.compile (regional: one compiled code for every layer);
     # None: on CUDA. Off by default: with decode.compile_step, about 3 minutes of compiling once per process
-    # for a 1.6x faster step on an H100 (BENCHMARKS.md), so it pays in long runs only
+    # for a 2.99 s step against 4.74 s uncompiled on an H100 (BENCHMARKS.md), so it pays in long runs only
     compile: bool | None = False
 
     def validate(self) -> None:
@@ -109,12 +109,10 @@ def make_batch(
     return Batch(ids, attention, mask, torch.tensor(advantages, dtype=torch.float32))
 
 
-def compile_policy(model, s: PolicySettings, device: torch.device) -> bool:
-    """Compile the training forward's layers when `s.compile` says so (None: on CUDA); whether it did."""
-    on = s.compile if s.compile is not None else device.type == "cuda"
-    if on:
+def compile_policy(model, s: PolicySettings, device: torch.device) -> None:
+    """Compile the training forward's layers when `s.compile` says so (None: on CUDA)."""
+    if s.compile if s.compile is not None else device.type == "cuda":
         compile_layers(model)
-    return on
 
 
 def micro_rows(batch: Batch, s: PolicySettings) -> int:
