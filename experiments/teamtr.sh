@@ -6,7 +6,8 @@
 # e.g. CONFIG=teamtr_gym_warm (experiments/teamtr_warm.sh).
 # usage: [TASK=gsm8k] [CONFIG=...] [NAME=...] [AGENTS="2 3 4"] [MODES="teamtr stale simultaneous single"] [JOBS=1] \
 #        [OVERRIDES="stages=3"] [EVAL_OVERRIDES="task.limit=300"] experiments/teamtr.sh MODEL RUNS_DIR SEED...
-# (TEAMTUNE: the command; JOBS runs that many trainings, each followed by its evaluation, at once)
+# (TEAMTUNE: the command; JOBS runs that many trainings, each followed by its evaluation, at once; "{agents}" in
+# OVERRIDES becomes each run's number of agents, e.g. warm_start.folder=RUNS/warm-{agents} for a shared warm start)
 set -euo pipefail
 model=$1 runs=$2
 shift 2
@@ -23,8 +24,9 @@ for seed in "$@"; do
     for mode in ${MODES:-teamtr stale simultaneous single}; do
       out=$runs/$name-$n-$mode-s$seed
       [ -f "$out/eval-test/metrics.json" ] && continue
+      ov=${OVERRIDES:-}
       echo "$tt train --resume --config $config model=$model agents=$n mode=$mode seed=$seed \
-output=$out $extra ${OVERRIDES:-} >> $out.log 2>&1 && $tt eval --config $out/eval.yaml ${EVAL_OVERRIDES:-} >> $out.log 2>&1"
+output=$out $extra ${ov//\{agents\}/$n} >> $out.log 2>&1 && $tt eval --config $out/eval.yaml ${EVAL_OVERRIDES:-} >> $out.log 2>&1"
     done
   done
 done | xargs -d '\n' -P "${JOBS:-1}" -I{} bash -c {}

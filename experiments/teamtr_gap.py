@@ -75,6 +75,7 @@ def gather(runs: Path, name: str, agents: list[int]) -> dict:
             rows = {r["label"]: r for r in json.loads(cmp.read_text())["runs"]}
             test = next((r["vs_reference"] for lab, r in rows.items() if lab.endswith(", teamtr")), None)
         untrained = runs / f"{name}-{n}-untrained" / "metrics.json"
+        warm = runs / f"{name}-{n}-warm-start" / "metrics.json"
         sizes[n] = {
             "modes": {
                 m: {
@@ -86,6 +87,8 @@ def gather(runs: Path, name: str, agents: list[int]) -> dict:
                 for m in MODES
             },
             "untrained": json.loads(untrained.read_text())["accuracy"] if untrained.is_file() else None,
+            # the team after its warm start, before RL (a config with warm_start, shared by the size's runs)
+            "warm_start": json.loads(warm.read_text())["accuracy"] if warm.is_file() else None,
             "gap": {
                 "per_seed": gaps,
                 "mean": statistics.fmean(gaps) if gaps else None,
@@ -104,7 +107,7 @@ def pct(x: float | None, ci: float | None = None) -> str:
 
 
 def markdown(result: dict) -> str:
-    head = "| agents | untrained team | teamtr | stale | single | teamtr - stale (seeds) | sign test, problems gained / lost, p | regressions per run (teamtr / stale / single) | trust-region stops (teamtr / stale / single) | largest KL (teamtr) |"
+    head = "| agents | untrained team | warm start, before RL | teamtr | stale | single | teamtr - stale (seeds) | sign test, problems gained / lost, p | regressions per run (teamtr / stale / single) | trust-region stops (teamtr / stale / single) | largest KL (teamtr) |"
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for n, s in result["sizes"].items():
         m = s["modes"]
@@ -123,7 +126,8 @@ def markdown(result: dict) -> str:
             )
 
         kl = max((r["max_kl"] for r in m["teamtr"]["runs"].values()), default=None)
-        cells = [str(n), pct(s["untrained"])] + [pct(m[k]["accuracy"], m[k]["ci95"]) for k in MODES]
+        cells = [str(n), pct(s["untrained"]), pct(s["warm_start"])]
+        cells += [pct(m[k]["accuracy"], m[k]["ci95"]) for k in MODES]
         cells += [
             gap,
             test,
@@ -169,6 +173,10 @@ def plot(result: dict, path: Path) -> None:
     un = [(n, result["sizes"][n]["untrained"]) for n in ns if result["sizes"][n]["untrained"] is not None]
     if un:
         a.plot([n for n, _ in un], [y for _, y in un], "k--", marker="x", label="untrained team")
+    ws = [(n, result["sizes"][n]["warm_start"]) for n in ns]
+    ws = [(n, y) for n, y in ws if y is not None]
+    if ws:
+        a.plot([n for n, _ in ws], [y for _, y in ws], "k:", marker="+", label="warm start, before RL")
     a.set(xlabel="agents", ylabel="test accuracy", xticks=ns)
     a.legend(fontsize=8)
     a.grid(alpha=0.3)

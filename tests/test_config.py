@@ -122,3 +122,20 @@ def test_training_attention_is_a_config_key_and_the_variable_is_recorded(monkeyp
     assert common._KERNELS["cudnn_attention"] is True
     common.make_optimizer(lin, common.OptimSettings(), 10)
     assert common._KERNELS["cudnn_attention"] is False
+
+
+def test_every_shipped_training_config_loads_with_its_recipe():
+    from teamtune.config import PACKAGED, read_yaml
+    from teamtune.train import recipes
+
+    names = []
+    for path in sorted(PACKAGED.glob("*.yaml")):
+        method = read_yaml(path).get("method")
+        if method is None:  # eval and calibrate configs
+            continue
+        cfg = load_config(recipes()[method][0], path.stem, [])
+        assert cfg.output is None
+        names.append(path.stem)
+    assert "teamtr_gym_pipeline" in names and len(names) >= 10
+    pipe = load_config(recipes()["teamtr"][0], "teamtr_gym_pipeline", [])
+    assert pipe.warm_start.layout == "pipeline" and pipe.task.limit >= pipe.warm_start.problems

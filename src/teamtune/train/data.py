@@ -33,6 +33,32 @@ def gold_records(task: Task, system_prompt: str, n: int, seed: int) -> list[dict
     ]
 
 
+def pipeline_gold_records(task: Task, roles: list[str], n: int, seed: int, right: float) -> list[dict]:
+    """Chat records of every role of a pipeline team (`roles` in order) on `n` of the task's problems: each role
+    reads the problem and the earlier roles' turns in the team's prompt format and writes the gold solution. An
+    earlier turn is the problem's gold solution with probability `right`, else another problem's, so that a role
+    learns to answer in the task's format after reading the team's work, right or wrong."""
+    from ..agents import ROLE_PROMPTS, Turn
+    from ..costs import Cost
+    from ..team import pipeline_prompt
+
+    rng = random.Random(seed)
+    problems = rng.sample(task.problems, min(n, len(task.problems)))
+    records = []
+    for p in problems:
+        gold, turns = task.solution(p), []
+        for i, role in enumerate(roles):
+            messages = [
+                {"role": "system", "content": ROLE_PROMPTS[role]},
+                {"role": "user", "content": pipeline_prompt(task.prompt(p), turns, role)},
+                {"role": "assistant", "content": gold},
+            ]
+            records.append({"role": role, "messages": messages})
+            text = gold if rng.random() < right else task.solution(rng.choice(task.problems))
+            turns.append(Turn(role, i + 1, [], text, "stop", Cost()))
+    return records
+
+
 def load_records(spec: str, layout: str = "planner-executor") -> list[dict]:
     """Trajectories as dicts with `messages` (and optional `role`, `task_id`, per-message `subtask`).
 

@@ -58,7 +58,7 @@ from .policy import (
     update_flops,
 )
 from .run import RunProcess, count_rollout
-from .warm import WarmStart, warm_start
+from .warm import WarmStart, warm_folder, warm_start
 
 
 @dataclass
@@ -100,6 +100,10 @@ class MLPOConfig:
         at_least(self, 0, "eval_every", "save_every")
         if self.warm_start and self.finetune != "lora":
             raise ValueError("warm_start trains a LoRA adapter for the leader: it needs finetune: lora")
+        if self.warm_start and self.warm_start.layout != "single":
+            raise ValueError(
+                "warm_start.layout: pipeline is TeamTR's; MLPO's leader warm-starts on layout: single"
+            )
 
 
 def _peer_agents(cfg: MLPOConfig, engine: Engine, pool: ModelPool) -> list[Agent]:
@@ -140,7 +144,7 @@ def train(
     task = task or load_task(cfg.task)
     eval_task = load_task(cfg.eval_task) if cfg.eval_task and main else None
     role = "leader" if cfg.with_team else "solver"
-    warm = warm_start(run, cfg, task, ROLE_PROMPTS[role]) if cfg.warm_start else None
+    warm = warm_start(run, cfg, task, [role])[role] if cfg.warm_start else None
     loaded = load_model(cfg.model, device=device_name, dtype="float32", seed=cfg.seed)
     device = loaded.device
     # peer_models: the same weights on every rank, sampling apart as the leader's engine does
@@ -303,7 +307,7 @@ def write_eval_configs(cfg: MLPOConfig, out: Path) -> None:
         "leader-alone": ("single", [{"name": "solver", "sampling": greedy, **trained}], "mlpo"),
     }
     if cfg.warm_start:  # the warm start is a baseline of its own: SFT on gold solutions, no RL
-        warm = {"adapter": str(out / "warm-start" / "agent")}
+        warm = {"adapter": str(warm_folder(cfg.warm_start, out) / "agent")}
         layouts["leader-warm-start"] = (
             "leader",
             [*peers, {"name": "leader", "sampling": greedy, **warm}],

@@ -64,7 +64,7 @@ from .policy import (
     update_flops,
 )
 from .run import RunProcess, count_rollout
-from .warm import WarmStart, warm_start
+from .warm import WarmStart, warm_adapters, warm_folder, warm_start
 
 CHAINS = {
     1: ["solver"],
@@ -208,8 +208,8 @@ def train(
     eval_task = eval_task if main else None
     init = dict(cfg.init_adapters)
     if cfg.warm_start:
-        warm = warm_start(run, cfg, task, ROLE_PROMPTS["solver"])
-        init = {r: str(warm) for r in roles_of(cfg) if r not in cfg.agent_models} | init
+        warm = warm_start(run, cfg, task, [r for r in roles_of(cfg) if r not in cfg.agent_models])
+        init = {r: str(folder) for r, folder in warm.items()} | init
     loaded = load_model(cfg.model, device=device_name, dtype="float32", seed=cfg.seed)
     roles = build_team(cfg, loaded, init)
     model, device, tok = loaded.model, loaded.device, loaded.tokenizer
@@ -408,8 +408,8 @@ def write_eval_config(cfg: TeamTRConfig, out: Path, roles: list[str]) -> None:
     if (
         cfg.warm_start
     ):  # the warm start as a baseline of its own: every trained role on the SFT adapter, no RL
-        warm = str(out / "warm-start" / "agent")
-        team["agents"] = [a if "model" in a else {**a, "adapter": warm} for a in agents]
+        warm = warm_adapters(cfg.warm_start, warm_folder(cfg.warm_start, out), roles)
+        team["agents"] = [a if "model" in a else {**a, "adapter": str(warm[a["name"]])} for a in agents]
         ev.update(
             method="sft", label=f"{len(roles)} agent(s), SFT warm start", output=str(out / "eval-warm-start")
         )
