@@ -6,14 +6,16 @@
 #   2. the larger model alone, untrained and after that SFT (the evaluation config of the cell's single agent,
 #      results/mlpo_gym_warm/s0/eval-single.yaml, with the model replaced).
 # Then `teamtune pareto` and `teamtune compare` over these and the cell's team runs (RESULTS.md gives the command).
-# usage: experiments/pareto_larger.sh MODEL RUNS_DIR [LABEL]   (LABEL: the run folders' prefix, default larger)
+# usage: [SFT=...] experiments/pareto_larger.sh MODEL RUNS_DIR [LABEL]   (LABEL: the run folders' prefix, default
+#   larger; SFT: overrides of the SFT, e.g. "batch_tokens=4096 grad_accum=4", about the same steps in a quarter of the
+#   memory, for a model of a large vocabulary)
 set -euo pipefail
 model=$1 runs=$2 label=${3:-larger}
 tt=${TEAMTUNE:-teamtune}
 ev=$(dirname "$0")/../results/mlpo_gym_warm/s0/eval-single.yaml
 mkdir -p "$runs"
 [ -f "$runs/$label-warm/train_metrics.json" ] ||
-  $tt train --resume --config sft_gym_warm model="$model" output="$runs/$label-warm"
+  $tt train --resume --config sft_gym_warm model="$model" output="$runs/$label-warm" ${SFT:-}
 [ -f "$runs/$label-warm-model/config.json" ] ||
   $tt export "$model" "$runs/$label-warm-model" --adapter "$runs/$label-warm/agent"
 for what in untrained sft; do
