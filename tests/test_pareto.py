@@ -184,6 +184,30 @@ def test_seed_bands_average_runs_that_differ_only_in_seed():
         [0.3, 0.6]
     )  # a stage one run lacks: the mean of the others
     assert set(seed_bands(runs, over_seeds=False)) == set(runs)
+    roles = {
+        "sft-none-s0/planner": {1: 1.0},
+        "sft-none-s1/planner": {1: 3.0},
+        "sft-none-s0/executor": {1: 5.0},
+    }
+    bands = seed_bands(roles, over_seeds=True)
+    assert set(bands) == {"sft-none/planner", "sft-none/executor"} and bands["sft-none/planner"][1] == [2.0]
+
+
+def test_curves_of_one_role_over_several_runs_keep_each_run(tmp_path):
+    from teamtune.analysis.report import compare_curves
+
+    folders = []
+    for seed, loss in ((0, 1.0), (1, 3.0)):
+        role = tmp_path / f"sft-none-s{seed}" / "planner"
+        role.mkdir(parents=True)
+        (role / "log.jsonl").write_text(
+            "".join(json.dumps({"step": k, "loss": loss / k}) + "\n" for k in (1, 2))
+        )
+        folders.append(str(role))
+    out = compare_curves(folders, "loss", "step", tmp_path / "loss.png", over_seeds=True)
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(RunError, match="drawn already"):
+        compare_curves([folders[0], folders[0], folders[1]], "loss", "step", tmp_path / "x.png")
 
 
 def test_sft_report_reads_the_counter_names_of_older_runs(tmp_path):

@@ -166,10 +166,11 @@ def report(folder: str | Path) -> Path:
 
 def seed_bands(runs: dict[str, dict], over_seeds: bool) -> dict[str, tuple[list, list, list, list, int]]:
     """Per line: x values, mean, lowest and highest y, and the number of runs, from {run name: {x: y}}.
-    With `over_seeds`, runs named alike but for a final `-s<seed>` share a line; otherwise each run is one."""
+    With `over_seeds`, runs named alike but for a `-s<seed>` at the end (or before a role: `run-s0/planner`)
+    share a line; otherwise each run is one."""
     groups: dict[str, list[dict]] = {}
     for name, points in runs.items():
-        groups.setdefault(re.sub(r"-s\d+$", "", name) if over_seeds else name, []).append(points)
+        groups.setdefault(re.sub(r"-s\d+(?=$|/)", "", name) if over_seeds else name, []).append(points)
     out = {}
     for name, members in groups.items():
         xs = sorted(set().union(*members))
@@ -198,6 +199,7 @@ def compare_curves(folders: list[str], y: str, x: str, path: str | Path, over_se
     from matplotlib.ticker import MaxNLocator
 
     runs = {}
+    names = [Path(f).name for f in folders]
     for f in folders:
         logs = _logs(Path(f))
         if not logs:
@@ -205,7 +207,11 @@ def compare_curves(folders: list[str], y: str, x: str, path: str | Path, over_se
         rows = [r for rs in logs.values() for r in rs if y in r and x in r]
         if not rows:
             raise RunError(f"{f}: its log.jsonl has no rows with both {y!r} and {x!r}")
-        runs[Path(f).name] = {r[x]: r[y] for r in rows}
+        # a name two folders share (one role of several runs: run-s0/planner) is told apart by its run's folder
+        name = Path(f).name if names.count(Path(f).name) == 1 else f"{Path(f).parent.name}/{Path(f).name}"
+        if name in runs:
+            raise RunError(f"{f}: another folder of the same name and run ({name}) is drawn already")
+        runs[name] = {r[x]: r[y] for r in rows}
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for name, (xs, mean, lo, hi, n) in seed_bands(runs, over_seeds).items():
         (line,) = ax.plot(xs, mean, marker="o", label=f"{name} ({n} seeds)" if over_seeds else name)
