@@ -3,7 +3,9 @@
 # trained with configs/prost_apps.yaml, then evaluated on the apps dev (100 tasks) and test_unseen (60) splits.
 # All trainings run first (TRAIN_JOBS at once: GPU-bound), then all evaluations (EVAL_JOBS at once: these are
 # bound by the host, and sharing the GPU with training would slow them most). Finished steps are skipped.
-# usage: [MODES="single roles"] experiments/prost_apps.sh MODEL RUNS_DIR TRAIN_JOBS EVAL_JOBS SEED...
+# usage: [MODES="single roles"] [CONFIG=configs/prost_apps.yaml] [SCHEDULES="none prost"] \
+#        experiments/prost_apps.sh MODEL RUNS_DIR TRAIN_JOBS EVAL_JOBS SEED...
+#   (SCHEDULES="none prost shuffled" adds the shuffled-curriculum ablation)
 set -euo pipefail
 model=$1 runs=$2 train_jobs=$3 eval_jobs=$4
 shift 4
@@ -12,13 +14,15 @@ mkdir -p "$runs"
 names=()
 for seed in "$@"; do
   for mode in ${MODES:-single roles}; do
-    for sched in none prost; do names+=("$mode-$sched-s$seed"); done
+    for sched in ${SCHEDULES:-none prost}; do names+=("$mode-$sched-s$seed"); done
   done
 done
 for name in "${names[@]}"; do
   IFS=- read -r mode sched s <<<"$name"
-  [ -f "$runs/$name/eval.yaml" ] || echo "$tt train --resume --config configs/prost_apps.yaml model=$model \
-mode=$mode curriculum.schedule=$sched seed=${s#s} output=$runs/$name >> $runs/$name.log 2>&1"
+  own=""
+  [ "$mode" = single ] && own="'role_epochs={}'"  # a config's role_epochs are the team's roles
+  [ -f "$runs/$name/eval.yaml" ] || echo "$tt train --resume --config ${CONFIG:-configs/prost_apps.yaml} model=$model \
+mode=$mode curriculum.schedule=$sched seed=${s#s} output=$runs/$name $own >> $runs/$name.log 2>&1"
 done | xargs -P "$train_jobs" -I{} bash -c {} || echo "some trainings failed (see their logs); evaluating the others"
 for name in "${names[@]}"; do
   [ -f "$runs/$name/eval.yaml" ] || continue

@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 from teamtune.cli import main
 from teamtune.config import ConfigError, load_config
 from teamtune.evaluate import EvalConfig, run_eval
+from teamtune.records import DataError
 from teamtune.train.common import Interrupted
 from teamtune.train.data import encode_chat, load_records
 from teamtune.train.losses import IGNORE, sft_loss
@@ -207,6 +208,32 @@ def test_roles_mode_trains_one_adapter_per_role_and_eval_loads_them(tmp_path):
         a.sampling.max_new_tokens = 8
     _, metrics = run_eval(cfg)
     assert metrics["method"] == "prost" and metrics["agents"]["planner"]["adapter_parameters"] > 0
+
+
+def test_role_epochs_train_one_role_longer(tmp_path):
+    out = train(
+        _cfg(
+            tmp_path,
+            "apps:train:2",
+            "roles",
+            mode="roles",
+            epochs=1,
+            batch_tokens=4096,
+            role_epochs={"planner": 3},
+        )
+    )
+    stats = {a["adapter"]: a for a in json.loads((out / "train_metrics.json").read_text())["adapters"]}
+    assert stats["planner"]["epochs"] == 3 and stats["executor"]["epochs"] == 1
+    assert stats["planner"]["sequences"] == 3 * stats["planner"]["records"]
+    assert stats["executor"]["sequences"] == stats["executor"]["records"]
+    rows = [json.loads(line) for line in (out / "planner" / "log.jsonl").read_text().splitlines()]
+    assert sorted({r["epoch"] for r in rows}) == [0, 1, 2]
+    with pytest.raises(ConfigError, match="role_epochs gives the adapters of mode: roles"):
+        load_config(SFTConfig, None, ["mode=single", 'role_epochs={"planner": 2}'])
+    with pytest.raises(ConfigError, match="at least 1 each"):
+        load_config(SFTConfig, None, ['role_epochs={"planner": 0}'])
+    with pytest.raises(DataError, match=r"role_epochs names \['critic'\]"):
+        train(_cfg(tmp_path, "apps:train:2", "bad", mode="roles", epochs=1, role_epochs={"critic": 2}))
 
 
 def test_compiled_step_trains_the_same_weights(tmp_path, chat_data):

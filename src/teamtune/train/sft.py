@@ -21,7 +21,7 @@ import hashlib
 import json
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -88,6 +88,9 @@ class SFTConfig:
     optim: OptimSettings = field(default_factory=OptimSettings)
     curriculum: Curriculum = field(default_factory=Curriculum)
     epochs: int = 5
+    # epochs of one adapter where it differs from `epochs` (mode roles): e.g. a planner, whose few short turns
+    # take a tenth of the executor's steps, trained until its loss flattens without overtraining the executor
+    role_epochs: dict[str, int] = field(default_factory=dict)
     batch_tokens: int = (
         16384  # padded tokens per micro-batch (sequences of similar length are batched together)
     )
@@ -118,6 +121,11 @@ class SFTConfig:
             )
         if self.mixed_roles and (self.mode != "roles" or self.finetune != "lora" or self.packing):
             raise ValueError("mixed_roles trains LoRA adapters of mode: roles, without packing")
+        if self.role_epochs and (self.mode != "roles" or self.mixed_roles):
+            raise ValueError("role_epochs gives the adapters of mode: roles their own epochs, trained in turn "
+                             "(not mixed_roles, whose roles take one step together)")  # fmt: skip
+        if any(e < 1 for e in self.role_epochs.values()):
+            raise ValueError(f"role_epochs must be at least 1 each, not {self.role_epochs}")
 
 
 METHOD = {"none": "sft", "prost": "prost", "shuffled": "prost-shuffled"}  # how reports name each schedule
@@ -490,6 +498,11 @@ def train(
     eval_records = load_records(cfg.eval_data, layout) if cfg.eval_data else []
     stats = []
     adapters = adapters_of(cfg, records)
+    unknown = sorted(set(cfg.role_epochs) - set(adapters))
+    if unknown:
+        raise DataError(
+            f"role_epochs names {unknown}, which this run does not train (adapters: {sorted(adapters)})"
+        )
     if cfg.mixed_roles and not all((out / n / "train_metrics.json").is_file() for n in adapters):
         data = {
             n: (
@@ -509,10 +522,11 @@ def train(
             continue
         use = [r for r in records if roles is None or r.get("role", "agent") in roles]
         held = [r for r in eval_records if roles is None or r.get("role", "agent") in roles]
+        own = replace(cfg, epochs=cfg.role_epochs.get(name, cfg.epochs))
         console.print(
-            f"[bold]{name}[/]: {len(use)} trajectories, {cfg.epochs} epochs, curriculum {cfg.curriculum.schedule}"
+            f"[bold]{name}[/]: {len(use)} trajectories, {own.epochs} epochs, curriculum {cfg.curriculum.schedule}"
         )
-        stats.append(train_adapter(cfg, name, use, held, roles, folder, console, stop_after))
+        stats.append(train_adapter(own, name, use, held, roles, folder, console, stop_after))
     if not main:
         return out
     total = {
