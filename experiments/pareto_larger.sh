@@ -18,7 +18,7 @@ mkdir -p "$runs"
   $tt train --resume --config sft_gym_warm model="$model" output="$runs/$label-warm" ${SFT:-}
 [ -f "$runs/$label-warm-model/config.json" ] ||
   $tt export "$model" "$runs/$label-warm-model" --adapter "$runs/$label-warm/agent"
-for what in untrained sft; do
+for what in sft untrained; do
   m=$model
   [ "$what" = sft ] && m=$runs/$label-warm-model
   out=$runs/$label-$what
