@@ -12,6 +12,7 @@ Random weights never stop early, so every row generates the full budget on both 
 
     python benchmarks/fast_generate.py --model random:smollm2-135m --source .gpu/data/gsm8k
     python benchmarks/fast_generate.py --model tiny-random --batch 8 --new-tokens 16 --problems 4 --no-compile
+    python benchmarks/fast_generate.py --parts mixed      # figure 3 alone (no baseline compile, no GSM8K)
 """
 
 from __future__ import annotations
@@ -90,25 +91,9 @@ def measured(model, prompts, adapters, new: int) -> tuple[float, int]:
     return rate, torch.cuda.max_memory_allocated() if dev.type == "cuda" else 0
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="random:smollm2-135m")
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--team-batch", type=int, default=1024, help="engine batch size of the team rollout")
-    ap.add_argument("--prompt", type=int, default=128)
-    ap.add_argument("--new-tokens", type=int, default=256)
-    ap.add_argument("--problems", type=int, default=256, help="GSM8K problems of the team rollout")
-    ap.add_argument("--source", default=None, help="GSM8K folder (default: the local shared datasets)")
-    ap.add_argument("--no-compile", action="store_true", help="baseline without torch.compile")
-    ap.add_argument("--out", default="benchmarks/results/fast_generate.json")
-    args = ap.parse_args()
-
-    m = load_model(args.model)
-    dev, name, new = m.device, device_name(m.device), args.new_tokens
-    torch.manual_seed(0)
-    ids = torch.randint(100, 40000, (args.batch, args.prompt), device=dev)
-    prompts = ids.tolist()
-    recs = []
+def decode_and_team(args, m, ids, prompts: list, name: str, recs: list) -> None:
+    """Figures 1, 2 and 4-6 (2 and 4-6 with --parts team), added to `recs` and saved as each is measured."""
+    dev, new = m.device, args.new_tokens
     with torch.inference_mode():
         base_s = hf_static(m.model, ids, new, not args.no_compile)
         base = args.batch * new / base_s
@@ -121,6 +106,8 @@ def main() -> None:
         recs.append(record("fast_decode", name, ours, "generated tokens/s", baseline, base, batch=args.batch))
     save_records(args.out, recs)
 
+    if "team" not in args.parts:
+        return
     # 2. leader team through the engine (GSM8K prompts, 3 peers + leader, each stage one batched call)
     task = load_task(TaskConfig(name="gsm8k", split="test", source=args.source, limit=args.problems))
     s = SamplingConfig(max_new_tokens=new, temperature=0.7, top_p=0.95)
@@ -183,10 +170,12 @@ def main() -> None:
                 )
             )
             save_records(args.out, recs)
-    # 3. three LoRA roles on one base, mixed in one batch, vs the bare model (same batch, same tokens); the teams'
-    # models and buffers are freed first, so that peak memory is this decoder's alone
-    del team, engine
-    gc.collect()
+
+
+def mixed_adapters(args, m, prompts: list, name: str, recs: list) -> None:
+    """Figure 3: three LoRA roles on one base, mixed in one batch, vs the bare model (same batch, same tokens)."""
+    dev, new = m.device, args.new_tokens
+    gc.collect()  # figure 2's teams first, so that peak memory is this decoder's alone
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     bare_rate, bare_peak = measured(m.model, prompts, [None] * args.batch, new)
@@ -221,8 +210,39 @@ def main() -> None:
             bare_peak / 2**20,
         )
     )
-    save_records(args.out, recs)  # after each figure, so a run cut short keeps what it measured
-    print(f"wrote {args.out}")
+    save_records(args.out, recs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="random:smollm2-135m")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--team-batch", type=int, default=1024, help="engine batch size of the team rollout")
+    ap.add_argument("--prompt", type=int, default=128)
+    ap.add_argument("--new-tokens", type=int, default=256)
+    ap.add_argument("--problems", type=int, default=256, help="GSM8K problems of the team rollout")
+    ap.add_argument("--source", default=None, help="GSM8K folder (default: the local shared datasets)")
+    ap.add_argument("--no-compile", action="store_true", help="baseline without torch.compile")
+    ap.add_argument("--out", default="benchmarks/results/fast_generate.json")
+    ap.add_argument(
+        "--parts", nargs="+", choices=["decode", "team", "mixed"], default=["decode", "team", "mixed"],
+        help="decode: figure 1; team: 2 and 4-6 (needs decode's baseline); mixed: 3",
+    )  # fmt: skip
+    args = ap.parse_args()
+    if "team" in args.parts and "decode" not in args.parts:
+        ap.error("--parts team compares against decode's baseline: add decode")
+
+    m = load_model(args.model)
+    dev, name = m.device, device_name(m.device)
+    torch.manual_seed(0)
+    ids = torch.randint(100, 40000, (args.batch, args.prompt), device=dev)
+    prompts = ids.tolist()
+    recs = []
+    if "decode" in args.parts:
+        decode_and_team(args, m, ids, prompts, name, recs)
+    if "mixed" in args.parts:
+        mixed_adapters(args, m, prompts, name, recs)
+    print(f"wrote {args.out}")  # after each figure, so a run cut short keeps what it measured
 
 
 if __name__ == "__main__":
