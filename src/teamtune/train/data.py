@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..agents import ROLE_PROMPTS, Turn
+from ..costs import Cost
 from ..records import DataError, check_messages
+from ..team import pipeline_prompt
 from .losses import IGNORE
 
 if TYPE_CHECKING:
@@ -38,10 +41,6 @@ def pipeline_gold_records(task: Task, roles: list[str], n: int, seed: int, right
     reads the problem and the earlier roles' turns in the team's prompt format and writes the gold solution. An
     earlier turn is the problem's gold solution with probability `right`, else another problem's, so that a role
     learns to answer in the task's format after reading the team's work, right or wrong."""
-    from ..agents import ROLE_PROMPTS, Turn
-    from ..costs import Cost
-    from ..team import pipeline_prompt
-
     rng = random.Random(seed)
     problems = rng.sample(task.problems, min(n, len(task.problems)))
     records = []

@@ -207,8 +207,10 @@ def train(
     eval_task = eval_task or (load_task(cfg.eval_task) if cfg.eval_task else None)
     eval_task = eval_task if main else None
     init = dict(cfg.init_adapters)
+    trained = [r for r in roles_of(cfg) if r not in cfg.agent_models]  # roles with an adapter
     if cfg.warm_start:
-        warm = warm_start(run, cfg, task, [r for r in roles_of(cfg) if r not in cfg.agent_models])
+        # layout single: the solver's gold answers to the problem alone, one adapter for every trained role
+        warm = warm_start(run, cfg, task, trained, prompt_role="solver")
         init = {r: str(folder) for r, folder in warm.items()} | init
     loaded = load_model(cfg.model, device=device_name, dtype="float32", seed=cfg.seed)
     roles = build_team(cfg, loaded, init)
@@ -237,7 +239,6 @@ def train(
 
     agents = [played(r, sampling) for r in roles]
     judges = [played(r, greedy) for r in roles]
-    trained = [r for r in roles if r not in cfg.agent_models]  # roles with an adapter
     train_roles = cfg.train_agents or trained
     updates = len(CHAINS[cfg.agents]) if cfg.mode == "single" else len(train_roles)  # same budget for single
     opts, scheds = {}, {}
@@ -407,7 +408,7 @@ def write_eval_config(cfg: TeamTRConfig, out: Path, roles: list[str]) -> None:
     save_eval_config(out / "eval-untrained.yaml", ev)
     if (
         cfg.warm_start
-    ):  # the warm start as a baseline of its own: every trained role on the SFT adapter, no RL
+    ):  # the warm start as a baseline of its own: every trained role on its SFT adapter, no RL
         warm = warm_adapters(cfg.warm_start, warm_folder(cfg.warm_start, out), roles)
         team["agents"] = [a if "model" in a else {**a, "adapter": str(warm[a["name"]])} for a in agents]
         ev.update(

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Literal
 
 from rich.console import Console
 
+from ..agents import ROLE_PROMPTS
 from ..config import ConfigError
 from ..tasks import Task
-from .common import LoraSettings, OptimSettings
+from . import sft
+from .common import OptimSettings
 from .data import gold_records, pipeline_gold_records
 
 if TYPE_CHECKING:
@@ -54,15 +56,19 @@ def warm_folder(ws: WarmStart, out: Path) -> Path:
     return Path(ws.folder) if ws.folder else out / "warm-start"
 
 
-def warm_start(run: RunProcess, cfg, task: Task, roles: list[str]) -> dict[str, Path]:
+def warm_start(
+    run: RunProcess, cfg, task: Task, roles: list[str], prompt_role: str | None = None
+) -> dict[str, Path]:
     """Train (or, when already trained, reuse) the run's warm-start adapters (`cfg.warm_start`, on `cfg.model`
     with `cfg.lora`) in `warm_folder`; every rank waits for them. Returns role -> adapter folder (`layout:
-    single` trains one adapter with the first role's system prompt, for all of them)."""
+    single` trains one adapter for all of them, with `prompt_role`'s system prompt, default the first role's)."""
     ws, folder = cfg.warm_start, warm_folder(cfg.warm_start, run.out)
     if ws.folder and run.world > 1:
         raise ConfigError("warm_start.folder (a warm start shared by runs) needs single-process runs")
+    prompt_role = prompt_role or roles[0]
     # what runs sharing a warm start must agree on (the seed is the first run's: it drew the problems)
     what = {"model": cfg.model, "task": asdict(cfg.task), "roles": roles, "lora": asdict(cfg.lora)}
+    what["prompt_role"] = prompt_role
     what["warm_start"] = {k: v for k, v in asdict(ws).items() if k != "folder"}
     folder.mkdir(parents=True, exist_ok=True)
     with _held(folder / ".warm.lock") if ws.folder else contextlib.nullcontext():
@@ -75,7 +81,7 @@ def warm_start(run: RunProcess, cfg, task: Task, roles: list[str]) -> dict[str, 
                     "differ, see its warm_start.json): name a folder of its own"
                 )
         else:
-            _warm_start(ws, task, cfg.model, cfg.lora, roles, folder, cfg.seed, run.device, run.console)
+            _warm_start(ws, task, cfg, roles, prompt_role, folder, run.device, run.console)
             made.write_text(json.dumps({**what, "seed": cfg.seed}, indent=1))
     run.acc.wait_for_everyone()
     return warm_adapters(ws, folder, roles)
@@ -98,17 +104,15 @@ def _held(path: Path):
 
 
 def _warm_start(
-    ws: WarmStart, task: Task, model: str, lora: LoraSettings, roles: list[str], folder: Path, seed: int,
-    device: str, console: Console,
+    ws: WarmStart, task: Task, cfg, roles: list[str], prompt_role: str, folder: Path, device: str, console: Console
 ) -> None:  # fmt: skip
-    from ..agents import ROLE_PROMPTS
-    from . import sft
+    model, lora, seed = cfg.model, cfg.lora, cfg.seed
 
     data = folder / "gold.jsonl"
     if ws.layout == "pipeline":
         records = pipeline_gold_records(task, roles, ws.problems, seed, ws.right)
     else:
-        records = gold_records(task, ROLE_PROMPTS[roles[0]], ws.problems, seed)
+        records = gold_records(task, ROLE_PROMPTS[prompt_role], ws.problems, seed)
     with data.open("w", encoding="utf-8") as f:
         for rec in records:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
