@@ -234,6 +234,7 @@ def test_role_epochs_train_one_role_longer(tmp_path):
         load_config(SFTConfig, None, ['role_epochs={"planner": 0}'])
     with pytest.raises(DataError, match=r"role_epochs names \['critic'\]"):
         train(_cfg(tmp_path, "apps:train:2", "bad", mode="roles", epochs=1, role_epochs={"critic": 2}))
+    assert not (tmp_path / "bad").exists()  # refused before the run's folder: the fixed config can use it
 
 
 def test_compiled_step_trains_the_same_weights(tmp_path, chat_data):

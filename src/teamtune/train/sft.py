@@ -486,9 +486,7 @@ def train(
     eval.yaml ready for eval."""
     console = console or RunConsole()
     main = accelerator(cfg.device).is_main_process
-    out = run_folder(cfg.output, f"sft-{cfg.mode}", cfg if main else None)
-    if not main:
-        console = Console(quiet=True)
+    # the data first: a bad file, record or role fails before the run's folder exists
     layout = "single" if cfg.mode == "single" else "planner-executor"
     if cfg.task:
         task = load_task(cfg.task)
@@ -496,13 +494,16 @@ def train(
     else:
         records = load_records(cfg.data, layout)
     eval_records = load_records(cfg.eval_data, layout) if cfg.eval_data else []
-    stats = []
     adapters = adapters_of(cfg, records)
     unknown = sorted(set(cfg.role_epochs) - set(adapters))
     if unknown:
         raise DataError(
             f"role_epochs names {unknown}, which this run does not train (adapters: {sorted(adapters)})"
         )
+    out = run_folder(cfg.output, f"sft-{cfg.mode}", cfg if main else None)
+    if not main:
+        console = Console(quiet=True)
+    stats = []
     if cfg.mixed_roles and not all((out / n / "train_metrics.json").is_file() for n in adapters):
         data = {
             n: (
