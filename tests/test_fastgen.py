@@ -162,6 +162,51 @@ def test_mixed_adapter_rows_match_each_adapter_alone(two_adapters):
     assert len({tuple(mixed[i].tokens) for i in (0, 1, 2)} | {tuple(alone[3].tokens)}) >= 3
 
 
+def test_mixed_adapter_logits_match_peft_on_a_biased_model(tiny):
+    """Qwen2's biased q/k/v with adapters on some projections only: each row's logits are its adapter's (or the
+    base model's) as peft computes them, though the batch mixes them."""
+    torch.manual_seed(1)
+    model = get_peft_model(
+        tiny_qwen2(len(tiny.tokenizer)),
+        LoraConfig(
+            r=4, lora_alpha=8, target_modules=["k_proj", "o_proj", "up_proj"], init_lora_weights=False
+        ),
+        adapter_name="solver",
+    )
+    model.add_adapter(
+        "critic", LoraConfig(r=2, lora_alpha=2, target_modules="all-linear", init_lora_weights=False)
+    )
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.2)
+    model.eval()
+    names = ["solver", "critic"]
+    w = model_part._Weights(model, names)
+    ids = tiny.tokenizer(["The cat sat on the mat and"] * 3, return_tensors="pt")["input_ids"]
+    rows = torch.tensor([1, 0, 2])  # solver, the base model, critic
+    pos = torch.arange(ids.shape[1])[None].expand(3, -1)
+    causal = torch.ones(ids.shape[1], ids.shape[1], dtype=torch.bool).tril()
+
+    def attend(i, q, k, v):
+        g = w.heads // w.kv_heads
+        return F.scaled_dot_product_attention(
+            q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1), attn_mask=causal
+        )
+
+    with torch.no_grad():
+        ours = F.linear(fastgen.forward(w, ids, pos, w.masks(rows), attend), w.lm_head)
+        for row, name in enumerate(["solver", None, "critic"]):
+            if name is None:
+                with model.disable_adapter():
+                    theirs = model(ids[row : row + 1]).logits[0]
+            else:
+                model.set_adapter(name)
+                theirs = model(ids[row : row + 1]).logits[0]
+            torch.testing.assert_close(ours[row], theirs, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(ours[0], ours[1], atol=1e-3) and not torch.allclose(ours[2], ours[1], atol=1e-3)
+
+
 def floor_by_sort(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     """The reference floor: the smallest probability of the shortest sorted head whose mass reaches top_p."""
     s = probs.sort(-1, descending=True).values

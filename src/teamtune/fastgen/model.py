@@ -45,22 +45,15 @@ def unsupported(model) -> str | None:
 
 class _Linear:
     """Projections that read the same input (q, k, v; gate, up; or one alone) as one matmul: their base weights
-    stacked along the output, plus the LoRA of every adapter that has any of them, so that one pair of matmuls
-    serves a batch whose rows use different adapters (a row's mask picks its adapter's rank columns; each
-    projection's B block sits in its own output rows). Fewer, larger kernels per decode step."""
+    stacked along the output, followed by the A rows of every adapter that has any of them, so that one matmul
+    gives the base output and every adapter's rank activations; a row's mask then keeps its own adapter's
+    columns and one in-place GEMM adds their B product (each projection's B block sits in its own output rows).
+    A batch whose rows use different adapters costs two kernels per projection group more than the bare model."""
 
     def __init__(self, modules: list, adapters: list[str], take: Callable, layouts: dict, dtype: torch.dtype):
         bases = [getattr(m, "base_layer", m) for m in modules]
         self.sizes = [b.weight.shape[0] for b in bases]
-        if len(bases) == 1:  # by reference (or one shared cast copy), as the weights are
-            self.weight, self.bias = take(bases[0].weight), take(bases[0].bias)
-            self._stack = []
-        else:  # one stacked copy, refreshed from the live weights at every call
-            dev = bases[0].weight.device
-            self._stack = [(b.weight, b.bias, size) for b, size in zip(bases, self.sizes, strict=True)]
-            self.weight = torch.empty(sum(self.sizes), bases[0].weight.shape[1], dtype=dtype, device=dev)
-            has_bias = bases[0].bias is not None
-            self.bias = torch.empty(sum(self.sizes), dtype=dtype, device=dev) if has_bias else None
+        self.out = sum(self.sizes)
         self.pieces = []  # (lora_A weight, lora_B weight, scaling, first output row, first rank column)
         cols: list[int] = []
         rows = 0
@@ -73,16 +66,24 @@ class _Linear:
                         cols += [i + 1] * A.shape[0]  # adapter index 0 is "no adapter"
             rows += size
         self.layout = tuple(cols)
+        if len(bases) == 1 and not cols:  # by reference (or one shared cast copy), as the weights are
+            self.weight, self.bias = take(bases[0].weight), take(bases[0].bias)
+            self._stack = []
+        else:  # one stacked copy (base rows, then the adapters' A rows), refreshed from the live weights
+            dev = bases[0].weight.device
+            self._stack = [(b.weight, b.bias, size) for b, size in zip(bases, self.sizes, strict=True)]
+            self.weight = torch.empty(self.out + len(cols), bases[0].weight.shape[1], dtype=dtype, device=dev)
+            has_bias = bases[0].bias is not None
+            self.bias = torch.zeros(self.out + len(cols), dtype=dtype, device=dev) if has_bias else None
         if cols:
             dev = self.weight.device
             layouts.setdefault(self.layout, torch.tensor(cols, device=dev))
-            self.A = torch.empty(len(cols), self.weight.shape[1], dtype=self.weight.dtype, device=dev)
             self.B = torch.zeros(rows, len(cols), dtype=self.weight.dtype, device=dev)
         self.refresh()
 
     def refresh(self) -> None:
-        """Copy the live weights into the fixed buffers a captured graph reads: the stacked base weights and
-        the adapters (the B blocks off each projection's own rows stay zero)."""
+        """Copy the live weights into the fixed buffers a captured graph reads: the stacked base weights, the
+        adapters' A rows after them and their B blocks (those off each projection's own rows stay zero)."""
         at = 0
         for weight, bias, size in self._stack:
             self.weight[at : at + size].copy_(weight)
@@ -91,15 +92,17 @@ class _Linear:
             at += size
         for A, B, scale, row, col in self.pieces:
             r = A.shape[0]
-            self.A[col : col + r].copy_(A)
+            self.weight[self.out + col : self.out + col + r].copy_(A)
             self.B[row : row + B.shape[0], col : col + r].copy_(B * scale)
 
     def __call__(self, x: torch.Tensor, masks: dict) -> torch.Tensor:
         y = F.linear(x, self.weight, self.bias)
         if not self.layout:
             return y
-        a = (F.linear(x, self.A) * masks[self.layout]).flatten(0, -2)
-        return torch.addmm(y.flatten(0, -2), a, self.B.t()).view(y.shape)  # the sum inside the GEMM
+        base = y[..., : self.out]  # a view: the GEMM below adds into it in place, no copy
+        a = y[..., self.out :] * masks[self.layout]
+        base.view(-1, self.out).addmm_(a.flatten(0, -2), self.B.t())
+        return base
 
 
 def compute_dtype(model, dtype: str | None = None) -> torch.dtype:
