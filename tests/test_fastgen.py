@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from teamtune import fastgen
 from teamtune.fastgen import decoder
@@ -205,6 +206,54 @@ def test_mixed_adapter_logits_match_peft_on_a_biased_model(tiny):
                 theirs = model(ids[row : row + 1]).logits[0]
             torch.testing.assert_close(ours[row], theirs, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(ours[0], ours[1], atol=1e-3) and not torch.allclose(ours[2], ours[1], atol=1e-3)
+
+
+class _OpCount(TorchDispatchMode):
+    """Counts the aten ops that launch work (views and other metadata ops left out)."""
+
+    FREE = {
+        "view",
+        "_unsafe_view",
+        "t",
+        "slice",
+        "split",
+        "split_with_sizes",
+        "transpose",
+        "unsqueeze",
+        "expand",
+    }
+    FREE |= {"detach", "alias", "select", "flatten"}
+
+    def __init__(self):
+        super().__init__()
+        self.ops: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name not in self.FREE:
+            self.ops[name] = self.ops.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_mixed_adapters_cost_two_ops_per_projection_group(tiny):
+    """Every layer's four projection groups (q/k/v, o, gate/up, down) each add one mask product and one in-place
+    GEMM for a batch of mixed adapters: the A rows ride in the base GEMM (decode steps are bound by kernel count)."""
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear")
+    model = get_peft_model(copy.deepcopy(tiny.model), cfg, adapter_name="solver")
+    model.add_adapter("critic", cfg)
+    ids, pos = torch.zeros(2, 1, dtype=torch.long), torch.zeros(2, 1, dtype=torch.long)
+
+    def ops(names, rows):
+        w = model_part._Weights(model, names)
+        masks = w.masks(rows)
+        with torch.inference_mode(), _OpCount() as count:
+            fastgen.forward(w, ids, pos, masks, lambda i, q, k, v: q)
+        return count.ops
+
+    bare, mixed = ops([], torch.zeros(2, dtype=torch.long)), ops(["solver", "critic"], torch.tensor([1, 2]))
+    extra = {k: mixed.get(k, 0) - bare.get(k, 0) for k in mixed.keys() | bare.keys()}
+    groups = 4 * tiny.model.config.num_hidden_layers
+    assert {k: v for k, v in extra.items() if v} == {"mul": groups, "addmm_": groups}
 
 
 def floor_by_sort(probs: torch.Tensor, top_p: float) -> torch.Tensor:
