@@ -82,3 +82,85 @@ def test_offline_model_without_its_package_is_named(name, package, monkeypatch):
         and package in str(e.value)
     )
     assert "\n" not in str(e.value)
+
+
+# A small sentencepiece-style vocabulary in Gemma's layout: control tokens first, pieces in the order
+# sentencepiece made them, a run of two spaces listed as spaces and newline runs as user-defined tokens.
+TOY = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "\n", "\n\n", "▁", "t", "h", "e", "a", "n", "s"]
+TOY += [
+    "w",
+    "r",
+    "o",
+    "f",
+    "i",
+    "l",
+    "p",
+    "b",
+    "m",
+    "c",
+    "u",
+    "  ",
+    "▁t",
+    "he",
+    "an",
+    "▁the",
+    "er",
+    "▁a",
+    "sw",
+]
+TOY_TYPES = [3, 3, 3, 3, 3, 4, 4] + [1] * (len(TOY) - 7)
+TOY_IDS = {"bos": 2, "eos": 1, "unknown": 3, "padding": 0}
+
+
+def test_gemma_vocabulary_becomes_a_bpe_tokenizer_that_keeps_words_whole():
+    tok = models.gemma_bpe_tokenizer(TOY, TOY_TYPES, TOY_IDS)
+    assert models.tokenizer_fault(tok) is None
+    assert tok.tokenize(" the") == [
+        "▁the"
+    ]  # merged by the pieces' order: ▁ t -> ▁t, h e -> he, ▁t he -> ▁the
+    assert tok.tokenize("a  b") == [
+        "a",
+        "▁▁",
+        "b",
+    ]  # the listed run of spaces, spelled as the model spells it
+    ids = tok.encode("<start_of_turn>the\n\n", add_special_tokens=False)
+    assert ids == [4, TOY.index("t"), TOY.index("he"), 6]  # the control token and the newline run stay whole
+    assert tok.encode("the")[0] == 2 and tok.decode(tok.encode(" the answer")) == "<bos> the answer"
+
+
+def test_a_tokenizer_that_cuts_whole_words_is_named_broken(tiny):
+    assert models.tokenizer_fault(tiny.tokenizer) is None
+    from transformers import GemmaTokenizer
+
+    broken = GemmaTokenizer(
+        vocab={t: i for i, t in enumerate(TOY)}, merges=[]
+    )  # no merges: every piece alone
+    assert "' the' becomes ['▁', 't', 'h', 'e']" in models.tokenizer_fault(broken)
+
+
+def test_gguf_tokenizer_fields_are_read_as_python_values(tmp_path):
+    gguf = pytest.importorskip("gguf")
+    path = tmp_path / "toy.gguf"
+    w = gguf.GGUFWriter(str(path), "gemma3")
+    w.add_tokenizer_model("llama")
+    w.add_token_list(TOY)
+    w.add_token_types(TOY_TYPES)
+    w.add_bos_token_id(2)
+    w.add_add_bos_token(True)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    fields = models._gguf_fields(path)
+    assert fields["general.architecture"] == "gemma3" and fields["tokenizer.ggml.model"] == "llama"
+    assert fields["tokenizer.ggml.tokens"] == TOY and fields["tokenizer.ggml.token_type"] == TOY_TYPES
+    assert fields["tokenizer.ggml.bos_token_id"] == 2 and fields["tokenizer.ggml.add_bos_token"] is True
+
+
+def test_a_model_folder_with_a_broken_tokenizer_is_refused(tiny, tmp_path):
+    from transformers import GemmaTokenizer
+
+    broken = GemmaTokenizer(vocab={t: i for i, t in enumerate(TOY)}, merges=[])
+    save_model(models.LoadedModel(model=tiny.model, tokenizer=broken, name="tiny"), tmp_path / "m")
+    with pytest.raises(ModelLoadError, match="its tokenizer is broken"):
+        load_model(str(tmp_path / "m"), device="cpu")

@@ -151,6 +151,13 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
         else:
             _check_folder(name)
             tok = AutoTokenizer.from_pretrained(name)
+            fault = tokenizer_fault(tok)
+            if fault and _looks_like_path(name):  # e.g. a folder exported with a broken GGUF tokenizer
+                raise ModelLoadError(
+                    f"{name}: its tokenizer is broken ({fault}); save it again with a working one"
+                )
+            if fault:
+                warnings.warn(f"{name}: the tokenizer looks broken: {fault}", stacklevel=2)
             model = AutoModelForCausalLM.from_pretrained(name, dtype=dt)
     except ModelLoadError:
         raise
@@ -183,10 +190,114 @@ def _check_folder(name: str) -> None:
 
 def _load_gguf(path: Path, dtype: torch.dtype):
     # transformers dequantises GGUF weights into an ordinary torch model.
-    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    tok = gguf_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
     _forget_gguf(model)
     return model, tok
+
+
+# Words every real vocabulary holds whole, with their leading space; a tokenizer that splits one is broken.
+PROBE_WORDS = ("the", "answer", "problem", "following", "final", "careful")
+
+
+def tokenizer_fault(tok) -> str | None:
+    """Why `tok` splits text it holds whole tokens for (None when it does not): a special token that does not
+    encode as itself, or a common word (with its leading space) cut into pieces that together are one token."""
+    vocab = tok.get_vocab()
+    for special in tok.all_special_tokens:
+        if len(tok.encode(special, add_special_tokens=False)) != 1:
+            return f"the special token {special!r} does not encode as one token"
+    for word in PROBE_WORDS:
+        pieces = tok.tokenize(" " + word)
+        if len(pieces) > 1 and "".join(pieces) in vocab:
+            return f"{' ' + word!r} becomes {pieces}, though {''.join(pieces)!r} is one token"
+    return None
+
+
+def gguf_tokenizer(path: Path):
+    """The tokenizer of a GGUF file, checked (`tokenizer_fault`). Some transformers releases (5.17 among them)
+    turn Gemma's sentencepiece vocabulary into a unigram model on scores that are no unigram probabilities,
+    which cuts words into pieces (" the" -> "▁t", "he"); for a Gemma file it is then rebuilt as the BPE model
+    it is (`gemma_bpe_tokenizer`)."""
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    fault = tokenizer_fault(tok)
+    if fault is None:
+        return tok
+    fields = _gguf_fields(path)
+    if not fields["general.architecture"].startswith("gemma"):
+        raise ModelLoadError(
+            f"{path.name}: transformers' tokenizer for it is broken ({fault}); try another version"
+        )
+    tok = gemma_bpe_tokenizer(
+        fields["tokenizer.ggml.tokens"],
+        fields["tokenizer.ggml.token_type"],
+        {k: fields[f"tokenizer.ggml.{k}_token_id"] for k in ("bos", "eos", "unknown", "padding")},
+        add_bos=fields.get("tokenizer.ggml.add_bos_token", True),
+    )
+    fault = tokenizer_fault(tok)
+    if fault is not None:
+        raise ModelLoadError(f"{path.name}: its tokenizer could not be rebuilt ({fault})")
+    return tok
+
+
+def _gguf_fields(path: Path) -> dict:
+    """The architecture and the tokenizer fields of a GGUF file, as Python values."""
+    from gguf import GGUFReader, GGUFValueType
+
+    out = {}
+    for name, field in GGUFReader(path).fields.items():
+        if not (name.startswith("tokenizer.ggml.") or name == "general.architecture"):
+            continue
+        strings = field.types[-1] == GGUFValueType.STRING
+        values = [
+            bytes(field.parts[i]).decode("utf-8") if strings else field.parts[i][0].item() for i in field.data
+        ]
+        out[name] = values if field.types[0] == GGUFValueType.ARRAY else values[0]
+    return out
+
+
+CONTROL, USER_DEFINED = 3, 4  # GGUF token types
+
+
+def gemma_bpe_tokenizer(tokens: list[str], types: list[int], ids: dict[str, int], add_bos: bool = True):
+    """Gemma's sentencepiece BPE vocabulary as a transformers `GemmaTokenizer`. The file keeps no merges, and
+    sentencepiece made its pieces in the order they are listed, so each token's splits into two listed pieces
+    are merges ranked by the token's position (the scores do not follow that order). Runs of spaces are listed
+    as spaces; the model spells them with "▁". Control tokens are special, user-defined ones (newline runs)
+    plain added tokens."""
+    from tokenizers import AddedToken
+    from transformers import GemmaTokenizer
+
+    tokens = ["▁" * len(t) if t and not t.strip(" ") else t for t in tokens]
+    index = {t: i for i, t in enumerate(tokens)}
+    merges = []
+    for rank, t in enumerate(tokens):
+        pairs = sorted(
+            ((t[:k], t[k:]) for k in range(1, len(t)) if t[:k] in index and t[k:] in index),
+            key=lambda p: (index[p[0]], index[p[1]]),
+        )
+        merges += [(rank, -len(a), -len(b), a, b) for a, b in pairs]
+    merges.sort(key=lambda m: m[:3])  # stable: a token's pairs keep their order
+    tok = GemmaTokenizer(
+        vocab=index,
+        merges=[(a, b) for *_, a, b in merges],
+        bos_token=tokens[ids["bos"]],
+        eos_token=tokens[ids["eos"]],
+        unk_token=tokens[ids["unknown"]],
+        pad_token=tokens[ids["padding"]],
+        add_bos_token=add_bos,
+    )
+    tok.add_tokens(
+        [
+            AddedToken(t, special=True, normalized=False)
+            for t, y in zip(tokens, types, strict=True)
+            if y == CONTROL
+        ]
+    )
+    tok.add_tokens(
+        [AddedToken(t, normalized=False) for t, y in zip(tokens, types, strict=True) if y == USER_DEFINED]
+    )
+    return tok
 
 
 def _forget_gguf(model: PreTrainedModel) -> None:
