@@ -16,6 +16,7 @@ import math
 import statistics
 from pathlib import Path
 
+from teamtune.analysis.compare import sign_test
 from teamtune.analysis.pareto import T95, ci95
 
 MODES = ("teamtr", "stale", "single")
@@ -97,7 +98,23 @@ def gather(runs: Path, name: str, agents: list[int]) -> dict:
             "sign_test": test,
         }
     points = [(n, g) for n in agents for g in sizes[n]["gap"]["per_seed"]]
-    return {"name": name, "sizes": sizes, "gap_slope": slope(points)}
+    return {"name": name, "sizes": sizes, "gap_slope": slope(points), "regressions": regression_gap(sizes)}
+
+
+def regression_gap(sizes: dict) -> dict | None:
+    """Regressions on the judge split, teamtr - stale, paired by team size and seed and pooled over sizes: the
+    mean difference per run with its 95% t interval, and the sign test over the pairs (the paper: fewer)."""
+    diffs = [
+        float(teamtr[s]["regressions"] - stale[s]["regressions"])
+        for size in sizes.values()
+        for teamtr, stale in [(size["modes"]["teamtr"]["runs"], size["modes"]["stale"]["runs"])]
+        for s in teamtr
+        if s in stale
+    ]
+    if not diffs:
+        return None
+    test = sign_test([0.0] * len(diffs), diffs)
+    return {"per_pair": diffs, "mean": statistics.fmean(diffs), "ci95": ci95(diffs), "sign_test": test}
 
 
 def pct(x: float | None, ci: float | None = None) -> str:
@@ -147,6 +164,14 @@ def markdown(result: dict) -> str:
         )
         + ". ± is the 95% t interval over seeds; the sign test pairs problems (each problem's accuracy over seeds)."
     )
+    r = result.get("regressions")
+    if r:
+        t = r["sign_test"]
+        lines.append("")
+        lines.append(
+            f"Regressions per run, teamtr - stale, paired by size and seed: {r['mean']:+.1f} ± {r['ci95']:.1f} "
+            f"({len(r['per_pair'])} pairs; fewer in {t['lost']}, more in {t['gained']}, sign test p = {t['p']:.2g})."
+        )
     return "\n".join(lines) + "\n"
 
 
