@@ -104,13 +104,10 @@ def gather(runs: Path, name: str, agents: list[int]) -> dict:
 def regression_gap(sizes: dict) -> dict | None:
     """Regressions on the judge split, teamtr - stale, paired by team size and seed and pooled over sizes: the
     mean difference per run with its 95% t interval, and the sign test over the pairs (the paper: fewer)."""
-    diffs = [
-        float(teamtr[s]["regressions"] - stale[s]["regressions"])
-        for size in sizes.values()
-        for teamtr, stale in [(size["modes"]["teamtr"]["runs"], size["modes"]["stale"]["runs"])]
-        for s in teamtr
-        if s in stale
-    ]
+    diffs = []
+    for size in sizes.values():
+        teamtr, stale = size["modes"]["teamtr"]["runs"], size["modes"]["stale"]["runs"]
+        diffs += [float(teamtr[s]["regressions"] - stale[s]["regressions"]) for s in teamtr if s in stale]
     if not diffs:
         return None
     test = sign_test([0.0] * len(diffs), diffs)
