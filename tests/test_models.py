@@ -138,23 +138,43 @@ def test_a_tokenizer_that_cuts_whole_words_is_named_broken(tiny):
     assert "' the' becomes ['▁', 't', 'h', 'e']" in models.tokenizer_fault(broken)
 
 
-def test_gguf_tokenizer_fields_are_read_as_python_values(tmp_path):
+def toy_gguf(path, **ids):
+    """A GGUF file holding only the toy vocabulary's tokenizer fields (`ids`: bos=2, padding=0, ...)."""
     gguf = pytest.importorskip("gguf")
-    path = tmp_path / "toy.gguf"
     w = gguf.GGUFWriter(str(path), "gemma3")
     w.add_tokenizer_model("llama")
     w.add_token_list(TOY)
     w.add_token_types(TOY_TYPES)
-    w.add_bos_token_id(2)
+    for key, value in ids.items():
+        getattr(w, f"add_{key}_token_id")(value)
     w.add_add_bos_token(True)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    fields = models._gguf_fields(path)
+    return path
+
+
+def test_gguf_tokenizer_fields_are_read_as_python_values(tmp_path):
+    fields = models._gguf_fields(toy_gguf(tmp_path / "toy.gguf", bos=2))
     assert fields["general.architecture"] == "gemma3" and fields["tokenizer.ggml.model"] == "llama"
     assert fields["tokenizer.ggml.tokens"] == TOY and fields["tokenizer.ggml.token_type"] == TOY_TYPES
     assert fields["tokenizer.ggml.bos_token_id"] == 2 and fields["tokenizer.ggml.add_bos_token"] is True
+
+
+def test_a_broken_gemma_gguf_tokenizer_is_rebuilt_or_named(tmp_path, monkeypatch):
+    from transformers import GemmaTokenizer
+
+    broken = GemmaTokenizer(
+        vocab={t: i for i, t in enumerate(TOY)}, merges=[]
+    )  # as transformers 5.17 cuts words
+    monkeypatch.setattr(models.AutoTokenizer, "from_pretrained", lambda *a, **k: broken)
+    ids = {"bos": 2, "eos": 1, "unk": 3, "pad": 0}
+    tok = models.gguf_tokenizer(toy_gguf(tmp_path / "full.gguf", **ids))
+    assert tok is not broken and models.tokenizer_fault(tok) is None and tok.tokenize(" the") == ["▁the"]
+    del ids["pad"]
+    with pytest.raises(ModelLoadError, match="lacks tokenizer.ggml.padding_token_id"):
+        models.gguf_tokenizer(toy_gguf(tmp_path / "nopad.gguf", **ids))
 
 
 def test_a_model_folder_with_a_broken_tokenizer_is_refused(tiny, tmp_path):

@@ -228,6 +228,13 @@ def gguf_tokenizer(path: Path):
         raise ModelLoadError(
             f"{path.name}: transformers' tokenizer for it is broken ({fault}); try another version"
         )
+    need = ["tokens", "token_type"] + [f"{k}_token_id" for k in ("bos", "eos", "unknown", "padding")]
+    missing = [k for k in need if f"tokenizer.ggml.{k}" not in fields]
+    if missing:
+        raise ModelLoadError(
+            f"{path.name}: transformers' tokenizer for it is broken ({fault}), and the file lacks "
+            f"{', '.join('tokenizer.ggml.' + k for k in missing)} to rebuild it from"
+        )
     tok = gemma_bpe_tokenizer(
         fields["tokenizer.ggml.tokens"],
         fields["tokenizer.ggml.token_type"],
