@@ -57,3 +57,23 @@ def test_subtasks_refuses_non_apps_and_mixed_splits(tmp_path, capsys):
     (tmp_path / "b" / "metrics.json").write_text(json.dumps(m))
     assert main(["subtasks", a, str(tmp_path / "b"), "--out", str(tmp_path / "o")]) == 2
     assert "not an apps run" in " ".join(capsys.readouterr().out.split())
+
+
+def test_subtasks_sets_each_label_against_the_reference_seed_by_seed(tmp_path):
+    runs = [
+        _run(tmp_path / "a0", "sft", 0, 0.2, {1: 0.6}, {"act": 0.6}),
+        _run(tmp_path / "a1", "sft", 1, 0.4, {1: 0.4}, {"act": 0.4}),
+        _run(tmp_path / "a2", "sft", 2, 0.3, {1: 0.5}, {"act": 0.5}),
+        _run(tmp_path / "b0", "prost", 0, 0.3, {1: 0.4}, {"act": 0.4}),
+        _run(tmp_path / "b2", "prost", 2, 0.5, {1: 0.2}, {"act": 0.2}),
+        _run(tmp_path / "b7", "prost", 7, 0.9, {1: 0.0}, {"act": 0.0}),  # no sft seed 7: not paired
+    ]
+    md = subtasks(runs, tmp_path / "out").read_text()
+    # completion differences +0.1 and +0.2: mean +0.15, t(1) 12.706 * sd 0.0707 / sqrt 2 = 0.635
+    assert "| prost | sft | 2 | +15.0 ± 63.5 points | -25.0 ± 63.5 points |" in md
+    got = json.loads((tmp_path / "out" / "subtasks.json").read_text())["versus"]
+    assert got[0]["paired_seeds"] == 2 and got[0]["completion"][0] == pytest.approx(0.15)
+    md = subtasks(runs, tmp_path / "o2", reference="prost").read_text()
+    assert "| sft | prost | 2 | -15.0 ± 63.5 points | +25.0 ± 63.5 points |" in md
+    with pytest.raises(RunError, match="reference 'x' is not a run label"):
+        subtasks(runs, tmp_path / "o3", reference="x")

@@ -102,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
 
     st = verbs.add_parser("subtasks", help="apps sub-task error rates by position and kind: PNG and Markdown")
     st.add_argument("runs", nargs="+", metavar="RUN", help="apps run folders written by teamtune eval")
-    st.add_argument("--out", default="subtasks", help="folder for subtasks.png and subtasks.md")
+    st.add_argument(
+        "--out", default="subtasks", help="folder for subtasks.png, subtasks.md and subtasks.json"
+    )
+    st.add_argument("--reference", help="label the others are set against, seed by seed (default: the first)")
 
     cv = verbs.add_parser(
         "curves", help="one metric of several training runs against step or stage, as a PNG"
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "subtasks":
             from .analysis.subtasks import subtasks
 
-            console.print(f"wrote {subtasks(args.runs, args.out)}")
+            console.print(f"wrote {subtasks(args.runs, args.out, args.reference)}")
             return 0
         if args.verb == "compare":
             from .analysis.compare import compare

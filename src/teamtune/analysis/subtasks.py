@@ -1,14 +1,17 @@
 """`teamtune subtasks RUN...`: sub-task error rates of apps runs by position and kind, as a table and a PNG.
 
 Runs with the same label (the seeds of one configuration) are averaged; the table shows the range of seeds.
+Each label is also set against a reference label (the first, or `reference`): the difference in completion and
+in sub-task error, seed by seed over the seeds both have, with its 95% t interval.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
-from .pareto import RunError, by_label, check_same_task, load_run
+from .pareto import RunError, by_label, check_same_task, ci95, load_run
 
 
 def _apps_run(folder: str) -> dict:
@@ -29,6 +32,7 @@ def summarise(runs: list[dict]) -> list[dict]:
             {
                 "label": label,
                 "seeds": len(rs),
+                "seed_ids": [r.get("seed") for r in rs],
                 "completion": [a["task_goal_completion"] for a in apps],
                 "error": [a["subtask_error_rate"] for a in apps],
                 "by_position": {
@@ -48,6 +52,42 @@ def summarise(runs: list[dict]) -> list[dict]:
             }
         )
     return rows
+
+
+def versus(rows: list[dict], reference: str) -> list[dict]:
+    """Each other label minus the reference, paired by seed: mean difference in completion and in sub-task
+    error, with 95% t intervals over the paired seeds."""
+    ref = next((r for r in rows if r["label"] == reference), None)
+    if ref is None:
+        raise RunError(
+            f"reference {reference!r} is not a run label here ({', '.join(r['label'] for r in rows)})"
+        )
+    out = []
+    for r in rows:
+        if r is ref:
+            continue
+        pairs = [(i, ref["seed_ids"].index(s)) for i, s in enumerate(r["seed_ids"]) if s in ref["seed_ids"]]
+        d = {}
+        for metric in ("completion", "error"):
+            diffs = [r[metric][i] - ref[metric][j] for i, j in pairs]
+            d[metric] = (statistics.fmean(diffs), ci95(diffs)) if diffs else None
+        out.append({"label": r["label"], "reference": reference, "paired_seeds": len(pairs)} | d)
+    return out
+
+
+def versus_table(diffs: list[dict]) -> str:
+    def cell(v):
+        return "no seed in common" if v is None else f"{v[0] * 100:+.1f} ± {v[1] * 100:.1f} points"
+
+    lines = [
+        "| run | against | paired seeds | completion difference | sub-task error difference |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for d in diffs:
+        lines.append(
+            f"| {d['label']} | {d['reference']} | {d['paired_seeds']} | {cell(d['completion'])} | {cell(d['error'])} |"
+        )
+    return "\n".join(lines)
 
 
 def _spread(values: list[float]) -> str:
@@ -111,17 +151,23 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def subtasks(folders: list[str], out: str | Path = "subtasks") -> Path:
-    """Write subtasks.md and subtasks.png for these apps runs into `out`; return the Markdown's path."""
+def subtasks(folders: list[str], out: str | Path = "subtasks", reference: str | None = None) -> Path:
+    """Write subtasks.md, subtasks.json and subtasks.png for these apps runs into `out`; return the Markdown's
+    path. `reference`: the label the others are set against (default: the first)."""
     if not folders:
         raise RunError("name at least one run folder")
     runs = [_apps_run(f) for f in folders]
     check_same_task(runs, allow_mixed=False)
     rows = summarise(runs)
+    diffs = versus(rows, reference or rows[0]["label"])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     title = f"sub-task errors: {runs[0]['task']} / {runs[0]['split']}"
     plot(rows, out / "subtasks.png", title)
-    md = f"# {title}\n\n{table(rows)}\n\nMean over seeds; ranges are the lowest and highest seed.\n\n![](subtasks.png)\n"
+    md = f"# {title}\n\n{table(rows)}\n\nMean over seeds; ranges are the lowest and highest seed.\n\n"
+    if diffs:
+        md += f"{versus_table(diffs)}\n\nDifferences seed by seed, mean ± the half-width of its 95% t interval.\n\n"
+    md += "![](subtasks.png)\n"
     (out / "subtasks.md").write_text(md)
+    (out / "subtasks.json").write_text(json.dumps({"rows": rows, "versus": diffs}, indent=1))
     return out / "subtasks.md"
