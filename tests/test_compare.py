@@ -141,3 +141,15 @@ def test_difference_interval_pairs_seeds(tmp_path, data_dir):
     d = rows["d"]["vs_reference"]
     assert not d["same_seeds"] and d["seed_difference"] == pytest.approx(0.5) and d["seed_ci95"] is None
     assert "| +62.5 (seeds both have: +50.0) |" in md.read_text()
+
+
+def test_compare_has_no_constant_row_for_the_apps_world(tmp_path):
+    """apps tasks are graded by the world's state: most have no gold answer, so no constant answer is a floor."""
+    cfg = {"name": "apps", "split": "dev", "limit": 6}
+    problems = load_task(TaskConfig(**cfg)).problems
+    assert any(p.answer is None for p in problems)
+    a = _run(tmp_path, "a", cfg, problems, [True, False, True, False, False, True], label="sft")
+    b = _run(tmp_path, "b", cfg, problems, [True, True, True, False, True, True], label="prost")
+    got = json.loads((compare([a, b], tmp_path / "out").parent / "compare.json").read_text())
+    assert [r["label"] for r in got["runs"]] == ["sft", "prost"]
+    assert (got["runs"][1]["vs_reference"]["gained"], got["runs"][1]["vs_reference"]["lost"]) == (2, 0)

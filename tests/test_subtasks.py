@@ -70,10 +70,36 @@ def test_subtasks_sets_each_label_against_the_reference_seed_by_seed(tmp_path):
     ]
     md = subtasks(runs, tmp_path / "out").read_text()
     # completion differences +0.1 and +0.2: mean +0.15, t(1) 12.706 * sd 0.0707 / sqrt 2 = 0.635
-    assert "| prost | sft | 2 | +15.0 ± 63.5 points | -25.0 ± 63.5 points |" in md
+    assert (
+        "| prost | sft | 2 | +15.0 ± 63.5 points |  | -25.0 ± 63.5 points |  |" in md
+    )  # no episodes: no tests
     got = json.loads((tmp_path / "out" / "subtasks.json").read_text())["versus"]
     assert got[0]["paired_seeds"] == 2 and got[0]["completion"][0] == pytest.approx(0.15)
     md = subtasks(runs, tmp_path / "o2", reference="prost").read_text()
-    assert "| sft | prost | 2 | -15.0 ± 63.5 points | +25.0 ± 63.5 points |" in md
+    assert "| sft | prost | 2 | -15.0 ± 63.5 points |  | +25.0 ± 63.5 points |  |" in md
     with pytest.raises(RunError, match="reference 'x' is not a run label"):
         subtasks(runs, tmp_path / "o3", reference="x")
+
+
+def _episodes(folder, outcomes):
+    """episodes.jsonl of an apps run: per task, its sub-tasks' outcomes; the task succeeds when all do."""
+    lines = [
+        {"problem_id": f"dev-{i}", "correct": all(subs), "turns": [], "info": {"subtask_success": subs}}
+        for i, subs in enumerate(outcomes)
+    ]
+    (folder / "episodes.jsonl").write_text("\n".join(json.dumps(e) for e in lines))
+
+
+def test_subtasks_sign_tests_over_the_same_tasks_and_subtasks(tmp_path):
+    sft = _run(tmp_path / "a", "sft", 0, 0.25, {1: 0.5, 2: 0.5}, {"act": 0.5})
+    prost = _run(tmp_path / "b", "prost", 0, 0.5, {1: 0.0, 2: 0.5}, {"act": 0.25})
+    _episodes(tmp_path / "a", [[True, True], [False, True], [True, False], [False]])
+    _episodes(
+        tmp_path / "b", [[True, True], [True, True], [True, False], [False], [True]]
+    )  # dev-4: sft lacks it
+    md = subtasks([sft, prost], tmp_path / "out").read_text()
+    # tasks: dev-1 gained, none lost (p = 1); sub-tasks: dev-1#1 gained only
+    assert "| prost | sft | 1 | +25.0 points | 1 / 0, p = 1 | -25.0 points | 1 / 0, p = 1 |" in md
+    got = json.loads((tmp_path / "out" / "subtasks.json").read_text())["versus"][0]
+    assert got["tasks_test"] == {"pairs": 4, "gained": 1, "lost": 0, "p": 1.0}
+    assert got["subtasks_test"]["pairs"] == 7  # dev-4 is not paired

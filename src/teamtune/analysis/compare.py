@@ -32,7 +32,7 @@ def sign_test(ref: list[float], other: list[float]) -> dict:
     return {"pairs": len(ref), "gained": gained, "lost": lost, "p": p}
 
 
-def _episodes(folder: Path) -> list[dict]:
+def read_episodes(folder: Path) -> list[dict]:
     path = folder / "episodes.jsonl"
     if not path.is_file():
         raise RunError(f"{folder}: no episodes.jsonl (compare needs each problem's answers)")
@@ -69,7 +69,7 @@ def _read(folders: list[str]) -> tuple[list[dict], object]:
     task = load_task(from_dict(TaskConfig, cfg["task"], f"{path}: task"))
     problems = {p.id: p for p in task.problems}
     for r in runs:
-        eps = _episodes(Path(r["folder"]))
+        eps = read_episodes(Path(r["folder"]))
         unknown = [e["problem_id"] for e in eps if e["problem_id"] not in problems]
         if unknown:
             raise RunError(f"{r['folder']}: problem {unknown[0]!r} is not in the task of {folders[0]}")
@@ -98,14 +98,16 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
                 seen.setdefault(pid, []).append(c)
         return {pid: sum(v) / len(v) for pid, v in seen.items()}
 
-    # the best constant answer, as one more run per seed: what a leader that learnt only the label prior scores
+    # the best constant answer, as one more run per seed: what a leader that learnt only the label prior scores;
+    # none where a problem has no gold answer (the apps world grades the world's state)
     ids = set().union(*(r["correct"] for r in runs))
-    gold, _ = best_constant(problems[i] for i in ids)
-    const = {"correct": {i: problems[i].answer == gold for i in ids}, "peers": None}
-    groups[f"constant {gold!r}"] = [
-        const | {"seed": s, "accuracy": statistics.fmean(const["correct"].values())}
-        for s in sorted({r.get("seed") for r in runs}, key=str)
-    ]
+    if all(problems[i].answer is not None for i in ids):
+        gold, _ = best_constant(problems[i] for i in ids)
+        const = {"correct": {i: problems[i].answer == gold for i in ids}, "peers": None}
+        groups[f"constant {gold!r}"] = [
+            const | {"seed": s, "accuracy": statistics.fmean(const["correct"].values())}
+            for s in sorted({r.get("seed") for r in runs}, key=str)
+        ]
     if ref not in groups:
         raise RunError(f"reference {ref!r} is not a run label here ({', '.join(groups)})")
     ref_out = outcomes(groups[ref])
@@ -175,7 +177,8 @@ def markdown(result: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
-        f"{result['problems']} problems; *constant*: the best constant answer. Sign test: exact, two-sided, over "
+        f"{result['problems']} problems; *constant*: the best constant answer (where every problem has one). "
+        "Sign test: exact, two-sided, over "
         f"the problems shared with {ref}, each problem's accuracy over the seeds (one seed: McNemar's test); "
         "gained / lost: problems where the run is above / below it. ± is the 95% t interval over seeds (of the "
         f"accuracy, and of the difference seed by seed where {ref} has the same seeds). Bins: "

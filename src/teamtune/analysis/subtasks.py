@@ -2,7 +2,9 @@
 
 Runs with the same label (the seeds of one configuration) are averaged; the table shows the range of seeds.
 Each label is also set against a reference label (the first, or `reference`): the difference in completion and
-in sub-task error, seed by seed over the seeds both have, with its 95% t interval.
+in sub-task error, seed by seed over the seeds both have, with its 95% t interval; and, where the runs kept their
+episodes.jsonl, exact sign tests over the same tasks and the same sub-tasks (each one's outcome averaged over
+the paired seeds), which decide a comparison of one seed.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import statistics
 from pathlib import Path
 
+from .compare import read_episodes, sign_test
 from .pareto import RunError, by_label, check_same_task, ci95, load_run
 
 
@@ -18,6 +21,14 @@ def _apps_run(folder: str) -> dict:
     m = load_run(folder, "tokens")
     if "apps" not in m:
         raise RunError(f"{folder}: not an apps run (its metrics.json has no 'apps' section)")
+    m["outcomes"] = None
+    if (Path(folder) / "episodes.jsonl").is_file():  # task and sub-task outcomes, for the paired tests
+        tasks, subs = {}, {}
+        for ep in read_episodes(Path(folder)):
+            tasks[ep["problem_id"]] = bool(ep["correct"])
+            for i, ok in enumerate(ep.get("info", {}).get("subtask_success", [])):
+                subs[f"{ep['problem_id']}#{i + 1}"] = bool(ok)
+        m["outcomes"] = {"tasks": tasks, "subtasks": subs}
     return m
 
 
@@ -33,6 +44,7 @@ def summarise(runs: list[dict]) -> list[dict]:
                 "label": label,
                 "seeds": len(rs),
                 "seed_ids": [r.get("seed") for r in rs],
+                "outcomes": [r["outcomes"] for r in rs],
                 "completion": [a["task_goal_completion"] for a in apps],
                 "error": [a["subtask_error_rate"] for a in apps],
                 "by_position": {
@@ -54,9 +66,27 @@ def summarise(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def _paired_test(ref: list, other: list, kind: str) -> dict | None:
+    """Sign test over the tasks or sub-tasks both runs of each seed pair have, each one's outcome averaged over
+    the pairs; None unless every paired run kept its episodes."""
+    if not ref or any(o is None for o in ref + other):
+        return None
+    seen: dict[str, tuple[list[bool], list[bool]]] = {}
+    for a, b in zip(ref, other, strict=True):
+        for key in sorted(set(a[kind]) & set(b[kind])):
+            r, o = seen.setdefault(key, ([], []))
+            r.append(a[kind][key])
+            o.append(b[kind][key])
+    keys = sorted(seen)
+    return sign_test(
+        [statistics.fmean(seen[k][0]) for k in keys], [statistics.fmean(seen[k][1]) for k in keys]
+    )
+
+
 def versus(rows: list[dict], reference: str) -> list[dict]:
-    """Each other label minus the reference, paired by seed: mean difference in completion and in sub-task
-    error, with 95% t intervals over the paired seeds."""
+    """Each other label against the reference, paired by seed: mean difference in completion and in sub-task
+    error with 95% t intervals over the paired seeds, and sign tests over tasks and sub-tasks (gained: right
+    in this run and wrong in the reference)."""
     ref = next((r for r in rows if r["label"] == reference), None)
     if ref is None:
         raise RunError(
@@ -71,22 +101,32 @@ def versus(rows: list[dict], reference: str) -> list[dict]:
         for metric in ("completion", "error"):
             diffs = [r[metric][i] - ref[metric][j] for i, j in pairs]
             d[metric] = (statistics.fmean(diffs), ci95(diffs)) if diffs else None
+        mine, theirs = [r["outcomes"][i] for i, _ in pairs], [ref["outcomes"][j] for _, j in pairs]
+        d["tasks_test"] = _paired_test(theirs, mine, "tasks")
+        d["subtasks_test"] = _paired_test(theirs, mine, "subtasks")
         out.append({"label": r["label"], "reference": reference, "paired_seeds": len(pairs)} | d)
     return out
 
 
 def versus_table(diffs: list[dict]) -> str:
-    def cell(v):
-        return "no seed in common" if v is None else f"{v[0] * 100:+.1f} ± {v[1] * 100:.1f} points"
+    def cell(d, metric):
+        v = d[metric]
+        if v is None:
+            return "no seed in common"
+        return f"{v[0] * 100:+.1f}" + (f" ± {v[1] * 100:.1f}" if d["paired_seeds"] > 1 else "") + " points"
+
+    def test(t):
+        return "" if t is None else f"{t['gained']} / {t['lost']}, p = {t['p']:.2g}"
 
     lines = [
-        "| run | against | paired seeds | completion difference | sub-task error difference |",
-        "|---|---|---:|---:|---:|",
+        "| run | against | paired seeds | completion difference | tasks gained / lost | sub-task error difference "
+        "| sub-tasks gained / lost |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for d in diffs:
-        lines.append(
-            f"| {d['label']} | {d['reference']} | {d['paired_seeds']} | {cell(d['completion'])} | {cell(d['error'])} |"
-        )
+        cells = [d["label"], d["reference"], str(d["paired_seeds"]), cell(d, "completion")]
+        cells += [test(d["tasks_test"]), cell(d, "error"), test(d["subtasks_test"])]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -166,7 +206,11 @@ def subtasks(folders: list[str], out: str | Path = "subtasks", reference: str | 
     plot(rows, out / "subtasks.png", title)
     md = f"# {title}\n\n{table(rows)}\n\nMean over seeds; ranges are the lowest and highest seed.\n\n"
     if diffs:
-        md += f"{versus_table(diffs)}\n\nDifferences seed by seed, mean ± the half-width of its 95% t interval.\n\n"
+        md += (
+            f"{versus_table(diffs)}\n\nDifferences seed by seed: mean ± the half-width of its 95% t interval (none "
+            "for one seed). Gained / lost: tasks (sub-tasks) right in the run and wrong in the reference, and the "
+            "reverse, each one's outcome averaged over the paired seeds; p: exact two-sided sign test.\n\n"
+        )
     md += "![](subtasks.png)\n"
     (out / "subtasks.md").write_text(md)
     (out / "subtasks.json").write_text(json.dumps({"rows": rows, "versus": diffs}, indent=1))
