@@ -99,7 +99,18 @@ def test_subtasks_sign_tests_over_the_same_tasks_and_subtasks(tmp_path):
     )  # dev-4: sft lacks it
     md = subtasks([sft, prost], tmp_path / "out").read_text()
     # tasks: dev-1 gained, none lost (p = 1); sub-tasks: dev-1#1 gained only
-    assert "| prost | sft | 1 | +25.0 points | 1 / 0, p = 1 | -25.0 points | 1 / 0, p = 1 |" in md
+    # differences over the 4 paired tasks: +1 once, so +25.0 ± 1.96 * 0.5 / 2; over the 7 sub-tasks: one +1
+    assert (
+        "| prost | sft | 1 | +25.0 points | 1 / 0, p = 1; +25.0 ± 49.0 | -25.0 points | 1 / 0, p = 1; -14.3 ± 28.0 |"
+        in md
+    )
     got = json.loads((tmp_path / "out" / "subtasks.json").read_text())["versus"][0]
-    assert got["tasks_test"] == {"pairs": 4, "gained": 1, "lost": 0, "p": 1.0}
+    assert got["tasks_test"] == {
+        "pairs": 4,
+        "gained": 1,
+        "lost": 0,
+        "p": 1.0,
+        "difference": 0.25,
+        "ci95": 0.49,
+    }
     assert got["subtasks_test"]["pairs"] == 7  # dev-4 is not paired

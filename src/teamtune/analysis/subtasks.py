@@ -10,6 +10,7 @@ the paired seeds), which decide a comparison of one seed.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -68,7 +69,8 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 def _paired_test(ref: list, other: list, kind: str) -> dict | None:
     """Sign test over the tasks or sub-tasks both runs of each seed pair have, each one's outcome averaged over
-    the pairs; None unless every paired run kept its episodes."""
+    the pairs, and the mean change in success over them with its normal 95% half-width; None unless every
+    paired run kept its episodes."""
     if not ref or any(o is None for o in ref + other):
         return None
     seen: dict[str, tuple[list[bool], list[bool]]] = {}
@@ -77,10 +79,11 @@ def _paired_test(ref: list, other: list, kind: str) -> dict | None:
             r, o = seen.setdefault(key, ([], []))
             r.append(a[kind][key])
             o.append(b[kind][key])
-    keys = sorted(seen)
-    return sign_test(
-        [statistics.fmean(seen[k][0]) for k in keys], [statistics.fmean(seen[k][1]) for k in keys]
-    )
+    ref_means = [statistics.fmean(r) for r, _ in seen.values()]
+    other_means = [statistics.fmean(o) for _, o in seen.values()]
+    diffs = [o - r for r, o in zip(ref_means, other_means, strict=True)]
+    half = 1.96 * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
+    return sign_test(ref_means, other_means) | {"difference": statistics.fmean(diffs), "ci95": half}
 
 
 def versus(rows: list[dict], reference: str) -> list[dict]:
@@ -115,17 +118,20 @@ def versus_table(diffs: list[dict]) -> str:
             return "no seed in common"
         return f"{v[0] * 100:+.1f}" + (f" ± {v[1] * 100:.1f}" if d["paired_seeds"] > 1 else "") + " points"
 
-    def test(t):
-        return "" if t is None else f"{t['gained']} / {t['lost']}, p = {t['p']:.2g}"
+    def test(t, sign=1):
+        if t is None:
+            return ""
+        diff = f"{sign * t['difference'] * 100:+.1f} ± {t['ci95'] * 100:.1f}"
+        return f"{t['gained']} / {t['lost']}, p = {t['p']:.2g}; {diff}"
 
     lines = [
-        "| run | against | paired seeds | completion difference | tasks gained / lost | sub-task error difference "
-        "| sub-tasks gained / lost |",
+        "| run | against | paired seeds | completion difference | tasks gained / lost; completion difference "
+        "| sub-task error difference | sub-tasks gained / lost; error difference |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for d in diffs:
         cells = [d["label"], d["reference"], str(d["paired_seeds"]), cell(d, "completion")]
-        cells += [test(d["tasks_test"]), cell(d, "error"), test(d["subtasks_test"])]
+        cells += [test(d["tasks_test"]), cell(d, "error"), test(d["subtasks_test"], -1)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -209,7 +215,8 @@ def subtasks(folders: list[str], out: str | Path = "subtasks", reference: str | 
         md += (
             f"{versus_table(diffs)}\n\nDifferences seed by seed: mean ± the half-width of its 95% t interval (none "
             "for one seed). Gained / lost: tasks (sub-tasks) right in the run and wrong in the reference, and the "
-            "reverse, each one's outcome averaged over the paired seeds; p: exact two-sided sign test.\n\n"
+            "reverse, each one's outcome averaged over the paired seeds; p: exact two-sided sign test; then the "
+            "difference over those tasks (sub-tasks), ± its normal 95% half-width.\n\n"
         )
     md += "![](subtasks.png)\n"
     (out / "subtasks.md").write_text(md)
