@@ -6,6 +6,8 @@
 # usage: [MODES="single roles"] [CONFIG=configs/prost_apps.yaml] [SCHEDULES="none prost"] \
 #        experiments/prost_apps.sh MODEL RUNS_DIR TRAIN_JOBS EVAL_JOBS SEED...
 #   (SCHEDULES="none prost shuffled" adds the shuffled-curriculum ablation)
+# GPU memory: a planner-executor training of prost_apps_long.yaml held about 17 GB; four fit an 80 GB card, six did
+#   not. Keep TRAIN_JOBS (and runs started side by side) within that.
 set -euo pipefail
 model=$1 runs=$2 train_jobs=$3 eval_jobs=$4
 shift 4
