@@ -110,6 +110,10 @@ def test_eval_apps_cli(tmp_path, capsys):
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == "apps" and "subtask_error_by_position" in metrics["apps"]
+    episodes = [json.loads(line) for line in (out / "episodes.jsonl").open()]
+    kept = json.loads((out / "outcomes.json").read_text())
+    assert kept["subtask_success"] == {e["problem_id"]: e["info"]["subtask_success"] for e in episodes}
+    assert len(kept["correct"]) == 2
     assert "task goal completion" in capsys.readouterr().out
     assert main(["eval", "--task", "apps", "--split", "holdout", "--output", str(out)]) == 2
     assert main(["eval", "--env", "apps", "--layout", "vote", "--output", str(tmp_path / "v")]) == 2

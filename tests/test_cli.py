@@ -31,6 +31,8 @@ team:
     assert len(episodes) == 3 and all(len(e["turns"]) == 3 for e in episodes)
     assert metrics["n"] == 3 and metrics["total"]["calls"] == 9 and metrics["total"]["generated_tokens"] == 45
     assert metrics["layout"] == "vote" and (out / "config.yaml").is_file()
+    kept = json.loads((out / "outcomes.json").read_text())  # each problem's outcome, small enough to keep
+    assert kept == {"correct": {e["problem_id"]: e["correct"] for e in episodes}}
     assert "accuracy" in capsys.readouterr().out
 
 

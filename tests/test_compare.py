@@ -153,3 +153,24 @@ def test_compare_has_no_constant_row_for_the_apps_world(tmp_path):
     got = json.loads((compare([a, b], tmp_path / "out").parent / "compare.json").read_text())
     assert [r["label"] for r in got["runs"]] == ["sft", "prost"]
     assert (got["runs"][1]["vs_reference"]["gained"], got["runs"][1]["vs_reference"]["lost"]) == (2, 0)
+
+
+def test_compare_reads_outcomes_json_where_the_episodes_are_not_kept(tmp_path, data_dir):
+    cfg = {"name": "gsm8k", "source": str(data_dir / "gsm8k"), "split": "test", "limit": 4}
+    problems = load_task(TaskConfig(**cfg)).problems
+    a = _run(tmp_path, "a", cfg, problems, [False, False, True, True], [0, 1, 3, 3])
+    b = _run(tmp_path, "b", cfg, problems, [True, True, True, False])
+    (tmp_path / "b" / "episodes.jsonl").unlink()
+    with pytest.raises(RunError, match="no episodes.jsonl or outcomes.json"):
+        compare([a, b], tmp_path / "out")
+    correct = {p.id: c for p, c in zip(problems, [True, True, True, False], strict=True)}
+    (tmp_path / "b" / "outcomes.json").write_text(json.dumps({"correct": correct}))
+    rows = {
+        r["label"]: r
+        for r in json.loads((compare([a, b], tmp_path / "out").parent / "compare.json").read_text())["runs"]
+    }
+    assert (rows["b"]["vs_reference"]["gained"], rows["b"]["vs_reference"]["lost"]) == (2, 1)
+    assert {int(k): v["n"] for k, v in rows["b"]["by_peers_right"].items()} == {0: 1, 1: 1, 3: 2}  # a's peers
+    (tmp_path / "b" / "outcomes.json").write_text(json.dumps({"correct": {problems[0].id: "yes"}}))
+    with pytest.raises(RunError, match="'correct' must map each problem id to true or false"):
+        compare([a, b], tmp_path / "out")

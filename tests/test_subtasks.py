@@ -114,3 +114,14 @@ def test_subtasks_sign_tests_over_the_same_tasks_and_subtasks(tmp_path):
         "ci95": 0.49,
     }
     assert got["subtasks_test"]["pairs"] == 7  # dev-4 is not paired
+
+
+def test_subtasks_reads_outcomes_json_where_the_episodes_are_not_kept(tmp_path):
+    sft = _run(tmp_path / "a", "sft", 0, 0.25, {1: 0.5, 2: 0.5}, {"act": 0.5})
+    prost = _run(tmp_path / "b", "prost", 0, 0.5, {1: 0.0, 2: 0.5}, {"act": 0.25})
+    _episodes(tmp_path / "a", [[True, True], [False, True], [True, False], [False]])
+    subs = {"dev-0": [True, True], "dev-1": [True, True], "dev-2": [True, False], "dev-3": [False]}
+    kept = {"correct": {k: all(v) for k, v in subs.items()}, "subtask_success": subs}
+    (tmp_path / "b" / "outcomes.json").write_text(json.dumps(kept))
+    md = subtasks([sft, prost], tmp_path / "out").read_text()
+    assert "| prost | sft | 1 | +25.0 points | 1 / 0, p = 1; +25.0 ± 49.0 |" in md

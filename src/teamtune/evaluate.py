@@ -100,6 +100,7 @@ def _run_eval(
         episodes = team.run(task)
         wall = time.perf_counter() - t0
     write_jsonl(out / "episodes.jsonl", [ep.to_dict() for ep in episodes])
+    write_json(out / "outcomes.json", outcomes(episodes))
     metrics = summarize(episodes, wall)
     metrics.update(task.metrics(episodes))
     agents = {
@@ -130,6 +131,16 @@ def _run_eval(
         metrics["usd_per_problem"] = usd / metrics["n"]
     write_json(out / "metrics.json", metrics)
     return out, metrics
+
+
+def outcomes(episodes: list[Episode]) -> dict:
+    """Each problem's right/wrong (and, in the apps world, each sub-task's): what the paired tests of `teamtune
+    compare` and `teamtune subtasks` read, small enough to keep with a run's metrics when its episodes are not."""
+    out = {"correct": {ep.problem_id: bool(ep.correct) for ep in episodes}}
+    subs = {ep.problem_id: ep.info["subtask_success"] for ep in episodes if "subtask_success" in ep.info}
+    if subs:
+        out["subtask_success"] = subs
+    return out
 
 
 def money_cost(per_agent: dict, agents: dict, prices: dict[str, float]) -> float | None:

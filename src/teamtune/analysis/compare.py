@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..config import from_dict, read_yaml
 from ..tasks import TaskConfig, best_constant, load_task
-from .pareto import RunError, by_label, check_same_task, ci95, load_run
+from .pareto import RunError, by_label, check_same_task, ci95, load_run, read_json
 
 
 def sign_test(ref: list[float], other: list[float]) -> dict:
@@ -51,6 +51,32 @@ def read_episodes(folder: Path) -> list[dict]:
     return eps
 
 
+def read_outcomes(folder: Path) -> dict | None:
+    """Each problem's right/wrong, and each apps sub-task's under "subtask_success": from the run's
+    episodes.jsonl, else from the outcomes.json `teamtune eval` writes beside it (kept where the episodes are
+    not); None when the run has neither."""
+    if (folder / "episodes.jsonl").is_file():
+        eps = read_episodes(folder)
+        out = {"correct": {e["problem_id"]: bool(e["correct"]) for e in eps}}
+        subs = {
+            e["problem_id"]: e["info"]["subtask_success"]
+            for e in eps
+            if "subtask_success" in e.get("info", {})
+        }
+        return out | ({"subtask_success": subs} if subs else {})
+    path = folder / "outcomes.json"
+    if not path.is_file():
+        return None
+    data = read_json(path)
+    correct = data.get("correct")
+    if not isinstance(correct, dict) or not all(isinstance(v, bool) for v in correct.values()):
+        raise RunError(f"{path}: 'correct' must map each problem id to true or false")
+    subs = data.get("subtask_success", {})
+    if not isinstance(subs, dict) or not all(isinstance(v, list) for v in subs.values()):
+        raise RunError(f"{path}: 'subtask_success' must map each problem id to a list")
+    return {"correct": correct} | ({"subtask_success": subs} if subs else {})
+
+
 def peers_right(episode: dict, task, problem) -> int | None:
     """How many first-round peer turns of `episode` the task grades right; None when it has no peers."""
     turns = [t for t in episode["turns"] if t["agent"] == "peer" and t.get("round", 1) == 1]
@@ -69,14 +95,23 @@ def _read(folders: list[str]) -> tuple[list[dict], object]:
     task = load_task(from_dict(TaskConfig, cfg["task"], f"{path}: task"))
     problems = {p.id: p for p in task.problems}
     for r in runs:
-        eps = read_episodes(Path(r["folder"]))
-        unknown = [e["problem_id"] for e in eps if e["problem_id"] not in problems]
+        folder = Path(r["folder"])
+        kept = read_outcomes(folder)
+        if kept is None:
+            raise RunError(
+                f"{folder}: no episodes.jsonl or outcomes.json (compare needs each problem's outcome)"
+            )
+        unknown = [pid for pid in kept["correct"] if pid not in problems]
         if unknown:
             raise RunError(f"{r['folder']}: problem {unknown[0]!r} is not in the task of {folders[0]}")
-        r["correct"] = {e["problem_id"]: bool(e["correct"]) for e in eps}
-        r["peers"] = {e["problem_id"]: peers_right(e, task, problems[e["problem_id"]]) for e in eps}
-        if all(v is None for v in r["peers"].values()):
-            r["peers"] = None  # no peer turns: binned by another run's peers
+        r["correct"], r["peers"] = kept["correct"], None  # peers: binned by another run's, or not at all
+        if (folder / "episodes.jsonl").is_file():
+            peers = {
+                e["problem_id"]: peers_right(e, task, problems[e["problem_id"]])
+                for e in read_episodes(folder)
+            }
+            if any(v is not None for v in peers.values()):
+                r["peers"] = peers
     return runs, problems
 
 

@@ -3,8 +3,8 @@
 Runs with the same label (the seeds of one configuration) are averaged; the table shows the range of seeds.
 Each label is also set against a reference label (the first, or `reference`): the difference in completion and
 in sub-task error, seed by seed over the seeds both have, with its 95% t interval; and, where the runs kept their
-episodes.jsonl, exact sign tests over the same tasks and the same sub-tasks (each one's outcome averaged over
-the paired seeds), which decide a comparison of one seed.
+episodes.jsonl or outcomes.json, exact sign tests over the same tasks and the same sub-tasks (each one's outcome
+averaged over the paired seeds), which decide a comparison of one seed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 import statistics
 from pathlib import Path
 
-from .compare import read_episodes, sign_test
+from .compare import read_outcomes, sign_test
 from .pareto import RunError, by_label, check_same_task, ci95, load_run
 
 
@@ -22,14 +22,14 @@ def _apps_run(folder: str) -> dict:
     m = load_run(folder, "tokens")
     if "apps" not in m:
         raise RunError(f"{folder}: not an apps run (its metrics.json has no 'apps' section)")
+    kept = read_outcomes(Path(folder))  # task and sub-task outcomes, for the paired tests
     m["outcomes"] = None
-    if (Path(folder) / "episodes.jsonl").is_file():  # task and sub-task outcomes, for the paired tests
-        tasks, subs = {}, {}
-        for ep in read_episodes(Path(folder)):
-            tasks[ep["problem_id"]] = bool(ep["correct"])
-            for i, ok in enumerate(ep.get("info", {}).get("subtask_success", [])):
-                subs[f"{ep['problem_id']}#{i + 1}"] = bool(ok)
-        m["outcomes"] = {"tasks": tasks, "subtasks": subs}
+    if kept is not None:
+        subs = kept.get("subtask_success", {})
+        m["outcomes"] = {
+            "tasks": kept["correct"],
+            "subtasks": {f"{pid}#{i + 1}": bool(ok) for pid, oks in subs.items() for i, ok in enumerate(oks)},
+        }
     return m
 
 
@@ -70,7 +70,7 @@ def summarise(runs: list[dict]) -> list[dict]:
 def _paired_test(ref: list, other: list, kind: str) -> dict | None:
     """Sign test over the tasks or sub-tasks both runs of each seed pair have, each one's outcome averaged over
     the pairs, and the mean change in success over them with its normal 95% half-width; None unless every
-    paired run kept its episodes."""
+    paired run kept its outcomes."""
     if not ref or any(o is None for o in ref + other):
         return None
     seen: dict[str, tuple[list[bool], list[bool]]] = {}
