@@ -17,6 +17,7 @@ from .config import ConfigError, save_config
 from .console import RunConsole, RunProgress
 from .costs import Cost, peak_memory, reset_peak_memory, total
 from .models import adapter_parameters
+from .records import outcomes
 from .rollout import DEFAULT_MAX_NEW_TOKENS
 from .tasks import TaskConfig, check_layout, load_task
 from .team import TeamConfig
@@ -99,8 +100,9 @@ def _run_eval(
         t0 = time.perf_counter()
         episodes = team.run(task)
         wall = time.perf_counter() - t0
-    write_jsonl(out / "episodes.jsonl", [ep.to_dict() for ep in episodes])
-    write_json(out / "outcomes.json", outcomes(episodes))
+    records = [ep.to_dict() for ep in episodes]
+    write_jsonl(out / "episodes.jsonl", records)
+    write_json(out / "outcomes.json", outcomes(records))
     metrics = summarize(episodes, wall)
     metrics.update(task.metrics(episodes))
     agents = {
@@ -131,16 +133,6 @@ def _run_eval(
         metrics["usd_per_problem"] = usd / metrics["n"]
     write_json(out / "metrics.json", metrics)
     return out, metrics
-
-
-def outcomes(episodes: list[Episode]) -> dict:
-    """Each problem's right/wrong (and, in the apps world, each sub-task's): what the paired tests of `teamtune
-    compare` and `teamtune subtasks` read, small enough to keep with a run's metrics when its episodes are not."""
-    out = {"correct": {ep.problem_id: bool(ep.correct) for ep in episodes}}
-    subs = {ep.problem_id: ep.info["subtask_success"] for ep in episodes if "subtask_success" in ep.info}
-    if subs:
-        out["subtask_success"] = subs
-    return out
 
 
 def money_cost(per_agent: dict, agents: dict, prices: dict[str, float]) -> float | None:

@@ -53,3 +53,16 @@ def check_record(rec: Any, required: Iterable[str], where: str, text: Iterable[s
     for k in text:
         if not isinstance(rec[k], str):
             raise DataError(f"{where}: {k!r} must be a string, got {rec[k]!r:.40}")
+
+
+def outcomes(episodes: list[dict]) -> dict:
+    """Each problem's right/wrong (and, in the apps world, each sub-task's under "subtask_success") from episode
+    records: what the paired tests of `teamtune compare` and `teamtune subtasks` read, small enough to keep
+    (outcomes.json) where the episodes are not."""
+    out = {"correct": {e["problem_id"]: bool(e["correct"]) for e in episodes}}
+    subs = {
+        e["problem_id"]: e["info"]["subtask_success"]
+        for e in episodes
+        if "subtask_success" in e.get("info", {})
+    }
+    return out | ({"subtask_success": subs} if subs else {})

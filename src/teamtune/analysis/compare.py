@@ -16,6 +16,7 @@ import statistics
 from pathlib import Path
 
 from ..config import from_dict, read_yaml
+from ..records import outcomes
 from ..tasks import TaskConfig, best_constant, load_task
 from .pareto import RunError, by_label, check_same_task, ci95, load_run, read_json
 
@@ -51,19 +52,14 @@ def read_episodes(folder: Path) -> list[dict]:
     return eps
 
 
-def read_outcomes(folder: Path) -> dict | None:
-    """Each problem's right/wrong, and each apps sub-task's under "subtask_success": from the run's
-    episodes.jsonl, else from the outcomes.json `teamtune eval` writes beside it (kept where the episodes are
-    not); None when the run has neither."""
-    if (folder / "episodes.jsonl").is_file():
-        eps = read_episodes(folder)
-        out = {"correct": {e["problem_id"]: bool(e["correct"]) for e in eps}}
-        subs = {
-            e["problem_id"]: e["info"]["subtask_success"]
-            for e in eps
-            if "subtask_success" in e.get("info", {})
-        }
-        return out | ({"subtask_success": subs} if subs else {})
+def read_outcomes(folder: Path, episodes: list[dict] | None = None) -> dict | None:
+    """Each problem's right/wrong, and each apps sub-task's under "subtask_success": from the run's episodes
+    (`episodes`, read already, or its episodes.jsonl), else from the outcomes.json `teamtune eval` writes beside
+    them (kept where the episodes are not); None when the run has neither."""
+    if episodes is None and (folder / "episodes.jsonl").is_file():
+        episodes = read_episodes(folder)
+    if episodes is not None:
+        return outcomes(episodes)
     path = folder / "outcomes.json"
     if not path.is_file():
         return None
@@ -96,7 +92,8 @@ def _read(folders: list[str]) -> tuple[list[dict], object]:
     problems = {p.id: p for p in task.problems}
     for r in runs:
         folder = Path(r["folder"])
-        kept = read_outcomes(folder)
+        eps = read_episodes(folder) if (folder / "episodes.jsonl").is_file() else None
+        kept = read_outcomes(folder, eps)
         if kept is None:
             raise RunError(
                 f"{folder}: no episodes.jsonl or outcomes.json (compare needs each problem's outcome)"
@@ -105,13 +102,9 @@ def _read(folders: list[str]) -> tuple[list[dict], object]:
         if unknown:
             raise RunError(f"{r['folder']}: problem {unknown[0]!r} is not in the task of {folders[0]}")
         r["correct"], r["peers"] = kept["correct"], None  # peers: binned by another run's, or not at all
-        if (folder / "episodes.jsonl").is_file():
-            peers = {
-                e["problem_id"]: peers_right(e, task, problems[e["problem_id"]])
-                for e in read_episodes(folder)
-            }
-            if any(v is not None for v in peers.values()):
-                r["peers"] = peers
+        peers = {e["problem_id"]: peers_right(e, task, problems[e["problem_id"]]) for e in eps or []}
+        if any(v is not None for v in peers.values()):
+            r["peers"] = peers
     return runs, problems
 
 
