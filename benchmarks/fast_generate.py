@@ -26,7 +26,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from teamtune.agents import AgentConfig, ModelPool
-from teamtune.fastgen import FastDecoder
+from teamtune.fastgen import FastDecoder, lora_kernel
 from teamtune.models import load_model
 from teamtune.rollout import SamplingConfig
 from teamtune.tasks import TaskConfig, load_task
@@ -185,11 +185,29 @@ def mixed_adapters(args, m, prompts: list, name: str, recs: list) -> None:
     for r in roles[1:]:
         team_model.add_adapter(r, cfg)
     team_model.to(dev).eval()
-    mixed_rate, mixed_peak = measured(team_model, prompts, [roles[i % 3] for i in range(args.batch)], new)
+    rows = [roles[i % 3] for i in range(args.batch)]
+    mixed_rate, mixed_peak = measured(team_model, prompts, rows, new)
     print(
         f"3 LoRA roles mixed: {mixed_rate:,.0f} tok/s vs bare {bare_rate:,.0f} ({mixed_rate / bare_rate:.2f}x); "
         f"peak memory {mixed_peak / 2**20:,.0f} MiB vs {bare_peak / 2**20:,.0f} MiB"
     )
+    if lora_kernel.available(dev):  # the same batch through the mask product and GEMM the kernel replaces
+        os.environ["TEAMTUNE_LORA_KERNEL"] = "0"
+        mask_rate, _ = measured(team_model, prompts, rows, new)
+        del os.environ["TEAMTUNE_LORA_KERNEL"]
+        print(
+            f"  without the Triton kernel (mask product + GEMM): {mask_rate:,.0f} tok/s ({mask_rate / bare_rate:.2f}x)"
+        )
+        recs.append(
+            record(
+                "mixed_adapters_3roles_tokens_lora_kernel",
+                name,
+                mixed_rate,
+                "generated tokens/s",
+                "the same mixed batch, mask product + GEMM (TEAMTUNE_LORA_KERNEL=0)",
+                mask_rate,
+            )
+        )
     recs.append(
         record(
             "mixed_adapters_3roles_tokens",

@@ -478,3 +478,41 @@ def test_held_shapes_stay_within_a_memory_budget(tiny, monkeypatch):
     monkeypatch.setattr(decoder, "held_budget", lambda device: float("inf"))
     dec.generate(tiny.model, long, [None] * 3, **kw)
     assert [k.batch for k in dec._cached] == [2, 3]
+
+
+def test_lora_kernel_matches_the_mask_product(tiny, monkeypatch):
+    """The Triton kernel (run by Triton's interpreter on the CPU) gives each row its own adapter's B product, as
+    the mask product and GEMM do: directly on column slices of one buffer, and through a mixed forward."""
+    pytest.importorskip("triton")
+    from teamtune.fastgen import lora_kernel
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    lora_kernel._kernel.cache_clear()
+    try:
+        torch.manual_seed(0)
+        M, t, N, K = 70, 2, 90, 40  # not multiples of the kernel's blocks
+        buf = torch.randn(M, N + K)
+        cols, rows = torch.randint(1, 4, (K,)), torch.randint(0, 4, (M // t,))
+        B = torch.randn(N, K)
+        want = buf[:, :N] + (buf[:, N:] * (cols == rows.repeat_interleave(t)[:, None])) @ B.t()
+        lora_kernel.masked_addmm(buf[:, :N], buf[:, N:], B, cols, rows, t)
+        torch.testing.assert_close(buf[:, :N], want, atol=1e-4, rtol=1e-4)
+
+        cfg = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+        model = get_peft_model(copy.deepcopy(tiny.model), cfg, adapter_name="solver")
+        model.add_adapter("critic", LoraConfig(r=2, lora_alpha=2, target_modules=["q_proj", "down_proj"]))
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(0, 0.2)
+        w = model_part._Weights(model, ["solver", "critic"])
+        ids = torch.randint(0, 100, (3, 5))
+        pos = torch.arange(5)[None].expand(3, -1)
+        rows = torch.tensor([1, 0, 2])
+        with torch.no_grad():
+            eager = fastgen.forward(w, ids, pos, w.masks(rows), causal_attention(w, 5))
+            fused = {k: (cols, rows) for k, cols in w.layouts.items()}
+            kernel = fastgen.forward(w, ids, pos, fused, causal_attention(w, 5))
+        torch.testing.assert_close(kernel, eager, atol=1e-4, rtol=1e-4)
+    finally:
+        lora_kernel._kernel.cache_clear()

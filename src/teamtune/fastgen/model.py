@@ -15,6 +15,7 @@ from peft.tuners.lora import LoraLayer
 from transformers.activations import ACT2FN
 
 from ..models import pick_dtype
+from . import lora_kernel
 
 SUPPORTED_TYPES = ("llama", "qwen2")
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -48,7 +49,8 @@ class _Linear:
     stacked along the output, followed by the A rows of every adapter that has any of them, so that one matmul
     gives the base output and every adapter's rank activations; a row's mask then keeps its own adapter's
     columns and one in-place GEMM adds their B product (each projection's B block sits in its own output rows).
-    A batch whose rows use different adapters costs two kernels per projection group more than the bare model."""
+    A batch whose rows use different adapters costs one kernel per projection group more than the bare model
+    where the Triton kernel masks while it multiplies (`lora_kernel`), else two (a mask product, a GEMM)."""
 
     def __init__(self, modules: list, adapters: list[str], take: Callable, layouts: dict, dtype: torch.dtype):
         bases = [getattr(m, "base_layer", m) for m in modules]
@@ -100,7 +102,12 @@ class _Linear:
         if not self.layout:
             return y
         base = y[..., : self.out]  # a view: the GEMM below adds into it in place, no copy
-        a = y[..., self.out :] * masks[self.layout]
+        sel = masks[self.layout]
+        if isinstance(sel, tuple):  # (each rank column's adapter, each row's): the kernel masks as it loads
+            flat = y.view(-1, y.shape[-1])
+            lora_kernel.masked_addmm(flat[:, : self.out], flat[:, self.out :], self.B, *sel, t=y.shape[-2])
+            return base
+        a = y[..., self.out :] * sel
         base.view(-1, self.out).addmm_(a.flatten(0, -2), self.B.t())
         return base
 
@@ -177,7 +184,10 @@ class _Weights:
                 p.refresh()
 
     def masks(self, rows: torch.Tensor) -> dict:
-        """Per layout, a (batch, 1, rank) 0/1 tensor keeping each row's own adapter columns."""
+        """Per layout, what keeps each row's own adapter columns: (columns' adapters, rows' adapters) for the
+        Triton kernel, else a (batch, 1, rank) 0/1 tensor."""
+        if self.layouts and lora_kernel.available(rows.device):
+            return {k: (cols, rows) for k, cols in self.layouts.items()}
         return {k: (cols == rows[:, None, None]).to(self.dtype) for k, cols in self.layouts.items()}
 
 
