@@ -57,16 +57,24 @@ def _kernel():
 
 
 def masked_addmm(
-    out: torch.Tensor, a: torch.Tensor, B: torch.Tensor, cols: torch.Tensor, rows: torch.Tensor, t: int
+    out: torch.Tensor,
+    a: torch.Tensor,
+    B: torch.Tensor,
+    cols: torch.Tensor,
+    rows: torch.Tensor,
+    t: int,
+    blocks: tuple[int, int, int, int] = (64, 64, 32, 4),
 ):
     """out (M, N) += (a (M, K) where cols[k] == rows[m // t], else 0) @ B (N, K)^T, in place; out and a may be
-    column slices of one buffer (unit column stride), rows holds one adapter index per group of t rows."""
+    column slices of one buffer (unit column stride), rows holds one adapter index per group of t rows.
+    `blocks`: the kernel's row, column and rank tiles and its warps."""
     M, N = out.shape
     K = a.shape[1]
     assert out.stride(1) == 1 and a.stride(1) == 1 and B.stride(1) == 1 and B.shape == (N, K)
-    BM, BN, BK = 64, 64, 32
+    BM, BN, BK, warps = blocks
     grid = (-(-M // BM), -(-N // BN))
     _kernel()[grid](
-        out, a, B, cols, rows, M, N, K, t, out.stride(0), a.stride(0), B.stride(0), BM=BM, BN=BN, BK=BK
-    )
+        out, a, B, cols, rows, M, N, K, t, out.stride(0), a.stride(0), B.stride(0), BM=BM, BN=BN, BK=BK,
+        num_warps=warps,
+    )  # fmt: skip
     return out
