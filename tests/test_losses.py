@@ -247,3 +247,30 @@ def test_a_token_cap_on_micro_batches_takes_the_same_step():
         assert torch.allclose(x, y, atol=1e-4)
     with pytest.raises(ValueError, match="micro_tokens at least 0"):
         PolicySettings(micro_tokens=-1).validate()
+
+
+def test_labelled_logits_give_sft_losses_loss_and_gradients():
+    """SFT's output layer on the labelled positions alone (`labelled_logits`, `token_loss`): the same loss and
+    LoRA gradients as `sft_loss` over every position's logits, on right-padded rows labelled in places, and the
+    output layer saw only the labelled positions."""
+    from teamtune.train.losses import next_labelled, token_loss
+    from teamtune.train.sft import labelled_logits
+
+    model, batch = _lora_model_and_batch()
+    params = [p for p in model.parameters() if p.requires_grad]
+    labels = torch.full_like(batch.ids, IGNORE)
+    labels[:, 1:] = torch.where(batch.mask.bool(), batch.ids[:, 1:], IGNORE)  # mask [B, T-1]: each completion
+    labels[0, 2] = batch.ids[0, 2]  # a labelled prompt token too: not only each row's tail
+    inputs = {"input_ids": batch.ids, "attention_mask": batch.attention}
+    n = float((labels[:, 1:] != IGNORE).sum())
+    head = model.get_output_embeddings()
+    seen = []
+    probe = head.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape))
+    logits, targets = labelled_logits(model, head, inputs, labels)
+    probe.remove()
+    assert seen == [(int(next_labelled(labels).sum()), model.config.hidden_size)]
+    fast = token_loss(logits, targets, n)
+    ref = sft_loss(model(**inputs).logits, labels, n)
+    assert torch.allclose(fast, ref, atol=1e-6, rtol=1e-5)
+    for a, b in zip(torch.autograd.grad(fast, params), torch.autograd.grad(ref, params), strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)

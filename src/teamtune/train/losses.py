@@ -35,6 +35,18 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor, normalizer: float | Non
     return summed / n
 
 
+def next_labelled(labels: torch.Tensor) -> torch.Tensor:
+    """[B, T] bool: the positions whose next token is labelled, the only positions whose logits sft_loss reads."""
+    where = torch.zeros_like(labels, dtype=torch.bool)
+    where[:, :-1] = labels[:, 1:] != IGNORE
+    return where
+
+
+def token_loss(logits: torch.Tensor, targets: torch.Tensor, normalizer: float) -> torch.Tensor:
+    """sft_loss on the labelled positions alone: logits [N, V] of N positions, targets [N] their next tokens."""
+    return F.cross_entropy(logits.float(), targets, reduction="sum") / normalizer
+
+
 def group_advantages(rewards: torch.Tensor, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
     """GRPO advantages: each reward minus its group's mean, divided by the group's std when `scale`.
 

@@ -55,7 +55,7 @@ from .common import (
     trainable_parameters,
 )
 from .data import Example, collate, encode_chat, gold_records, load_records, plan_epoch
-from .losses import IGNORE, sft_loss
+from .losses import IGNORE, next_labelled, sft_loss, token_loss
 from .run import RunProcess
 
 
@@ -191,17 +191,60 @@ def epoch_examples(
 # ---- training one adapter
 
 
+def labelled_logits(net, head, inputs: dict, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits [N, V] at the N positions whose next token is labelled, row by row, and those tokens [N].
+
+    The output layer `head` runs on those positions alone (a pre-hook keeps only their hidden states): its cost
+    and memory grow with the vocabulary (49k words for SmolLM2, 262k for Gemma 3), and most positions of a chat
+    example are its prompt, which no loss reads. `net` is the model as trained (DDP-wrapped or not)."""
+    where = next_labelled(labels)
+    hook = head.register_forward_pre_hook(lambda _, args: (args[0][where], *args[1:]))
+    try:
+        logits = net(**inputs, use_cache=False).logits
+    finally:
+        hook.remove()
+    n = int(where.sum())
+    if logits.shape[:-1] != (n,):
+        raise RuntimeError(
+            f"the model reshaped its output layer's logits ({tuple(logits.shape)}, wanted ({n}, V))"
+        )
+    return logits, labels[:, 1:][where[:, :-1]]
+
+
+def backward_step(
+    net, head, micro: list, segments: list, cfg: SFTConfig, pad_id: int, device, n_lab: int,
+    loss_fn=None, rank: int = 0, world: int = 1,
+) -> float:  # fmt: skip
+    """Forward and backward of one optimiser step's micro-batches (this rank's share of each); returns the summed
+    loss. `loss_fn` None: the output layer on the labelled positions alone; else loss_fn(logits, labels, n) over
+    every position's logits."""
+    loss_sum = 0.0
+    for mb in micro:
+        # every rank runs one backward per micro-batch (DDP needs as many); an empty share counts 0
+        part = mb[rank::world] or mb[:1]
+        share = float(world) if mb[rank::world] else 0.0  # DDP averages over ranks: x world sums
+        inputs, labels = collate(part, segments, pad_id, cfg.max_length, device, cfg.packing)
+        with autocast(device):
+            if loss_fn is None:
+                loss = token_loss(*labelled_logits(net, head, inputs, labels), float(max(n_lab, 1)))
+            else:
+                loss = loss_fn(net(**inputs, use_cache=False).logits, labels, float(max(n_lab, 1)))
+        (loss * share).backward()
+        loss_sum += float(loss.detach()) * (share > 0)
+    return loss_sum
+
+
 @torch.no_grad()
 def eval_loss(model, examples: list[Example], segments, cfg: SFTConfig, pad_id: int, device) -> float:
     model.eval()
+    head = model.get_output_embeddings()
     total, n = 0.0, 0
     for (batch,) in plan_epoch(examples, cfg.batch_tokens, 1, random.Random(0), cfg.packing):
         inputs, labels = collate(batch, segments, pad_id, cfg.max_length, device, cfg.packing)
         with autocast(device):
-            logits = model(**inputs, use_cache=False).logits
-        k = int((labels[:, 1:] != IGNORE).sum())
-        total += float(sft_loss(logits, labels, 1.0))
-        n += k
+            logits, targets = labelled_logits(model, head, inputs, labels)
+        total += float(token_loss(logits, targets, 1.0))
+        n += len(targets)
     model.train()
     return total / max(n, 1)
 
@@ -253,8 +296,11 @@ def train_adapter(
     model = make_trainable(loaded, cfg.finetune, cfg.lora)
     model.train()
     net = acc.prepare_model(model) if world > 1 else model
-    loss_fn = sft_loss
-    if cfg.compile:  # shapes vary with the length-grouped batches: compile for dynamic shapes once
+    head = model.get_output_embeddings()
+    loss_fn = None  # the output layer on the labelled positions alone (`labelled_logits`)
+    if (
+        cfg.compile
+    ):  # shapes vary with the length-grouped batches: compile for dynamic shapes once; every position
         net, loss_fn = torch.compile(net, dynamic=True), torch.compile(sft_loss, dynamic=True)
     device, tok = loaded.device, loaded.tokenizer
     pad_id = tok.pad_token_id  # load_model always sets one
@@ -273,17 +319,9 @@ def train_adapter(
             epoch, micro = plan[step]
             t0 = time.perf_counter()
             n_lab = labelled(micro, segments)
-            loss_sum = 0.0
-            for mb in micro:
-                # every rank runs one backward per micro-batch (DDP needs as many); an empty share counts 0
-                part = mb[rank::world] or mb[:1]
-                share = float(world) if mb[rank::world] else 0.0  # DDP averages over ranks: x world sums
-                inputs, labels = collate(part, segments, pad_id, cfg.max_length, device, cfg.packing)
-                with autocast(device):
-                    logits = net(**inputs, use_cache=False).logits
-                loss = loss_fn(logits, labels, float(max(n_lab, 1)))
-                (loss * share).backward()
-                loss_sum += float(loss.detach()) * (share > 0)
+            loss_sum = backward_step(
+                net, head, micro, segments, cfg, pad_id, device, n_lab, loss_fn, rank, world
+            )
             if world > 1:
                 loss_sum = float(acc.reduce(torch.tensor(loss_sum, device=device), "sum"))
             lens = [ex.length for mb in micro for ex in mb]
@@ -368,7 +406,7 @@ def train_roles_mixed(
     params = {n: adapter_params(model, n) for n in names}
     train_all_adapters(model)
     model.train()
-    device, tok = loaded.device, loaded.tokenizer
+    device, tok, head = loaded.device, loaded.tokenizer, model.get_output_embeddings()
     segs = {n: [encode_chat(tok, r["messages"]) for r in data[n][0]] for n in names}
     eval_segs = {n: [encode_chat(tok, r["messages"]) for r in data[n][1]] for n in names}
     plans = {n: train_plan(cfg, data[n][0], segs[n], {n}) for n in names}
@@ -398,12 +436,14 @@ def train_roles_mixed(
                 inputs, labels = _concat(cols, tok.pad_token_id)
                 rows = [n for (n, mb) in parts for _ in mb]
                 with adapter_rows(model, rows), autocast(device):
-                    logits = model(**inputs, use_cache=False).logits
-                loss, at = 0.0, 0
-                for (n, mb), (_, lab) in zip(parts, cols, strict=True):
-                    part = sft_loss(logits[at : at + len(mb), : lab.shape[1]], lab, float(max(n_lab[n], 1)))
+                    logits, targets = labelled_logits(model, head, inputs, labels)
+                per_row = next_labelled(labels).sum(1).tolist()  # labelled positions of each row, in order
+                loss, at, row = 0.0, 0, 0
+                for n, mb in parts:
+                    k = sum(per_row[row : row + len(mb)])
+                    part = token_loss(logits[at : at + k], targets[at : at + k], float(max(n_lab[n], 1)))
                     loss_sum[n] += float(part.detach())
-                    loss, at = loss + part, at + len(mb)
+                    loss, at, row = loss + part, at + k, row + len(mb)
                 loss.backward()
             norms = {n: torch.nn.utils.clip_grad_norm_(params[n], cfg.optim.max_grad_norm) for n in live}
             for n in live:

@@ -1,0 +1,116 @@
+"""SFT with the output layer on the labelled positions alone, against every position's logits, in the same run.
+
+teamtune's SFT step (`sft.backward_step`, LoRA as in configs/prost_apps_long.yaml, fp32 master weights, bf16
+autocast on CUDA) over the first steps of the ProST executor's training plan in the apps world (the shipped
+train split, whole trajectories): the same micro-batches both ways. Reports seconds per optimiser step, real
+tokens/s and peak memory (CUDA). Random weights of the model's config by default (the same speed as the real
+weights).
+
+    python benchmarks/sft_head.py [--model random:smollm2-135m] [--steps 8] [--role executor]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from teamtune.config import load_config
+from teamtune.models import load_model
+from teamtune.train.common import make_optimizer, make_trainable
+from teamtune.train.data import encode_chat, load_records
+from teamtune.train.losses import sft_loss
+from teamtune.train.sft import SFTConfig, backward_step, labelled, train_plan
+
+from common import device_name, record, save_records, sync
+
+
+def timed_steps(cfg: SFTConfig, role: str, steps: int, every_position: bool) -> dict:
+    """Seconds per step (after one warm-up step), real tokens per second and peak memory of `steps` steps."""
+    loaded = load_model(cfg.model, dtype="float32", seed=0)
+    model = make_trainable(loaded, "lora", cfg.lora)
+    model.train()
+    dev, tok = loaded.device, loaded.tokenizer
+    records = load_records(cfg.data)
+    segments = [encode_chat(tok, r["messages"]) for r in records]
+    plan = train_plan(cfg, records, segments, {role})[: steps + 1]
+    opt, _ = make_optimizer(model, cfg.optim, len(plan))
+    head = model.get_output_embeddings()
+    loss_fn = sft_loss if every_position else None
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    seconds, tokens, losses = 0.0, 0, []
+    for i, (_, micro) in enumerate(plan):
+        sync(dev)
+        t0 = time.perf_counter()
+        n_lab = labelled(micro, segments)
+        losses.append(backward_step(model, head, micro, segments, cfg, tok.pad_token_id, dev, n_lab, loss_fn))
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sync(dev)
+        if i:  # the first step is the warm-up
+            seconds += time.perf_counter() - t0
+            tokens += sum(ex.length for mb in micro for ex in mb)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else 0.0
+    return {
+        "s_per_step": seconds / steps,
+        "tokens_per_s": tokens / seconds,
+        "peak_mib": peak,
+        "losses": losses,
+        "device": device_name(dev),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="random:smollm2-135m")
+    ap.add_argument("--config", default="configs/prost_apps_long.yaml")
+    ap.add_argument("--role", default="executor")
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--out", default="benchmarks/results/sft_head.json")
+    ap.add_argument("overrides", nargs="*", help="config overrides, e.g. batch_tokens=4096")
+    args = ap.parse_args()
+    cfg = load_config(
+        SFTConfig, args.config, [f"model={args.model}", "curriculum.schedule=none", *args.overrides]
+    )
+    full = timed_steps(cfg, args.role, args.steps, every_position=True)
+    ours = timed_steps(cfg, args.role, args.steps, every_position=False)
+    gap = max(abs(a - b) for a, b in zip(full["losses"], ours["losses"], strict=True))
+    print(
+        f"{args.role}, {args.model}: labelled positions {ours['s_per_step']:.3f} s/step "
+        f"({ours['tokens_per_s']:,.0f} tok/s, {ours['peak_mib']:,.0f} MiB); every position "
+        f"{full['s_per_step']:.3f} s/step ({full['tokens_per_s']:,.0f} tok/s, {full['peak_mib']:,.0f} MiB): "
+        f"{full['s_per_step'] / ours['s_per_step']:.2f}x; largest loss difference {gap:.2g}"
+    )
+    dev = ours["device"]
+    extra = {"model": args.model, "role": args.role, "steps": args.steps, "largest_loss_difference": gap}
+    recs = [
+        record(
+            f"sft_head_{args.role}_seconds",
+            dev,
+            ours["s_per_step"],
+            "seconds per optimiser step (output layer on the labelled positions)",
+            "every position's logits, same steps",
+            full["s_per_step"],
+            **extra,
+        )
+    ]
+    if ours["peak_mib"]:
+        recs.append(
+            record(
+                f"sft_head_{args.role}_memory",
+                dev,
+                ours["peak_mib"],
+                "peak MiB (output layer on the labelled positions)",
+                "every position's logits, same steps",
+                full["peak_mib"],
+                **extra,
+            )
+        )
+    save_records(args.out, recs)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
