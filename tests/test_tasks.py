@@ -206,3 +206,30 @@ def test_unreachable_hub_fails_without_retries(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("reached load_dataset"))
     with pytest.raises(DataError, match="hub cannot be reached to read 'openai/gsm8k'.*task.source=sample"):
         load_task(TaskConfig(name="gsm8k", split="test"))
+
+
+def test_numeric_choices_hide_the_gold_answer_among_its_neighbours(tmp_path):
+    """Multiple choice built from numeric answers: valid `cais/mmlu` records that the mmlu task reads, the gold
+    answer among the choices, and no structural shortcut: its rank in size among the choices is uniform, so
+    picking the smallest, a middle or the largest choice scores chance; non-numeric answers are left out."""
+    import random
+
+    from teamtune.tasks.base import Problem
+    from teamtune.tasks.mmlu import numeric_choices
+
+    rng = random.Random(1)
+    problems = [Problem(id=f"p{i}", question=f"q{i}", answer=str(rng.randrange(2000))) for i in range(4000)]
+    problems.append(Problem(id="x", question="which?", answer="(B)"))
+    records = numeric_choices(problems, "arith", n_choices=4, seed=0)
+    assert len(records) == 4000
+    assert all(r["choices"][r["answer"]] == p.answer for r, p in zip(records, problems, strict=False))
+    ranks = [sorted(r["choices"], key=int).index(r["choices"][r["answer"]]) for r in records]
+    for k in range(4):
+        assert 0.21 < ranks.count(k) / len(ranks) < 0.29
+    letters = [r["answer"] for r in records]
+    assert all(0.21 < letters.count(k) / len(letters) < 0.29 for k in range(4))
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[:10]))
+    task = load_task(TaskConfig(name="mmlu", source=str(tmp_path), split="test"))
+    assert [p.answer for p in task.problems] == ["ABCD"[r["answer"]] for r in records[:10]]
+    with pytest.raises(ValueError, match="too few"):
+        numeric_choices(problems[:3], "arith")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import re
+from fractions import Fraction
 
 from .base import Problem, Task, last_answer_span
 
@@ -56,3 +58,47 @@ class MMLU(Task):
             return letter if letter is not None and letter in valid else None
         found = [x for x in re.findall(r"\(([A-Z])\)", text) if x in valid]
         return found[-1] if found else None
+
+
+def _spell(x: Fraction) -> str:
+    return str(x.numerator) if x.denominator == 1 else f"{float(x):g}"
+
+
+def numeric_choices(problems: list[Problem], subject: str, n_choices: int = 4, seed: int = 0) -> list[dict]:
+    """Multiple choice in the `cais/mmlu` record format from problems whose gold answers are numbers (GSM8K,
+    reasoning-gym's arithmetic): the gold answer among the answers of other problems next to it in size.
+
+    The choices are n_choices neighbours in the sorted list of all the problems' distinct answers, the gold
+    answer at a uniformly drawn rank among them, then shuffled: neither its rank, its distance to the others nor
+    how the others derive from it (near misses such as gold + 1 or 10 x gold would make it their hub, which a
+    model can pick without solving) tells it apart. A problem whose answer is not a number is left out."""
+    if not 2 <= n_choices <= len(LETTERS):
+        raise ValueError(f"n_choices must be 2 to {len(LETTERS)}, got {n_choices}")
+    golds = {}
+    for p in problems:
+        try:
+            golds[p.id] = Fraction(p.answer.replace(",", ""))
+        except (ValueError, ZeroDivisionError):
+            continue
+    values = sorted(set(golds.values()))
+    if len(values) < n_choices:
+        raise ValueError(f"{len(values)} distinct numeric answers: too few for {n_choices} choices")
+    at = {v: i for i, v in enumerate(values)}
+    rng = random.Random(seed)
+    records = []
+    for p in problems:
+        if p.id not in golds:
+            continue
+        gold = golds[p.id]
+        first = min(max(at[gold] - rng.randrange(n_choices), 0), len(values) - n_choices)
+        choices = [_spell(v) for v in values[first : first + n_choices]]
+        rng.shuffle(choices)
+        records.append(
+            {
+                "question": p.question,
+                "subject": subject,
+                "choices": choices,
+                "answer": choices.index(_spell(gold)),
+            }
+        )
+    return records
