@@ -25,7 +25,7 @@ def main() -> None:
     ap.add_argument("--choices", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("overrides", nargs="*", help="task settings, e.g. source=DIR limit=2000")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for i, split in enumerate(args.splits):
