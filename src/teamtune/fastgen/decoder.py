@@ -26,20 +26,37 @@ def _decode_logits(w: _Weights, st: _State, ops: Ops) -> torch.Tensor:
     was no faster, BENCHMARKS.md)."""
     b = st.tokens.shape[0]
     valid = (st.arange[None, :] >= st.start[:, None]) & (st.arange[None, :] <= st.cur)
-    bias = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device).masked_fill(
-        ~valid, float("-inf")
-    )[:, None, None, :]
+    biases = {"full_attention": _bias(valid)}
+    if w.window is not None:  # sliding layers: the keys within `window` positions of the query
+        biases["sliding_attention"] = _bias(valid & (st.cur - st.arange[None, :] < w.window))
     g = w.heads // w.kv_heads
 
     def attend(i, q, k, v):
         st.k[i].index_copy_(2, st.cur.view(1), k)
         st.v[i].index_copy_(2, st.cur.view(1), v)
+        bias = biases[w.layer_types[i]]
         a = ops.attend(q.view(b, w.kv_heads, g, w.head_dim), st.k[i], st.v[i], bias, w.scale)
         return a.view(b, w.heads, 1, w.head_dim)
 
     pos = (st.cur - st.start)[:, None]
     h = forward(w, st.tokens[:, None], pos, w.masks(st.rows), attend, ops)[:, 0]
     return F.linear(h, w.lm_head)
+
+
+def _bias(valid: torch.Tensor) -> torch.Tensor:
+    """(b, 1, 1, T) float32 attention bias: 0 where `valid` (b, T), -inf elsewhere."""
+    zero = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device)
+    return zero.masked_fill(~valid, float("-inf"))[:, None, None, :]
+
+
+def window_mask(t: int, window: int | None, device) -> torch.Tensor | None:
+    """(t, t) bool mask of causal attention within `window` positions, or None where plain causal attention is
+    the same (no window, or a prompt no longer than it)."""
+    if window is None or t <= window:
+        return None
+    ar = torch.arange(t, device=device)
+    dist = ar[:, None] - ar[None, :]
+    return (dist >= 0) & (dist < window)
 
 
 @dataclass(frozen=True)
@@ -248,6 +265,7 @@ class FastDecoder:
         chunk = max(1, PREFILL_TOKENS // P)
         ar = torch.arange(P, device=dev)
         g = w.heads // w.kv_heads
+        windowed = window_mask(P, w.window, dev)
         first = []
         for a in range(0, len(prompts), chunk):
             sl = slice(a, a + chunk)
@@ -259,9 +277,10 @@ class FastDecoder:
             def attend(i, q, k, v, sl=sl, src=src):
                 st.k[i][sl, :, :P] = k.gather(2, src)
                 st.v[i][sl, :, :P] = v.gather(2, src)
-                return F.scaled_dot_product_attention(
-                    q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1), is_causal=True
-                )
+                k, v = k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)
+                if windowed is not None and w.layer_types[i] == "sliding_attention":
+                    return F.scaled_dot_product_attention(q, k, v, attn_mask=windowed, scale=w.scale)
+                return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=w.scale)
 
             pos = ar[None, :].expand(len(n), P)
             h = forward(w, ids[sl], pos, w.masks(st.rows[sl]), attend, self._ops)

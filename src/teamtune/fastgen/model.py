@@ -1,4 +1,4 @@
-"""The model's forward as the fast path runs it: Llama-family weights read by reference (or cast once), the LoRA
+"""The model's forward as the fast path runs it: Llama-family (and Gemma 3) weights read by reference (or cast once), the LoRA
 adapters of one base mixed row by row, and the forward pass written out (embeddings, RMSNorm, rotary attention
 with grouped KV heads, SiLU MLP), because a captured graph must read fixed buffers."""
 
@@ -17,7 +17,7 @@ from transformers.activations import ACT2FN
 from ..models import pick_dtype
 from . import lora_kernel
 
-SUPPORTED_TYPES = ("llama", "qwen2")
+SUPPORTED_TYPES = ("llama", "qwen2", "gemma3_text")
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -32,6 +32,9 @@ def unsupported(model) -> str | None:
         return f"model type {cfg.model_type!r} (fast decoding covers {', '.join(SUPPORTED_TYPES)})"
     if getattr(cfg, "use_sliding_window", False):
         return "sliding-window attention"
+    for cap in ("attn_logit_softcapping", "final_logit_softcapping"):
+        if getattr(cfg, cap, None) is not None:
+            return f"{cap} (fast decoding covers models without it)"
     for name, module in model.named_modules():
         if not isinstance(module, LoraLayer):
             continue
@@ -127,7 +130,8 @@ class _Norm:
     """An RMSNorm's weight in the compute dtype."""
 
     def __init__(self, module, take: Callable):
-        self.weight, self.variance_epsilon = take(module.weight), module.variance_epsilon
+        self.weight = take(module.weight)
+        self.variance_epsilon = getattr(module, "variance_epsilon", None) or module.eps  # Gemma's: eps
 
 
 class _Weights:
@@ -143,11 +147,19 @@ class _Weights:
         self._copies: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(source): (source, cast copy)
         self.embed = self._take(inner.embed_tokens.weight)
         self.rotary = inner.rotary_emb
+        self.rotary_local = getattr(
+            inner, "rotary_emb_local", None
+        )  # Gemma 3 before one rotary held every type
         self.norm = _Norm(inner.norm, self._take)
         self.lm_head = self._take(base.lm_head.weight)  # a tied head is the embedding's copy
-        self.act = ACT2FN[self.cfg.hidden_act]
+        self.gemma = self.cfg.model_type == "gemma3_text"
+        self.act = ACT2FN[self.cfg.hidden_activation if self.gemma else self.cfg.hidden_act]
         self.layouts: dict[tuple, torch.Tensor] = {}
         self.layers = []
+        # Gemma 3: four norms a layer and q/k norms; each layer's attention type (sliding window or full)
+        norm_names = ["input_layernorm", "post_attention_layernorm"]
+        if self.gemma:
+            norm_names += ["pre_feedforward_layernorm", "post_feedforward_layernorm"]
         for layer in inner.layers:
             attn, mlp = layer.self_attn, layer.mlp
             groups = {"qkv": (attn, PROJECTIONS[:3]), "o_proj": (attn, ("o_proj",))}
@@ -156,15 +168,21 @@ class _Weights:
                 g: _Linear([getattr(m, p) for p in ps], adapters, self._take, self.layouts, self.dtype)
                 for g, (m, ps) in groups.items()
             }
-            norms = (
-                _Norm(layer.input_layernorm, self._take),
-                _Norm(layer.post_attention_layernorm, self._take),
-            )
+            norms = [_Norm(getattr(layer, n), self._take) for n in norm_names]
+            if self.gemma:
+                norms += [_Norm(attn.q_norm, self._take), _Norm(attn.k_norm, self._take)]
             self.layers.append((*norms, lin))
         self.heads = self.cfg.num_attention_heads
         self.kv_heads = self.cfg.num_key_value_heads
         self.head_dim = getattr(self.cfg, "head_dim", None) or self.cfg.hidden_size // self.heads
         self.scale = self.head_dim**-0.5
+        self.layer_types = ["full_attention"] * len(self.layers)
+        self.window: int | None = None  # keys within `window` positions of the query (sliding layers)
+        if self.gemma:
+            self.scale = self.cfg.query_pre_attn_scalar**-0.5
+            self.layer_types = list(self.cfg.layer_types)
+            self.window = self.cfg.sliding_window
+            self.embed_scale = torch.tensor(self.cfg.hidden_size**0.5, dtype=self.dtype)
 
     def _take(self, t: torch.Tensor | None) -> torch.Tensor | None:
         """`t` itself when it has the compute dtype, else one cast copy of it (shared by every reader)."""
@@ -179,7 +197,7 @@ class _Weights:
         fine-tuned ones change between calls) and the adapters' buffers."""
         for src, copy in self._copies.values():
             copy.copy_(src)
-        for _, _, lin in self.layers:
+        for *_, lin in self.layers:
             for p in lin.values():
                 p.refresh()
 
@@ -271,6 +289,8 @@ def forward(
     ops: Ops = EAGER,
 ) -> torch.Tensor:
     """Hidden states after the final norm; `attend(layer, q, k, v)` stores k/v and returns the attention."""
+    if w.gemma:
+        return _forward_gemma3(w, ids, pos, masks, attend, ops)
     b, t = ids.shape
     x = F.embedding(ids, w.embed)
     cos, sin = w.rotary(x, pos)
@@ -285,3 +305,39 @@ def forward(
         y = lin["down_proj"](ops.glu(lin["gate_up"](h, masks), lin["gate_up"].sizes, w.act), masks)
         x, h = ops.add_rms(x, y, after.weight, after.variance_epsilon)
     return h
+
+
+def _gemma_rms(x: torch.Tensor, norm: _Norm) -> torch.Tensor:
+    """Gemma's RMSNorm: scaled by (1 + weight), in float32."""
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+    return (h * (1.0 + norm.weight.float())).to(x.dtype)
+
+
+def _forward_gemma3(w: _Weights, ids, pos, masks: dict, attend: Callable, ops: Ops) -> torch.Tensor:
+    """`forward` for Gemma 3: the embedding scaled by sqrt(hidden), norms after attention and around the MLP,
+    q and k normed per head, and rotary embeddings of each layer's type (sliding layers have their own base)."""
+    b, t = ids.shape
+    x = F.embedding(ids, w.embed) * w.embed_scale.to(w.embed.device)
+    ropes = {}
+    for kind in set(w.layer_types):
+        if w.rotary_local is not None:  # older transformers: one rotary module a layer type
+            cos, sin = (w.rotary_local if kind == "sliding_attention" else w.rotary)(x, pos)
+        else:
+            cos, sin = w.rotary(x, pos, kind)
+        ropes[kind] = (cos[:, None], sin[:, None])
+    for i, (ln_in, ln_attn, ln_pre, ln_post, q_norm, k_norm, lin) in enumerate(w.layers):
+        qkv = lin["qkv"](_gemma_rms(x, ln_in), masks)
+        q, k, v = qkv.split(lin["qkv"].sizes, -1)
+        q = _gemma_rms(q.view(b, t, w.heads, w.head_dim), q_norm).transpose(1, 2)
+        k = _gemma_rms(k.view(b, t, w.kv_heads, w.head_dim), k_norm).transpose(1, 2)
+        v = v.view(b, t, w.kv_heads, w.head_dim).transpose(1, 2)
+        cos, sin = ropes[w.layer_types[i]]
+        a = attend(i, _rotate(q, cos, sin), _rotate(k, cos, sin), v)
+        o = lin["o_proj"](a.transpose(1, 2).reshape(b, t, -1), masks)
+        x = x + _gemma_rms(o, ln_attn)
+        y = lin["down_proj"](
+            ops.glu(lin["gate_up"](_gemma_rms(x, ln_pre), masks), lin["gate_up"].sizes, w.act), masks
+        )
+        x = x + _gemma_rms(y, ln_post)
+    return _gemma_rms(x, w.norm)
