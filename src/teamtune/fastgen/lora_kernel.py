@@ -32,7 +32,7 @@ def _kernel():
     @triton.jit
     def masked_addmm(
         out, a, B, cols, rows, M, N, K, t, s_out, s_a, s_b,
-        BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+        BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, IEEE: tl.constexpr,
     ):  # fmt: skip
         rm = tl.program_id(0) * BM + tl.arange(0, BM)
         rn = tl.program_id(1) * BN + tl.arange(0, BN)
@@ -46,7 +46,10 @@ def _kernel():
             w = tl.load(
                 B + rn[None, :] * s_b + rk[:, None], mask=(rk[:, None] < K) & (rn[None, :] < N), other=0.0
             )
-            acc += tl.dot(x, w)
+            if IEEE:  # float32 in, float32 products (as torch's matmul), not TF32
+                acc += tl.dot(x, w, input_precision="ieee")
+            else:
+                acc += tl.dot(x, w)
         o = out + rm[:, None] * s_out + rn[None, :]
         inside = (rm[:, None] < M) & (rn[None, :] < N)
         tl.store(
@@ -75,6 +78,6 @@ def masked_addmm(
     grid = (-(-M // BM), -(-N // BN))
     _kernel()[grid](
         out, a, B, cols, rows, M, N, K, t, out.stride(0), a.stride(0), B.stride(0), BM=BM, BN=BN, BK=BK,
-        num_warps=warps,
+        IEEE=a.dtype == torch.float32, num_warps=warps,
     )  # fmt: skip
     return out
