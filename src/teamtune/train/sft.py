@@ -298,9 +298,7 @@ def train_adapter(
     net = acc.prepare_model(model) if world > 1 else model
     head = model.get_output_embeddings()
     loss_fn = None  # the output layer on the labelled positions alone (`labelled_logits`)
-    if (
-        cfg.compile
-    ):  # shapes vary with the length-grouped batches: compile for dynamic shapes once; every position
+    if cfg.compile:  # for dynamic shapes (length-grouped batches), once; the loss over every position's logits
         net, loss_fn = torch.compile(net, dynamic=True), torch.compile(sft_loss, dynamic=True)
     device, tok = loaded.device, loaded.tokenizer
     pad_id = tok.pad_token_id  # load_model always sets one
