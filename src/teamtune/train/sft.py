@@ -298,7 +298,8 @@ def train_adapter(
     net = acc.prepare_model(model) if world > 1 else model
     head = model.get_output_embeddings()
     loss_fn = None  # the output layer on the labelled positions alone (`labelled_logits`)
-    if cfg.compile:  # for dynamic shapes (length-grouped batches), once; the loss over every position's logits
+    # compile: for dynamic shapes (length-grouped batches), once; its loss reads every position's logits
+    if cfg.compile:
         net, loss_fn = torch.compile(net, dynamic=True), torch.compile(sft_loss, dynamic=True)
     device, tok = loaded.device, loaded.tokenizer
     pad_id = tok.pad_token_id  # load_model always sets one
