@@ -231,5 +231,10 @@ def test_numeric_choices_hide_the_gold_answer_among_its_neighbours(tmp_path):
     (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[:10]))
     task = load_task(TaskConfig(name="mmlu", source=str(tmp_path), split="test"))
     assert [p.answer for p in task.problems] == ["ABCD"[r["answer"]] for r in records[:10]]
+    # a warm start's gold line is the instruction's form, and it reads back right
+    assert all(
+        task.solution(p) == f"The answer is ({p.answer})." and task.solves(task.solution(p), p)
+        for p in task.problems
+    )
     with pytest.raises(ValueError, match="too few"):
         numeric_choices(problems[:3], "arith")

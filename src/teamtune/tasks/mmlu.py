@@ -38,6 +38,10 @@ class MMLU(Task):
             meta={"subject": subject, "n_choices": len(choices)},
         )
 
+    def solution(self, problem: Problem) -> str:
+        """The gold answer line as the instruction asks for it: "The answer is (B)."."""
+        return f"The answer is ({problem.answer})."
+
     def extract(self, text: str) -> str | None:
         return self._letter(text, LETTERS)
 
