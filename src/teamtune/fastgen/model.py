@@ -1,6 +1,6 @@
-"""The model's forward as the fast path runs it: Llama-family (and Gemma 3) weights read by reference (or cast once), the LoRA
-adapters of one base mixed row by row, and the forward pass written out (embeddings, RMSNorm, rotary attention
-with grouped KV heads, SiLU MLP), because a captured graph must read fixed buffers."""
+"""The model's forward as the fast path runs it: Llama-family and Gemma 3 weights read by reference (or cast once),
+the LoRA adapters of one base mixed row by row, and the forward pass written out (embeddings, RMSNorm, rotary
+attention with grouped KV heads, gated MLP), because a captured graph must read fixed buffers."""
 
 from __future__ import annotations
 
@@ -147,9 +147,8 @@ class _Weights:
         self._copies: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(source): (source, cast copy)
         self.embed = self._take(inner.embed_tokens.weight)
         self.rotary = inner.rotary_emb
-        self.rotary_local = getattr(
-            inner, "rotary_emb_local", None
-        )  # Gemma 3 before one rotary held every type
+        # Gemma 3 under transformers that keep one rotary module for its sliding layers
+        self.rotary_local = getattr(inner, "rotary_emb_local", None)
         self.norm = _Norm(inner.norm, self._take)
         self.lm_head = self._take(base.lm_head.weight)  # a tied head is the embedding's copy
         self.gemma = self.cfg.model_type == "gemma3_text"
@@ -182,7 +181,8 @@ class _Weights:
             self.scale = self.cfg.query_pre_attn_scalar**-0.5
             self.layer_types = list(self.cfg.layer_types)
             self.window = self.cfg.sliding_window
-            self.embed_scale = torch.tensor(self.cfg.hidden_size**0.5, dtype=self.dtype)
+            dev = self.embed.device  # made here, not in the step: a captured graph copies no host tensor
+            self.embed_scale = torch.tensor(self.cfg.hidden_size**0.5, dtype=self.dtype, device=dev)
 
     def _take(self, t: torch.Tensor | None) -> torch.Tensor | None:
         """`t` itself when it has the compute dtype, else one cast copy of it (shared by every reader)."""
@@ -318,7 +318,7 @@ def _forward_gemma3(w: _Weights, ids, pos, masks: dict, attend: Callable, ops: O
     """`forward` for Gemma 3: the embedding scaled by sqrt(hidden), norms after attention and around the MLP,
     q and k normed per head, and rotary embeddings of each layer's type (sliding layers have their own base)."""
     b, t = ids.shape
-    x = F.embedding(ids, w.embed) * w.embed_scale.to(w.embed.device)
+    x = F.embedding(ids, w.embed) * w.embed_scale
     ropes = {}
     for kind in set(w.layer_types):
         if w.rotary_local is not None:  # older transformers: one rotary module a layer type
