@@ -20,20 +20,26 @@ def req(text, adapter=None):
     return Request(messages=[{"role": "user", "content": text}], adapter=adapter)
 
 
-def tiny_qwen2(vocab: int):
-    """A random Qwen2 (biased q/k/v projections) of the tiny model's vocabulary."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
+def tiny_model(config_cls, model_cls, vocab: int, **extra):
+    """A random two-layer model of `model_cls` and the tiny model's vocabulary (4 query heads over 2 KV heads)."""
     torch.manual_seed(0)
-    cfg = Qwen2Config(
+    cfg = config_cls(
         vocab_size=vocab,
         hidden_size=64,
         intermediate_size=96,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
+        **extra,
     )
-    model = Qwen2ForCausalLM(cfg).eval()
+    return model_cls(cfg).eval()
+
+
+def tiny_qwen2(vocab: int):
+    """A random Qwen2 (biased q/k/v projections) of the tiny model's vocabulary."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    model = tiny_model(Qwen2Config, Qwen2ForCausalLM, vocab)
     with torch.no_grad():
         for layer in model.model.layers:  # its biases start at zero: make them count
             for p in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
@@ -46,20 +52,15 @@ def tiny_gemma3(vocab: int):
     other than 1/sqrt(head_dim), norms of nonzero weight."""
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    torch.manual_seed(0)
-    cfg = Gemma3TextConfig(
-        vocab_size=vocab,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+    model = tiny_model(
+        Gemma3TextConfig,
+        Gemma3ForCausalLM,
+        vocab,
         head_dim=16,
         query_pre_attn_scalar=32,
         sliding_window=4,
         layer_types=["sliding_attention", "full_attention"],
     )
-    model = Gemma3ForCausalLM(cfg).eval()
     with torch.no_grad():
         for n, p in model.named_parameters():
             if "norm" in n:  # they start at zero (a scale of 1): make them count
