@@ -118,7 +118,7 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
         if r["peers"] is not None:
             peers_of.setdefault(r.get("seed"), r["peers"])
 
-    def outcomes(rs: list[dict]) -> dict:
+    def per_problem(rs: list[dict]) -> dict:
         """Each problem's accuracy over the label's seeds."""
         seen: dict[str, list[bool]] = {}
         for r in rs:
@@ -138,14 +138,14 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
         ]
     if ref not in groups:
         raise RunError(f"reference {ref!r} is not a run label here ({', '.join(groups)})")
-    ref_out = outcomes(groups[ref])
+    ref_out = per_problem(groups[ref])
     ref_acc = statistics.fmean(r["accuracy"] for r in groups[ref])
     ref_by_seed = {r.get("seed"): r["accuracy"] for r in groups[ref]}
     rows = []
     for label, rs in groups.items():
         accs = [r["accuracy"] for r in rs]
         acc, ci = statistics.fmean(accs), (ci95(accs) if len(accs) > 1 else None)
-        mine = outcomes(rs)
+        mine = per_problem(rs)
         common = sorted(set(mine) & set(ref_out))
         test = sign_test([ref_out[k] for k in common], [mine[k] for k in common])
         # the difference seed by seed (seeds the reference also has): its 95% t interval over seeds
