@@ -12,7 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from teamtune.config import load_config
+from teamtune.config import ConfigError, load_config
+from teamtune.records import DataError
 from teamtune.tasks import TaskConfig, load_task
 from teamtune.tasks.mmlu import numeric_choices
 
@@ -29,9 +30,12 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for i, split in enumerate(args.splits):
-        cfg = load_config(TaskConfig, None, [f"name={args.task}", f"split={split}", *args.overrides])
-        task = load_task(cfg)
-        records = numeric_choices(task.problems, f"{args.task}_numeric", args.choices, args.seed + i)
+        try:
+            cfg = load_config(TaskConfig, None, [f"name={args.task}", f"split={split}", *args.overrides])
+            task = load_task(cfg)
+            records = numeric_choices(task.problems, f"{args.task}_numeric", args.choices, args.seed + i)
+        except (ConfigError, DataError, ValueError) as e:
+            raise SystemExit(f"error: {args.task} {split}: {e}") from None
         with (out / f"{split}.jsonl").open("w") as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
         print(f"{out / f'{split}.jsonl'}: {len(records)} of {len(task.problems)} problems")
