@@ -542,6 +542,19 @@ def test_held_shapes_stay_within_a_memory_budget(tiny, monkeypatch):
     assert [k.batch for k in dec._cached] == [2, 3]
 
 
+def test_lora_kernel_tiling_from_the_environment(monkeypatch):
+    from teamtune.fastgen import lora_kernel
+
+    monkeypatch.delenv("TEAMTUNE_LORA_BLOCKS", raising=False)
+    assert lora_kernel.default_blocks() == (64, 64, 32, 4)
+    monkeypatch.setenv("TEAMTUNE_LORA_BLOCKS", "32, 128,32,8")
+    assert lora_kernel.default_blocks() == (32, 128, 32, 8)
+    for bad in ("64,64,32", "64,64,x,4", "0,64,32,4"):
+        monkeypatch.setenv("TEAMTUNE_LORA_BLOCKS", bad)
+        with pytest.raises(ValueError, match="TEAMTUNE_LORA_BLOCKS"):
+            lora_kernel.default_blocks()
+
+
 def test_lora_kernel_matches_the_mask_product(tiny, monkeypatch):
     """The Triton kernel (run by Triton's interpreter on the CPU) gives each row its own adapter's B product, as
     the mask product and GEMM do: directly on column slices of one buffer, and through a mixed forward."""
@@ -559,6 +572,12 @@ def test_lora_kernel_matches_the_mask_product(tiny, monkeypatch):
         want = buf[:, :N] + (buf[:, N:] * (cols == rows.repeat_interleave(t)[:, None])) @ B.t()
         lora_kernel.masked_addmm(buf[:, :N], buf[:, N:], B, cols, rows, t)
         torch.testing.assert_close(buf[:, :N], want, atol=1e-4, rtol=1e-4)
+        monkeypatch.setenv("TEAMTUNE_LORA_BLOCKS", "16,32,16,2")  # another tiling, from the environment
+        again = buf.clone()
+        again[:, :N] = want - (buf[:, N:] * (cols == rows.repeat_interleave(t)[:, None])) @ B.t()
+        lora_kernel.masked_addmm(again[:, :N], again[:, N:], B, cols, rows, t)
+        torch.testing.assert_close(again[:, :N], want, atol=1e-4, rtol=1e-4)
+        monkeypatch.delenv("TEAMTUNE_LORA_BLOCKS")
 
         cfg = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
         model = get_peft_model(copy.deepcopy(tiny.model), cfg, adapter_name="solver")

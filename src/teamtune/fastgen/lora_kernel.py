@@ -1,6 +1,7 @@
 """The B product of mixed LoRA rows as one Triton kernel: out += (a masked to each row's own adapter) @ B^T, the
 mask applied while the rank activations are loaded, so a projection group costs one kernel, not a mask product
-and a GEMM. Used by the fast path on CUDA when Triton is there (`TEAMTUNE_LORA_KERNEL=0` turns it off)."""
+and a GEMM. Used by the fast path on CUDA when Triton is there (`TEAMTUNE_LORA_KERNEL=0` turns it off;
+`TEAMTUNE_LORA_BLOCKS=BM,BN,BK,WARPS` sets its tiling, as benchmarks/lora_kernel.py names them)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,18 @@ def _has_triton() -> bool:
     except ImportError:
         return False
     return True
+
+
+def default_blocks() -> tuple[int, int, int, int]:
+    """The tiling of `TEAMTUNE_LORA_BLOCKS` ("64,64,32,4": row, column and rank tiles, warps), else that one."""
+    text = os.environ.get("TEAMTUNE_LORA_BLOCKS", "64,64,32,4")
+    try:
+        blocks = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        blocks = ()
+    if len(blocks) != 4 or min(blocks) < 1:
+        raise ValueError(f"TEAMTUNE_LORA_BLOCKS={text!r}: give four positive integers, e.g. 64,64,32,4")
+    return blocks
 
 
 @functools.cache
@@ -66,15 +79,15 @@ def masked_addmm(
     cols: torch.Tensor,
     rows: torch.Tensor,
     t: int,
-    blocks: tuple[int, int, int, int] = (64, 64, 32, 4),
+    blocks: tuple[int, int, int, int] | None = None,
 ):
     """out (M, N) += (a (M, K) where cols[k] == rows[m // t], else 0) @ B (N, K)^T, in place; out and a may be
     column slices of one buffer (unit column stride), rows holds one adapter index per group of t rows.
-    `blocks`: the kernel's row, column and rank tiles and its warps."""
+    `blocks`: the kernel's row, column and rank tiles and its warps (default: `default_blocks()`)."""
     M, N = out.shape
     K = a.shape[1]
     assert out.stride(1) == 1 and a.stride(1) == 1 and B.stride(1) == 1 and B.shape == (N, K)
-    BM, BN, BK, warps = blocks
+    BM, BN, BK, warps = blocks or default_blocks()
     grid = (-(-M // BM), -(-N // BN))
     _kernel()[grid](
         out, a, B, cols, rows, M, N, K, t, out.stride(0), a.stride(0), B.stride(0), BM=BM, BN=BN, BK=BK,
