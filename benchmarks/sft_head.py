@@ -6,7 +6,10 @@ train split, whole trajectories): the same micro-batches both ways. Reports seco
 tokens/s and peak memory (CUDA). Random weights of the model's config by default (the same speed as the real
 weights).
 
-    python benchmarks/sft_head.py [--model random:smollm2-135m] [--steps 8] [--role executor]
+    python benchmarks/sft_head.py [--model random:smollm2-135m] [--steps 8] [--rounds 2] [--role executor]
+
+Each variant runs `--rounds` times, the order alternating (every position first in the first round), each run
+from an empty CUDA allocator pool; seconds and tokens/s are the means over its runs.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from common import device_name, record, save_records, sync
 
 def timed_steps(cfg: SFTConfig, role: str, steps: int, every_position: bool) -> dict:
     """Seconds per step (after one warm-up step), real tokens per second and peak memory of `steps` steps."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # each run starts from an empty allocator pool, not the other variant's blocks
     loaded = load_model(cfg.model, dtype="float32", seed=0)
     model = make_trainable(loaded, "lora", cfg.lora)
     model.train()
@@ -62,20 +67,38 @@ def timed_steps(cfg: SFTConfig, role: str, steps: int, every_position: bool) -> 
     }
 
 
+def mean_run(runs: list[dict]) -> dict:
+    """One variant's runs as one: mean seconds and tokens/s, largest peak memory, the first run's losses."""
+    return {
+        "s_per_step": sum(r["s_per_step"] for r in runs) / len(runs),
+        "tokens_per_s": sum(r["tokens_per_s"] for r in runs) / len(runs),
+        "peak_mib": max(r["peak_mib"] for r in runs),
+        "losses": runs[0]["losses"],
+        "device": runs[0]["device"],
+        "each": [r["s_per_step"] for r in runs],
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="random:smollm2-135m")
     ap.add_argument("--config", default="configs/prost_apps_long.yaml")
     ap.add_argument("--role", default="executor")
     ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument(
+        "--rounds", type=int, default=2, help="runs of each variant, alternating which goes first"
+    )
     ap.add_argument("--out", default="benchmarks/results/sft_head.json")
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. batch_tokens=4096")
     args = ap.parse_args()
     cfg = load_config(
         SFTConfig, args.config, [f"model={args.model}", "curriculum.schedule=none", *args.overrides]
     )
-    full = timed_steps(cfg, args.role, args.steps, every_position=True)
-    ours = timed_steps(cfg, args.role, args.steps, every_position=False)
+    runs: dict[bool, list[dict]] = {True: [], False: []}
+    for r in range(args.rounds):
+        for every in (True, False) if r % 2 == 0 else (False, True):
+            runs[every].append(timed_steps(cfg, args.role, args.steps, every_position=every))
+    full, ours = (mean_run(runs[every]) for every in (True, False))
     gap = max(abs(a - b) for a, b in zip(full["losses"], ours["losses"], strict=True))
     print(
         f"{args.role}, {args.model}: labelled positions {ours['s_per_step']:.3f} s/step "
@@ -84,7 +107,14 @@ def main() -> None:
         f"{full['s_per_step'] / ours['s_per_step']:.2f}x; largest loss difference {gap:.2g}"
     )
     dev = ours["device"]
-    extra = {"model": args.model, "role": args.role, "steps": args.steps, "largest_loss_difference": gap}
+    extra = {
+        "model": args.model,
+        "role": args.role,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "largest_loss_difference": gap,
+        "s_per_step_each_run": {"labelled": ours["each"], "every_position": full["each"]},
+    }
     recs = [
         record(
             f"sft_head_{args.role}_seconds",
