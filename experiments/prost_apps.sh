@@ -7,9 +7,9 @@
 #        experiments/prost_apps.sh MODEL RUNS_DIR TRAIN_JOBS EVAL_JOBS SEED...
 #   (SCHEDULES="none prost shuffled" adds the shuffled-curriculum ablation)
 # GPU memory: a planner-executor training of prost_apps_long.yaml held about 17 GB; four fit an 80 GB card, six did
-#   not. Keep TRAIN_JOBS (and runs started side by side) within that.
-# Time: four such trainings side by side on an H100 took about 7 minutes for the executors and 0.85 s a planner step
-#   after (162-168 steps); with the evaluations, a seed pair of both schedules needs 12-13 minutes of the GPU.
+#   not. Keep TRAIN_JOBS (and runs started side by side) within that. An evaluation held 7.5-12.9 GB: eight at once
+#   ran out of an 80 GB card; those that fail run again one at a time after the others.
+# Time: four such trainings side by side on an H100, then their eight evaluations (EVAL_JOBS 8): 11 min 44 s.
 set -euo pipefail
 model=$1 runs=$2 train_jobs=$3 eval_jobs=$4
 shift 4
@@ -28,10 +28,14 @@ for name in "${names[@]}"; do
   [ -f "$runs/$name/eval.yaml" ] || echo "$tt train --resume --config ${CONFIG:-configs/prost_apps.yaml} model=$model \
 mode=$mode curriculum.schedule=$sched seed=${s#s} output=$runs/$name $own >> $runs/$name.log 2>&1"
 done | xargs -P "$train_jobs" -I{} bash -c {} || echo "some trainings failed (see their logs); evaluating the others"
-for name in "${names[@]}"; do
-  [ -f "$runs/$name/eval.yaml" ] || continue
-  for split in dev:100 test_unseen:60; do
-    [ -f "$runs/$name/eval-${split%:*}/metrics.json" ] || echo "$tt eval --config $runs/$name/eval.yaml \
+evaluations() {  # the commands of the evaluations not yet done
+  for name in "${names[@]}"; do
+    [ -f "$runs/$name/eval.yaml" ] || continue
+    for split in dev:100 test_unseen:60; do
+      [ -f "$runs/$name/eval-${split%:*}/metrics.json" ] || echo "$tt eval --config $runs/$name/eval.yaml \
 task.split=${split%:*} task.limit=${split#*:} output=$runs/$name/eval-${split%:*} >> $runs/$name.log 2>&1"
+    done
   done
-done | xargs -P "$eval_jobs" -I{} bash -c {}
+}
+evaluations | xargs -P "$eval_jobs" -I{} bash -c {} || echo "some evaluations failed; running them again one at a time"
+evaluations | xargs -P 1 -I{} bash -c {}
