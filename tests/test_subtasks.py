@@ -125,3 +125,28 @@ def test_subtasks_reads_outcomes_json_where_the_episodes_are_not_kept(tmp_path):
     (tmp_path / "b" / "outcomes.json").write_text(json.dumps(kept))
     md = subtasks([sft, prost], tmp_path / "out").read_text()
     assert "| prost | sft | 1 | +25.0 points | 1 / 0, p = 1; +25.0 ± 49.0 |" in md
+
+
+def test_subtasks_every_seed_row_where_some_seed_has_no_pair(tmp_path):
+    """sft has seeds 0 and 1, prost 0 and 2: the paired tests read seed 0 alone; the "every seed" row averages
+    each task over both runs of each label."""
+    runs = []
+    outcomes = {
+        ("sft", 0): [[True], [False], [False], [True]],
+        ("sft", 1): [[True], [True], [False], [False]],
+        ("prost", 0): [[True], [True], [False], [True]],
+        ("prost", 2): [[True], [True], [True], [False]],
+    }
+    for (label, seed), outs in outcomes.items():
+        done = sum(all(o) for o in outs) / len(outs)
+        runs.append(_run(tmp_path / f"{label}{seed}", label, seed, done, {1: 1 - done}, {"act": 1 - done}))
+        _episodes(tmp_path / f"{label}{seed}", outs)
+    md = subtasks(runs, tmp_path / "out").read_text()
+    # seed 0: dev-1 gained, nothing lost; every seed: sft means 1, .5, 0, .5; prost 1, 1, .5, .5 -> dev-1 and
+    # dev-2 gained, differences 0, .5, .5, 0: mean +25.0 ± 1.96 * 0.2887 / 2 = 28.3
+    assert "| prost | sft | 1 | +25.0 points | 1 / 0, p = 1; +25.0 ± 49.0 |" in md
+    assert "| prost | sft | every seed, 2 / 2 | +25.0 points (means) | 2 / 0, p = 0.5; +25.0 ± 28.3 |" in md
+    got = json.loads((tmp_path / "out" / "subtasks.json").read_text())["versus"][0]
+    assert got["all_seeds"]["seeds"] == [2, 2] and got["all_seeds"]["tasks_test"]["pairs"] == 4
+    same = subtasks(runs[:1] + runs[2:3], tmp_path / "o2")  # the same seeds on both sides: no such row
+    assert "every seed" not in same.read_text().split("Differences")[0]

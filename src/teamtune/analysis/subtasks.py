@@ -4,7 +4,8 @@ Runs with the same label (the seeds of one configuration) are averaged; the tabl
 Each label is also set against a reference label (the first, or `reference`): the difference in completion and
 in sub-task error, seed by seed over the seeds both have, with its 95% t interval; and, where the runs kept their
 episodes.jsonl or outcomes.json, exact sign tests over the same tasks and the same sub-tasks (each one's outcome
-averaged over the paired seeds), which decide a comparison of one seed.
+averaged over the paired seeds), which decide a comparison of one seed; where some seed has no pair, the same
+tests with each task's outcome averaged over every run of each label.
 """
 
 from __future__ import annotations
@@ -67,20 +68,18 @@ def summarise(runs: list[dict]) -> list[dict]:
     return rows
 
 
-def _paired_test(ref: list, other: list, kind: str) -> dict | None:
-    """Sign test over the tasks or sub-tasks both runs of each seed pair have, each one's outcome averaged over
-    the pairs, and the mean change in success over them with its normal 95% half-width; None unless every
-    paired run kept its outcomes."""
-    if not ref or any(o is None for o in ref + other):
+def _task_test(ref: list, other: list, kind: str) -> dict | None:
+    """Sign test over the tasks or sub-tasks both sides have, each one's outcome averaged over its side's runs
+    (the seeds of a pair, or every seed of each label), and the mean change in success over them with its normal
+    95% half-width; None unless every run kept its outcomes."""
+    if not ref or not other or any(o is None for o in ref + other):
         return None
-    seen: dict[str, tuple[list[bool], list[bool]]] = {}
-    for a, b in zip(ref, other, strict=True):
-        for key in sorted(set(a[kind]) & set(b[kind])):
-            r, o = seen.setdefault(key, ([], []))
-            r.append(a[kind][key])
-            o.append(b[kind][key])
-    ref_means = [statistics.fmean(r) for r, _ in seen.values()]
-    other_means = [statistics.fmean(o) for _, o in seen.values()]
+    keys = sorted(set().union(*(o[kind] for o in ref)) & set().union(*(o[kind] for o in other)))
+
+    def mean(runs, key):
+        return statistics.fmean(o[kind][key] for o in runs if key in o[kind])
+
+    ref_means, other_means = [mean(ref, k) for k in keys], [mean(other, k) for k in keys]
     diffs = [o - r for r, o in zip(ref_means, other_means, strict=True)]
     half = 1.96 * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
     return sign_test(ref_means, other_means) | {"difference": statistics.fmean(diffs), "ci95": half}
@@ -105,8 +104,17 @@ def versus(rows: list[dict], reference: str) -> list[dict]:
             diffs = [r[metric][i] - ref[metric][j] for i, j in pairs]
             d[metric] = (statistics.fmean(diffs), ci95(diffs)) if diffs else None
         mine, theirs = [r["outcomes"][i] for i, _ in pairs], [ref["outcomes"][j] for _, j in pairs]
-        d["tasks_test"] = _paired_test(theirs, mine, "tasks")
-        d["subtasks_test"] = _paired_test(theirs, mine, "subtasks")
+        d["tasks_test"] = _task_test(theirs, mine, "tasks")
+        d["subtasks_test"] = _task_test(theirs, mine, "subtasks")
+        d["all_seeds"] = None
+        if sorted(r["seed_ids"]) != sorted(ref["seed_ids"]):  # some seed unpaired: also every run of each
+            d["all_seeds"] = {
+                "seeds": [r["seeds"], ref["seeds"]],
+                "completion": statistics.fmean(r["completion"]) - statistics.fmean(ref["completion"]),
+                "error": statistics.fmean(r["error"]) - statistics.fmean(ref["error"]),
+                "tasks_test": _task_test(ref["outcomes"], r["outcomes"], "tasks"),
+                "subtasks_test": _task_test(ref["outcomes"], r["outcomes"], "subtasks"),
+            }
         out.append({"label": r["label"], "reference": reference, "paired_seeds": len(pairs)} | d)
     return out
 
@@ -133,6 +141,12 @@ def versus_table(diffs: list[dict]) -> str:
         cells = [d["label"], d["reference"], str(d["paired_seeds"]), cell(d, "completion")]
         cells += [test(d["tasks_test"]), cell(d, "error"), test(d["subtasks_test"], -1)]
         lines.append("| " + " | ".join(cells) + " |")
+        a = d["all_seeds"]
+        if a:
+            cells = [d["label"], d["reference"], "every seed, {} / {}".format(*a["seeds"])]
+            cells += [f"{a['completion'] * 100:+.1f} points (means)", test(a["tasks_test"])]
+            cells += [f"{a['error'] * 100:+.1f} points (means)", test(a["subtasks_test"], -1)]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -216,7 +230,8 @@ def subtasks(folders: list[str], out: str | Path = "subtasks", reference: str | 
             f"{versus_table(diffs)}\n\nDifferences seed by seed: mean ± the half-width of its 95% t interval (none "
             "for one seed). Gained / lost: tasks (sub-tasks) right in the run and wrong in the reference, and the "
             "reverse, each one's outcome averaged over the paired seeds; p: exact two-sided sign test; then the "
-            "difference over those tasks (sub-tasks), ± its normal 95% half-width.\n\n"
+            "difference over those tasks (sub-tasks), ± its normal 95% half-width. Where some seed has no pair, a "
+            'row "every seed" averages each task\'s outcome over all runs of each label instead.\n\n'
         )
     md += "![](subtasks.png)\n"
     (out / "subtasks.md").write_text(md)
