@@ -7,6 +7,7 @@ tokens/s and peak memory (CUDA). Random weights of the model's config by default
 weights).
 
     python benchmarks/sft_head.py [--model random:smollm2-135m] [--steps 8] [--rounds 2] [--role executor]
+        [--profile PREFIX]
 
 Each variant runs `--rounds` times, the order alternating (every position first in the first round), each run
 from an empty CUDA allocator pool; seconds and tokens/s are the means over its runs.
@@ -29,8 +30,11 @@ from teamtune.train.sft import SFTConfig, backward_step, labelled, train_plan
 from common import device_name, record, save_records, sync
 
 
-def timed_steps(cfg: SFTConfig, role: str, steps: int, every_position: bool) -> dict:
-    """Seconds per step (after one warm-up step), real tokens per second and peak memory of `steps` steps."""
+def timed_steps(
+    cfg: SFTConfig, role: str, steps: int, every_position: bool, profile: str | None = None
+) -> dict:
+    """Seconds per step (after one warm-up step), real tokens per second and peak memory of `steps` steps;
+    `profile`: write a torch profile of the first timed step to that file."""
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # each run starts from an empty allocator pool, not the other variant's blocks
     loaded = load_model(cfg.model, dtype="float32", seed=0)
@@ -47,6 +51,9 @@ def timed_steps(cfg: SFTConfig, role: str, steps: int, every_position: bool) -> 
         torch.cuda.reset_peak_memory_stats()
     seconds, tokens, losses = 0.0, 0, []
     for i, (_, micro) in enumerate(plan):
+        prof = torch.profiler.profile() if profile and i == 1 else None
+        if prof:
+            prof.__enter__()
         sync(dev)
         t0 = time.perf_counter()
         n_lab = labelled(micro, segments)
@@ -57,6 +64,11 @@ def timed_steps(cfg: SFTConfig, role: str, steps: int, every_position: bool) -> 
         if i:  # the first step is the warm-up
             seconds += time.perf_counter() - t0
             tokens += sum(ex.length for mb in micro for ex in mb)
+        if prof:
+            prof.__exit__(None, None, None)
+            sort = "cuda_time_total" if dev.type == "cuda" else "cpu_time_total"
+            with open(profile, "w") as f:
+                f.write(prof.key_averages().table(sort_by=sort, row_limit=40))
     peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else 0.0
     return {
         "s_per_step": seconds / steps,
@@ -89,6 +101,11 @@ def main() -> None:
         "--rounds", type=int, default=2, help="runs of each variant, alternating which goes first"
     )
     ap.add_argument("--out", default="benchmarks/results/sft_head.json")
+    ap.add_argument(
+        "--profile",
+        help="write a torch profile of each variant's first timed step to PROFILE.<variant>.txt (its time "
+        "counts in the figures: take figures from a run without it)",
+    )
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. batch_tokens=4096")
     args = ap.parse_args()
     cfg = load_config(
@@ -97,7 +114,9 @@ def main() -> None:
     runs: dict[bool, list[dict]] = {True: [], False: []}
     for r in range(args.rounds):
         for every in (True, False) if r % 2 == 0 else (False, True):
-            runs[every].append(timed_steps(cfg, args.role, args.steps, every_position=every))
+            name = "every_position" if every else "labelled"
+            where = f"{args.profile}.{name}.txt" if args.profile and r == 0 else None
+            runs[every].append(timed_steps(cfg, args.role, args.steps, every, where))
     full, ours = (mean_run(runs[every]) for every in (True, False))
     gap = max(abs(a - b) for a, b in zip(full["losses"], ours["losses"], strict=True))
     print(
