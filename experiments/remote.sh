@@ -7,12 +7,13 @@
 #   part FILE           keep a part of a split file in ~/parts
 #   join DIR NAME       join ~/parts (DIR/manifest.json says how) into ~/m/NAME.gguf and export it to ~/m/NAME
 #   start SCRIPT ARG..  run SCRIPT in its own session in the background (it outlives this command); it should
-#                       end by touching ~/runs/done
+#                       end by touching ~/runs/done, as experiments/background.sh does for any commands
 #   wait SECONDS        until ~/runs/done exists or SECONDS pass; fails at once on a fresh machine (no ~/runs/bg.log)
 #   report              the background run's log, GPU memory, each run log's last lines
 #   pack                ~/runs as $OUT/runs.tgz (no weights, no episodes) and the episodes in 15 MiB pieces
 # e.g. experiments/remote.sh install .gpu/whl part .gpu/model/part00
-#      experiments/remote.sh part .gpu/model/part01 join .gpu/model smollm2 start .gpu/bg.sh wait 500 report
+#      experiments/remote.sh part .gpu/model/part01 join .gpu/model smollm2 \
+#        start experiments/background.sh experiments/prost_apps.sh '$HOME/m/smollm2' '$HOME/runs' 4 8 1 2 wait 500 report
 #      experiments/remote.sh wait 500 report pack
 set -uo pipefail
 export PYTHONPATH=$HOME/site:$PWD/src PYTHONUNBUFFERED=1 TEAMTUNE="python3 -m teamtune.cli"
