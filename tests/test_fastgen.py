@@ -532,14 +532,31 @@ def test_held_shapes_stay_within_a_memory_budget(tiny, monkeypatch):
     assert (
         one == 2 * 2 * 2 * 2 * (64 + 6) * 16 * 4
     )  # K and V, layers, rows, KV heads, positions, head dim, fp32
-    monkeypatch.setattr(decoder, "held_budget", lambda device: 1.5 * one)  # room for the short shape only
+    monkeypatch.setattr(
+        decoder, "held_budget", lambda device, held: 1.5 * one
+    )  # room for the short shape only
     dec.generate(tiny.model, long, [None] * 3, **kw)
     assert [k.batch for k in dec._cached] == [3]  # the long shape alone is over budget: the short one went
     dec.generate(tiny.model, short, [None] * 2, **kw)
     assert [k.batch for k in dec._cached] == [2]
-    monkeypatch.setattr(decoder, "held_budget", lambda device: float("inf"))
+    monkeypatch.setattr(decoder, "held_budget", lambda device, held: float("inf"))
     dec.generate(tiny.model, long, [None] * 3, **kw)
     assert [k.batch for k in dec._cached] == [2, 3]
+
+
+def test_held_budget_leaves_room_for_processes_sharing_the_gpu(monkeypatch):
+    """On CUDA the held caches may take a quarter of the GPU, and a new shape at most half of what is free: free
+    on the device (other processes' use counted) plus this process's cached spare."""
+    GB = 2**30
+    cuda = torch.device("cuda")
+    mem = {"free": 60 * GB, "reserved": 10 * GB, "allocated": 6 * GB}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (mem["free"], 80 * GB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: mem["reserved"])
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: mem["allocated"])
+    assert decoder.held_budget(cuda, 0) == 20 * GB  # alone on the GPU: a quarter of it
+    mem["free"] = 8 * GB  # others took the rest: 5 GB held, (8 + 4) / 2 more
+    assert decoder.held_budget(cuda, 5 * GB) == 11 * GB
+    assert decoder.held_budget(torch.device("cpu"), 0) == float("inf")
 
 
 def test_lora_kernel_tiling_from_the_environment(monkeypatch):

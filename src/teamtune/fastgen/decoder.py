@@ -70,6 +70,7 @@ class _Key:
 
 
 HELD_SHARE = 0.25  # of the GPU's memory that the KV caches of held shapes may take, beyond the newest
+HELD_FREE = 0.5  # and a new shape no more than this share of the memory free now (others' use counted)
 
 
 def cache_bytes(w: _Weights, key: _Key) -> int:
@@ -78,12 +79,16 @@ def cache_bytes(w: _Weights, key: _Key) -> int:
     return 2 * len(w.layers) * key.batch * w.kv_heads * (key.prompt + key.new) * w.head_dim * per
 
 
-def held_budget(device: torch.device) -> float:
-    """How many bytes of KV cache a decoder may hold over its shapes: a share of the GPU's memory (the newest
-    shape is built whatever its size); no bound on the CPU."""
+def held_budget(device: torch.device, held: float = 0.0) -> float:
+    """How many bytes of KV cache a decoder may hold over its shapes, `held` of them held now: a share of the
+    GPU's memory, and no more than `held` plus a share of what is free (free on the device, which processes
+    sharing the GPU take from, and this process's cached spare), so that side by side runs leave each other
+    room. The newest shape is built whatever its size; no bound on the CPU."""
     if device.type != "cuda":
         return float("inf")
-    return HELD_SHARE * torch.cuda.get_device_properties(device).total_memory
+    free, total = torch.cuda.mem_get_info(device)
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return min(HELD_SHARE * total, held + HELD_FREE * free)
 
 
 class _State:
@@ -201,7 +206,8 @@ class FastDecoder:
             need = cache_bytes(w, key)
             while self._cached and (
                 len(self._cached) >= self.shapes
-                or need + sum(cache_bytes(c[1], k) for k, c in self._cached.items()) > held_budget(dev)
+                or need + (held := sum(cache_bytes(c[1], k) for k, c in self._cached.items()))
+                > held_budget(dev, held)
             ):
                 self._cached.popitem(last=False)  # the least recently used shape first
             st = _State(w, key.batch, key.prompt, max_new_tokens, pad, eos)
