@@ -2,14 +2,16 @@
 
 teamtune's SFT step (`sft.backward_step`, LoRA as in configs/prost_apps_long.yaml, fp32 master weights, bf16
 autocast on CUDA) over the first steps of the ProST executor's training plan in the apps world (the shipped
-train split, whole trajectories): the same micro-batches both ways. Reports seconds per optimiser step, real
+train split, whole trajectories): the same micro-batches three ways: every position's logits, the labelled
+positions through `labelled_logits` (a boolean index on the device), and the labelled positions picked on the host
+(`host_step`, a candidate that never makes the host wait within a step). Reports seconds per optimiser step, real
 tokens/s and peak memory (CUDA). Random weights of the model's config by default (the same speed as the real
 weights).
 
     python benchmarks/sft_head.py [--model random:smollm2-135m] [--steps 8] [--rounds 2] [--role executor]
         [--profile PREFIX]
 
-Each variant runs `--rounds` times, the order alternating (every position first in the first round), each run
+Each variant runs `--rounds` times, the order reversed every other round (every position first in the first), each run
 from an empty CUDA allocator pool; seconds and tokens/s are the means over its runs.
 """
 
@@ -17,24 +19,55 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import torch
 
 from teamtune.config import load_config
 from teamtune.models import load_model
-from teamtune.train.common import make_optimizer, make_trainable
-from teamtune.train.data import encode_chat, load_records
-from teamtune.train.losses import sft_loss
+from teamtune.train.common import autocast, make_optimizer, make_trainable
+from teamtune.train.data import collate, encode_chat, load_records
+from teamtune.train.losses import next_labelled, sft_loss, token_loss
 from teamtune.train.sft import SFTConfig, backward_step, labelled, train_plan
 
 from common import device_name, record, save_records, sync
 
+VARIANTS = ("every_position", "labelled", "labelled_host")
 
-def timed_steps(
-    cfg: SFTConfig, role: str, steps: int, every_position: bool, profile: str | None = None
-) -> dict:
-    """Seconds per step (after one warm-up step), real tokens per second and peak memory of `steps` steps;
-    `profile`: write a torch profile of the first timed step to that file."""
+
+def host_step(net, head, micro, segments, cfg: SFTConfig, pad_id: int, dev, n_lab: int) -> float:
+    """`backward_step`'s labelled head (one process) with the positions picked on the host: each micro-batch is
+    collated on the CPU, the flat indices of its labelled positions and their next tokens are computed there and
+    copied over without waiting, and the loss is summed on the device, so the host does not wait for the GPU
+    within a step (the boolean index of `labelled_logits` waits for it three times a micro-batch)."""
+    cpu = torch.device("cpu")
+
+    def move(t: torch.Tensor) -> torch.Tensor:
+        return t.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else t
+
+    total = torch.zeros((), device=dev)
+    for mb in micro:
+        inputs, labels = collate(mb, segments, pad_id, cfg.max_length, cpu, cfg.packing)
+        where = next_labelled(labels)
+        index, targets = move(where.flatten().nonzero().squeeze(1)), move(labels[:, 1:][where[:, :-1]])
+        inputs = {k: move(v) for k, v in inputs.items()}
+        hook = head.register_forward_pre_hook(
+            lambda _, a, index=index: (a[0].flatten(0, 1).index_select(0, index), *a[1:])
+        )
+        try:
+            with autocast(dev):
+                logits = net(**inputs, use_cache=False).logits
+                loss = token_loss(logits, targets, float(max(n_lab, 1)))
+        finally:
+            hook.remove()
+        loss.backward()
+        total += loss.detach()
+    return float(total)
+
+
+def timed_steps(cfg: SFTConfig, role: str, steps: int, variant: str, profile: str | None = None) -> dict:
+    """Seconds per step (after one warm-up step), real tokens per second and peak memory of `steps` steps of one
+    of VARIANTS; `profile`: write a torch profile of the first timed step to that file."""
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # each run starts from an empty allocator pool, not the other variant's blocks
     loaded = load_model(cfg.model, dtype="float32", seed=0)
@@ -46,7 +79,7 @@ def timed_steps(
     plan = train_plan(cfg, records, segments, {role})[: steps + 1]
     opt, _ = make_optimizer(model, cfg.optim, len(plan))
     head = model.get_output_embeddings()
-    loss_fn = sft_loss if every_position else None
+    loss_fn = sft_loss if variant == "every_position" else None
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     seconds, tokens, losses = 0.0, 0, []
@@ -57,7 +90,8 @@ def timed_steps(
         sync(dev)
         t0 = time.perf_counter()
         n_lab = labelled(micro, segments)
-        losses.append(backward_step(model, head, micro, segments, cfg, tok.pad_token_id, dev, n_lab, loss_fn))
+        step = host_step if variant == "labelled_host" else partial(backward_step, loss_fn=loss_fn)
+        losses.append(step(model, head, micro, segments, cfg, tok.pad_token_id, dev, n_lab))
         opt.step()
         opt.zero_grad(set_to_none=True)
         sync(dev)
@@ -111,52 +145,58 @@ def main() -> None:
     cfg = load_config(
         SFTConfig, args.config, [f"model={args.model}", "curriculum.schedule=none", *args.overrides]
     )
-    runs: dict[bool, list[dict]] = {True: [], False: []}
+    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     for r in range(args.rounds):
-        for every in (True, False) if r % 2 == 0 else (False, True):
-            name = "every_position" if every else "labelled"
-            where = f"{args.profile}.{name}.txt" if args.profile and r == 0 else None
-            runs[every].append(timed_steps(cfg, args.role, args.steps, every, where))
-    full, ours = (mean_run(runs[every]) for every in (True, False))
-    gap = max(abs(a - b) for a, b in zip(full["losses"], ours["losses"], strict=True))
-    print(
-        f"{args.role}, {args.model}: labelled positions {ours['s_per_step']:.3f} s/step "
-        f"({ours['tokens_per_s']:,.0f} tok/s, {ours['peak_mib']:,.0f} MiB); every position "
-        f"{full['s_per_step']:.3f} s/step ({full['tokens_per_s']:,.0f} tok/s, {full['peak_mib']:,.0f} MiB): "
-        f"{full['s_per_step'] / ours['s_per_step']:.2f}x; largest loss difference {gap:.2g}"
-    )
-    dev = ours["device"]
+        for variant in VARIANTS if r % 2 == 0 else VARIANTS[::-1]:
+            where = f"{args.profile}.{variant}.txt" if args.profile and r == 0 else None
+            runs[variant].append(timed_steps(cfg, args.role, args.steps, variant, where))
+    got = {v: mean_run(rs) for v, rs in runs.items()}
+    full = got["every_position"]
+    gap = max(abs(a - b) for g in got.values() for a, b in zip(full["losses"], g["losses"], strict=True))
+    print(f"{args.role}, {args.model}, largest loss difference {gap:.2g}:")
+    for v, g in got.items():
+        print(
+            f"  {v}: {g['s_per_step']:.3f} s/step ({g['tokens_per_s']:,.0f} tok/s, {g['peak_mib']:,.0f} MiB), "
+            f"{full['s_per_step'] / g['s_per_step']:.2f}x every position's speed"
+        )
+    dev = full["device"]
     extra = {
         "model": args.model,
         "role": args.role,
         "steps": args.steps,
         "rounds": args.rounds,
         "largest_loss_difference": gap,
-        "s_per_step_each_run": {"labelled": ours["each"], "every_position": full["each"]},
+        "s_per_step_each_run": {v: g["each"] for v, g in got.items()},
     }
-    recs = [
-        record(
-            f"sft_head_{args.role}_seconds",
-            dev,
-            ours["s_per_step"],
-            "seconds per optimiser step (output layer on the labelled positions)",
-            "every position's logits, same steps",
-            full["s_per_step"],
-            **extra,
-        )
-    ]
-    if ours["peak_mib"]:
+    what = {
+        "labelled": ("", "output layer on the labelled positions"),
+        "labelled_host": ("_host", "output layer on the labelled positions, picked on the host"),
+    }
+    recs = []
+    for v, (suffix, unit) in what.items():
         recs.append(
             record(
-                f"sft_head_{args.role}_memory",
+                f"sft_head_{args.role}{suffix}_seconds",
                 dev,
-                ours["peak_mib"],
-                "peak MiB (output layer on the labelled positions)",
+                got[v]["s_per_step"],
+                f"seconds per optimiser step ({unit})",
                 "every position's logits, same steps",
-                full["peak_mib"],
+                full["s_per_step"],
                 **extra,
             )
         )
+        if got[v]["peak_mib"]:
+            recs.append(
+                record(
+                    f"sft_head_{args.role}{suffix}_memory",
+                    dev,
+                    got[v]["peak_mib"],
+                    f"peak MiB ({unit})",
+                    "every position's logits, same steps",
+                    full["peak_mib"],
+                    **extra,
+                )
+            )
     save_records(args.out, recs)
     print(f"wrote {args.out}")
 
