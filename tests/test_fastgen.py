@@ -566,7 +566,7 @@ def test_lora_kernel_tiling_from_the_environment(monkeypatch):
     assert lora_kernel.default_blocks() == (32, 64, 32, 4)
     monkeypatch.setenv("TEAMTUNE_LORA_BLOCKS", "32, 128,32,8")
     assert lora_kernel.default_blocks() == (32, 128, 32, 8)
-    for bad in ("64,64,32", "64,64,x,4", "0,64,32,4"):
+    for bad in ("64,64,32", "64,64,x,4", "0,64,32,4", "48,64,32,4", "8,64,32,4", "32,64,32,3"):
         monkeypatch.setenv("TEAMTUNE_LORA_BLOCKS", bad)
         with pytest.raises(ValueError, match="TEAMTUNE_LORA_BLOCKS"):
             lora_kernel.default_blocks()

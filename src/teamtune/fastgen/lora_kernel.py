@@ -34,8 +34,11 @@ def default_blocks() -> tuple[int, int, int, int]:
         blocks = tuple(int(v) for v in text.split(","))
     except ValueError:
         blocks = ()
-    if len(blocks) != 4 or min(blocks) < 1:
-        raise ValueError(f"TEAMTUNE_LORA_BLOCKS={text!r}: give four positive integers, e.g. 64,64,32,4")
+    if len(blocks) != 4 or not all(b >= 1 and b & (b - 1) == 0 for b in blocks) or min(blocks[:3]) < 16:
+        raise ValueError(
+            f"TEAMTUNE_LORA_BLOCKS={text!r}: give four powers of two, the three tiles at least 16 (Triton's "
+            "smallest dot), e.g. 32,64,32,4"
+        )
     return blocks
 
 
