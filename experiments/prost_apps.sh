@@ -6,8 +6,9 @@
 # usage: [MODES="single roles"] [CONFIG=configs/prost_apps.yaml] [SCHEDULES="none prost"] \
 #        experiments/prost_apps.sh MODEL RUNS_DIR TRAIN_JOBS EVAL_JOBS SEED...
 #   (SCHEDULES="none prost shuffled" adds the shuffled-curriculum ablation)
-# GPU memory: a planner-executor training of prost_apps_long.yaml held about 17 GB; four fit an 80 GB card, six did
-#   not. Keep TRAIN_JOBS (and runs started side by side) within that. An evaluation held 7.5-12.9 GB: eight at once
+# GPU memory: a planner-executor training of prost_apps_long.yaml held 15-17 GB with every position's logits (four
+#   fit an 80 GB card, six did not), 10.5-11.4 GB with the labelled positions' alone (SFT's default now). Keep
+#   TRAIN_JOBS (and runs started side by side) within that. An evaluation held 7.5-12.9 GB: eight at once
 #   ran out of an 80 GB card; those that fail run again one at a time after the others.
 # Time: four such trainings side by side on an H100, then their eight evaluations (EVAL_JOBS 8): 11 min 44 s.
 set -euo pipefail
