@@ -563,7 +563,7 @@ def test_lora_kernel_tiling_from_the_environment(monkeypatch):
     from teamtune.fastgen import lora_kernel
 
     monkeypatch.delenv("TEAMTUNE_LORA_BLOCKS", raising=False)
-    assert lora_kernel.default_blocks() == (32, 64, 32, 4)
+    assert lora_kernel.default_blocks() == (32, 64, 64, 4)
     monkeypatch.setenv("TEAMTUNE_LORA_BLOCKS", "32, 128,32,8")
     assert lora_kernel.default_blocks() == (32, 128, 32, 8)
     for bad in ("64,64,32", "64,64,x,4", "0,64,32,4", "48,64,32,4", "8,64,32,4", "32,64,32,3"):
