@@ -2,11 +2,11 @@
 
 teamtune's SFT step (`sft.backward_step`, LoRA as in configs/prost_apps_long.yaml, fp32 master weights, bf16
 autocast on CUDA) over the first steps of the ProST executor's training plan in the apps world (the shipped
-train split, whole trajectories): the same micro-batches three ways: every position's logits, the labelled
-positions through `labelled_logits` (a boolean index on the device), and the labelled positions picked on the host
-(`host_step`, a candidate that never makes the host wait within a step). Reports seconds per optimiser step, real
-tokens/s and peak memory (CUDA). Random weights of the model's config by default (the same speed as the real
-weights).
+train split, whole trajectories): the same micro-batches two ways: every position's logits, and the labelled
+positions alone through `labelled_logits`. Reports seconds per optimiser step, real tokens/s and peak memory
+(CUDA). Random weights of the model's config by default (the same speed as the real weights). (A third variant
+that picked the labelled positions on the host, so that the host never waits for the GPU within a step, was
+slower on an H100: 0.419 against 0.385 s/step; see BENCHMARKS.md.)
 
     python benchmarks/sft_head.py [--model random:smollm2-135m] [--steps 8] [--rounds 2] [--role executor]
         [--profile PREFIX]
@@ -19,55 +19,24 @@ from __future__ import annotations
 
 import argparse
 import time
-from functools import partial
 
 import torch
 
 from teamtune.config import load_config
 from teamtune.models import load_model
-from teamtune.train.common import autocast, make_optimizer, make_trainable
-from teamtune.train.data import collate, encode_chat, load_records
-from teamtune.train.losses import next_labelled, sft_loss, token_loss
+from teamtune.train.common import make_optimizer, make_trainable
+from teamtune.train.data import encode_chat, load_records
+from teamtune.train.losses import sft_loss
 from teamtune.train.sft import SFTConfig, backward_step, labelled, train_plan
 
 from common import device_name, record, save_records, sync
 
-VARIANTS = ("every_position", "labelled", "labelled_host")
-
-
-def host_step(net, head, micro, segments, cfg: SFTConfig, pad_id: int, dev, n_lab: int) -> float:
-    """`backward_step`'s labelled head (one process) with the positions picked on the host: each micro-batch is
-    collated on the CPU, the flat indices of its labelled positions and their next tokens are computed there and
-    copied over without waiting, and the loss is summed on the device, so the host does not wait for the GPU
-    within a step (the boolean index of `labelled_logits` waits for it three times a micro-batch)."""
-    cpu = torch.device("cpu")
-
-    def move(t: torch.Tensor) -> torch.Tensor:
-        return t.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else t
-
-    total = torch.zeros((), device=dev)
-    for mb in micro:
-        inputs, labels = collate(mb, segments, pad_id, cfg.max_length, cpu, cfg.packing)
-        where = next_labelled(labels)
-        index, targets = move(where.flatten().nonzero().squeeze(1)), move(labels[:, 1:][where[:, :-1]])
-        inputs = {k: move(v) for k, v in inputs.items()}
-        hook = head.register_forward_pre_hook(
-            lambda _, a, index=index: (a[0].flatten(0, 1).index_select(0, index), *a[1:])
-        )
-        try:
-            with autocast(dev):
-                logits = net(**inputs, use_cache=False).logits
-                loss = token_loss(logits, targets, float(max(n_lab, 1)))
-        finally:
-            hook.remove()
-        loss.backward()
-        total += loss.detach()
-    return float(total)
+VARIANTS = ("every_position", "labelled")
 
 
 def timed_steps(cfg: SFTConfig, role: str, steps: int, variant: str, profile: str | None = None) -> dict:
     """Seconds per step (after one warm-up step), real tokens per second and peak memory of `steps` steps of one
-    of VARIANTS; `profile`: write a torch profile of the first timed step to that file."""
+    of VARIANTS; `profile`: write a torch profile of one more step, not timed, to that file."""
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # each run starts from an empty allocator pool, not the other variant's blocks
     loaded = load_model(cfg.model, dtype="float32", seed=0)
@@ -76,7 +45,7 @@ def timed_steps(cfg: SFTConfig, role: str, steps: int, variant: str, profile: st
     dev, tok = loaded.device, loaded.tokenizer
     records = load_records(cfg.data)
     segments = [encode_chat(tok, r["messages"]) for r in records]
-    plan = train_plan(cfg, records, segments, {role})[: steps + 1]
+    plan = train_plan(cfg, records, segments, {role})[: steps + 1 + bool(profile)]
     opt, _ = make_optimizer(model, cfg.optim, len(plan))
     head = model.get_output_embeddings()
     loss_fn = sft_loss if variant == "every_position" else None
@@ -84,18 +53,19 @@ def timed_steps(cfg: SFTConfig, role: str, steps: int, variant: str, profile: st
         torch.cuda.reset_peak_memory_stats()
     seconds, tokens, losses = 0.0, 0, []
     for i, (_, micro) in enumerate(plan):
-        prof = torch.profiler.profile() if profile and i == 1 else None
+        prof = torch.profiler.profile() if profile and i == steps + 1 else None
         if prof:
             prof.__enter__()
         sync(dev)
         t0 = time.perf_counter()
         n_lab = labelled(micro, segments)
-        step = host_step if variant == "labelled_host" else partial(backward_step, loss_fn=loss_fn)
-        losses.append(step(model, head, micro, segments, cfg, tok.pad_token_id, dev, n_lab))
+        losses.append(
+            backward_step(model, head, micro, segments, cfg, tok.pad_token_id, dev, n_lab, loss_fn=loss_fn)
+        )
         opt.step()
         opt.zero_grad(set_to_none=True)
         sync(dev)
-        if i:  # the first step is the warm-up
+        if 0 < i <= steps:  # the first step is the warm-up; a profiled one comes after the timed ones
             seconds += time.perf_counter() - t0
             tokens += sum(ex.length for mb in micro for ex in mb)
         if prof:
@@ -137,8 +107,8 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/sft_head.json")
     ap.add_argument(
         "--profile",
-        help="write a torch profile of each variant's first timed step to PROFILE.<variant>.txt (its time "
-        "counts in the figures: take figures from a run without it)",
+        help="write a torch profile of one more step of each variant, after the timed ones, to "
+        "PROFILE.<variant>.txt",
     )
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. batch_tokens=4096")
     args = ap.parse_args()
@@ -168,12 +138,8 @@ def main() -> None:
         "largest_loss_difference": gap,
         "s_per_step_each_run": {v: g["each"] for v, g in got.items()},
     }
-    what = {
-        "labelled": ("", "output layer on the labelled positions"),
-        "labelled_host": ("_host", "output layer on the labelled positions, picked on the host"),
-    }
     recs = []
-    for v, (suffix, unit) in what.items():
+    for v, suffix, unit in [("labelled", "", "output layer on the labelled positions")]:
         recs.append(
             record(
                 f"sft_head_{args.role}{suffix}_seconds",

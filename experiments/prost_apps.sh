@@ -8,9 +8,11 @@
 #   (SCHEDULES="none prost shuffled" adds the shuffled-curriculum ablation)
 # GPU memory: a planner-executor training of prost_apps_long.yaml held 15-17 GB with every position's logits (four
 #   fit an 80 GB card, six did not), 10.5-11.4 GB with the labelled positions' alone (SFT's default now). Keep
-#   TRAIN_JOBS (and runs started side by side) within that. An evaluation held 7.5-12.9 GB: eight at once
-#   ran out of an 80 GB card; those that fail run again one at a time after the others.
-# Time: four such trainings side by side on an H100, then their eight evaluations (EVAL_JOBS 8): 11 min 44 s.
+#   TRAIN_JOBS (and runs started side by side) within that: five side by side fit (77.5 GB of 80 in use). An
+#   evaluation held 7.5-16.7 GB: eight at once ran out of an 80 GB card, four did not; those that fail run again
+#   one at a time after the others.
+# Time on an H100: four such trainings side by side, then their eight evaluations (EVAL_JOBS 8): 11 min 44 s; five
+#   side by side (two scripts, 2 + 3 trainings), then their ten evaluations (EVAL_JOBS 2 each): 13 min 53 s.
 set -euo pipefail
 model=$1 runs=$2 train_jobs=$3 eval_jobs=$4
 shift 4
