@@ -3,8 +3,9 @@
 # trained with configs/prost_apps.yaml, then evaluated on the apps dev (100 tasks) and test_unseen (60) splits.
 # All trainings run first (TRAIN_JOBS at once: GPU-bound), then all evaluations (EVAL_JOBS at once: these are
 # bound by the host, and sharing the GPU with training would slow them most). Finished steps are skipped.
-# usage: [MODES="single roles"] [CONFIG=configs/prost_apps.yaml] [SCHEDULES="none prost"] \
+# usage: [MODES="single roles"] [CONFIG=configs/prost_apps.yaml] [SCHEDULES="none prost"] [PREFIX=] \
 #        experiments/prost_apps.sh MODEL RUNS_DIR TRAIN_JOBS EVAL_JOBS SEED...
+#   (runs are named [PREFIX]MODE-SCHEDULE-sSEED; PREFIX=gemma3- keeps another model's runs apart in one RUNS_DIR)
 #   (SCHEDULES="none prost shuffled" adds the shuffled-curriculum ablation)
 # GPU memory: a planner-executor training of prost_apps_long.yaml held 15-17 GB with every position's logits (four
 #   fit an 80 GB card, six did not), 10.5-11.4 GB with the labelled positions' alone (SFT's default now). Keep
@@ -21,11 +22,11 @@ mkdir -p "$runs"
 names=()
 for seed in "$@"; do
   for mode in ${MODES:-single roles}; do
-    for sched in ${SCHEDULES:-none prost}; do names+=("$mode-$sched-s$seed"); done
+    for sched in ${SCHEDULES:-none prost}; do names+=("${PREFIX:-}$mode-$sched-s$seed"); done
   done
 done
 for name in "${names[@]}"; do
-  IFS=- read -r mode sched s <<<"$name"
+  IFS=- read -r mode sched s <<<"${name#"${PREFIX:-}"}"
   own=""
   [ "$mode" = single ] && own="'role_epochs={}'"  # a config's role_epochs are the team's roles
   [ -f "$runs/$name/eval.yaml" ] || echo "$tt train --resume --config ${CONFIG:-configs/prost_apps.yaml} model=$model \
