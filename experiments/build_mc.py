@@ -3,7 +3,10 @@ kept here; `teamtune.tasks.mmlu.numeric_choices` says how the wrong choices are 
 local source for `task.name=mmlu task.source=OUT_DIR task.split=<split>`.
 
     python experiments/build_mc.py OUT_DIR [--task gsm8k] [--splits train test] [--choices 4] [--seed 0]
-        [task overrides, e.g. source=../shared/datasets/gsm8k, or gym={chain_sum: {...}} with --task gym]
+        [--warm N] [task overrides, e.g. source=../shared/datasets/gsm8k, or gym={chain_sum: {...}} with --task gym]
+
+--warm N moves the first N questions of the train split to a split of their own, `warm` (warm.jsonl), so that an
+SFT warm start (configs/sft_mc_warm.yaml) and RL on `train` never see the same question.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ def main() -> None:
     ap.add_argument("--splits", nargs="+", default=["train", "test"])
     ap.add_argument("--choices", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--warm", type=int, default=0, help="train questions moved to warm.jsonl")
     ap.add_argument("overrides", nargs="*", help="task settings, e.g. source=DIR limit=2000")
     args = ap.parse_intermixed_args()
     out = Path(args.out)
@@ -36,9 +40,17 @@ def main() -> None:
             records = numeric_choices(task.problems, f"{args.task}_numeric", args.choices, args.seed + i)
         except (ConfigError, DataError, ValueError) as e:
             raise SystemExit(f"error: {args.task} {split}: {e}") from None
-        with (out / f"{split}.jsonl").open("w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
-        print(f"{out / f'{split}.jsonl'}: {len(records)} of {len(task.problems)} problems")
+        parts = {split: records}
+        if split == "train" and args.warm:
+            if args.warm >= len(records):
+                raise SystemExit(
+                    f"error: --warm {args.warm} leaves no train questions (there are {len(records)})"
+                )
+            parts = {"warm": records[: args.warm], "train": records[args.warm :]}
+        for name, recs in parts.items():
+            with (out / f"{name}.jsonl").open("w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in recs)
+            print(f"{out / f'{name}.jsonl'}: {len(recs)} of {len(task.problems)} {split} problems")
 
 
 if __name__ == "__main__":

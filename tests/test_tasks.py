@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -238,3 +239,41 @@ def test_numeric_choices_hide_the_gold_answer_among_its_neighbours(tmp_path):
     )
     with pytest.raises(ValueError, match="too few"):
         numeric_choices(problems[:3], "arith")
+
+
+def test_build_mc_keeps_the_warm_start_questions_apart(tmp_path):
+    """experiments/build_mc.py --warm N: the first N train questions become split `warm`, the rest stay `train`,
+    each readable by the mmlu task, none in both; asking for all of them is refused."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "gsm8k"
+    src.mkdir()
+    rows = [
+        {"question": f"What is {i} + 1?", "answer": f"{i} + 1 = {i + 1}\n#### {i + 1}"} for i in range(12)
+    ]
+    (src / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    script = Path(__file__).parents[1] / "experiments" / "build_mc.py"
+    out = tmp_path / "mc"
+
+    def build(warm: int) -> subprocess.CompletedProcess:
+        cmd = [
+            sys.executable,
+            str(script),
+            str(out),
+            "--splits",
+            "train",
+            "--warm",
+            str(warm),
+            f"source={src}",
+        ]
+        return subprocess.run(cmd, capture_output=True, text=True)
+
+    assert build(4).returncode == 0
+    warm = load_task(TaskConfig(name="mmlu", source=str(out), split="warm")).problems
+    train = load_task(TaskConfig(name="mmlu", source=str(out), split="train")).problems
+    assert len(warm) == 4 and len(train) == 8
+    assert not {p.question for p in warm} & {p.question for p in train}
+    assert [p.question.split("\n")[0] for p in warm] == [r["question"] for r in rows[:4]]
+    failed = build(12)
+    assert failed.returncode != 0 and "leaves no train questions" in failed.stderr
