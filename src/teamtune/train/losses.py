@@ -47,6 +47,11 @@ def token_loss(logits: torch.Tensor, targets: torch.Tensor, normalizer: float) -
     return F.cross_entropy(logits.float(), targets, reduction="sum") / normalizer
 
 
+def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Each labelled position's cross-entropy [N] (token_loss before its sum and normalizer)."""
+    return F.cross_entropy(logits.float(), targets, reduction="none")
+
+
 def group_advantages(rewards: torch.Tensor, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
     """GRPO advantages: each reward minus its group's mean, divided by the group's std when `scale`.
 

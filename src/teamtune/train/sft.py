@@ -55,7 +55,7 @@ from .common import (
     trainable_parameters,
 )
 from .data import Example, collate, encode_chat, gold_records, load_records, plan_epoch
-from .losses import IGNORE, next_labelled, sft_loss, token_loss
+from .losses import IGNORE, next_labelled, sft_loss, token_loss, token_losses
 from .run import RunProcess
 
 
@@ -428,7 +428,9 @@ def train_roles_mixed(
             live = [n for n in names if step < len(plans[n])]
             t0 = time.perf_counter()
             n_lab = {n: labelled(plans[n][step][1], segs[n]) for n in live}
-            loss_sum = dict.fromkeys(live, 0.0)
+            # each role's loss is its tokens' summed cross-entropy over its own step's labelled tokens
+            scale = torch.tensor([1.0 / max(n_lab[n], 1) for n in live], device=device)
+            loss_sum = torch.zeros(len(live), device=device)  # per role, read once after the step
             for j in range(max(len(plans[n][step][1]) for n in live)):
                 parts = [(n, plans[n][step][1][j]) for n in live if j < len(plans[n][step][1])]
                 cols = [collate(mb, segs[n], tok.pad_token_id, cfg.max_length, device) for n, mb in parts]
@@ -436,14 +438,12 @@ def train_roles_mixed(
                 rows = [n for (n, mb) in parts for _ in mb]
                 with adapter_rows(model, rows), autocast(device):
                     logits, targets = labelled_logits(model, head, inputs, labels)
-                per_row = next_labelled(labels).sum(1).tolist()  # labelled positions of each row, in order
-                loss, at, row = 0.0, 0, 0
-                for n, mb in parts:
-                    k = sum(per_row[row : row + len(mb)])
-                    part = token_loss(logits[at : at + k], targets[at : at + k], float(max(n_lab[n], 1)))
-                    loss_sum[n] += float(part.detach())
-                    loss, at, row = loss + part, at + k, row + len(mb)
-                loss.backward()
+                who = torch.tensor([live.index(n) for n in rows], device=device)
+                role = who[:, None].expand_as(labels)[next_labelled(labels)]  # in labelled_logits' order
+                per_token = token_losses(logits, targets) * scale[role]
+                loss_sum.index_add_(0, role, per_token.detach())
+                per_token.sum().backward()
+            loss_sum = dict(zip(live, loss_sum.tolist(), strict=True))
             norms = {n: torch.nn.utils.clip_grad_norm_(params[n], cfg.optim.max_grad_norm) for n in live}
             for n in live:
                 opts[n].step()
