@@ -15,6 +15,7 @@
 #      experiments/remote.sh part .gpu/model/part01 join .gpu/model smollm2 \
 #        start experiments/background.sh experiments/prost_apps.sh '$HOME/m/smollm2' '$HOME/runs' 4 8 1 2 wait 500 report
 #      experiments/remote.sh wait 500 report pack
+#   then here: python experiments/ingest.py <fetched>/runs.tgz results/<cell> [RUN_GLOB...] --job <name>
 set -uo pipefail
 export PYTHONPATH=$HOME/site:$PWD/src PYTHONUNBUFFERED=1 TEAMTUNE="python3 -m teamtune.cli"
 R=$HOME/runs
