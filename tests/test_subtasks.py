@@ -114,6 +114,11 @@ def test_subtasks_sign_tests_over_the_same_tasks_and_subtasks(tmp_path):
         "ci95": 0.49,
     }
     assert got["subtasks_test"]["pairs"] == 7  # dev-4 is not paired
+    # tasks paired by their failed sub-tasks: dev-1 lost one error, the 3 other paired tasks none
+    assert got["by_task_test"] == pytest.approx(
+        {"pairs": 4, "gained": 1, "lost": 0, "p": 1.0, "difference": 0.25, "ci95": 0.49}
+    )
+    assert "| 1 / 0, p = 1; -0.25 ± 0.49 |" in md
 
 
 def test_subtasks_reads_outcomes_json_where_the_episodes_are_not_kept(tmp_path):

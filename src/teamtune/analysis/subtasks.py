@@ -30,6 +30,8 @@ def _apps_run(folder: str) -> dict:
         m["outcomes"] = {
             "tasks": kept["correct"],
             "subtasks": {f"{pid}#{i + 1}": bool(ok) for pid, oks in subs.items() for i, ok in enumerate(oks)},
+            # right sub-tasks per task: sub-tasks of one task are not independent, so their test pairs tasks
+            "subtasks_by_task": {pid: sum(map(bool, oks)) for pid, oks in subs.items()},
         }
     return m
 
@@ -106,6 +108,7 @@ def versus(rows: list[dict], reference: str) -> list[dict]:
         mine, theirs = [r["outcomes"][i] for i, _ in pairs], [ref["outcomes"][j] for _, j in pairs]
         d["tasks_test"] = _task_test(theirs, mine, "tasks")
         d["subtasks_test"] = _task_test(theirs, mine, "subtasks")
+        d["by_task_test"] = _task_test(theirs, mine, "subtasks_by_task")
         d["all_seeds"] = None
         if sorted(r["seed_ids"]) != sorted(ref["seed_ids"]):  # some seed unpaired: also every run of each
             d["all_seeds"] = {
@@ -114,6 +117,7 @@ def versus(rows: list[dict], reference: str) -> list[dict]:
                 "error": statistics.fmean(r["error"]) - statistics.fmean(ref["error"]),
                 "tasks_test": _task_test(ref["outcomes"], r["outcomes"], "tasks"),
                 "subtasks_test": _task_test(ref["outcomes"], r["outcomes"], "subtasks"),
+                "by_task_test": _task_test(ref["outcomes"], r["outcomes"], "subtasks_by_task"),
             }
         out.append({"label": r["label"], "reference": reference, "paired_seeds": len(pairs)} | d)
     return out
@@ -132,20 +136,28 @@ def versus_table(diffs: list[dict]) -> str:
         diff = f"{sign * t['difference'] * 100:+.1f} ± {t['ci95'] * 100:.1f}"
         return f"{t['gained']} / {t['lost']}, p = {t['p']:.2g}; {diff}"
 
+    def by_task(t):
+        if t is None:
+            return ""
+        return f"{t['gained']} / {t['lost']}, p = {t['p']:.2g}; {-t['difference']:+.2f} ± {t['ci95']:.2f}"
+
     lines = [
         "| run | against | paired seeds | completion difference | tasks gained / lost; completion difference "
-        "| sub-task error difference | sub-tasks gained / lost; error difference |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| sub-task error difference | sub-tasks gained / lost; error difference "
+        "| tasks with fewer / more sub-task errors; errors per task |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for d in diffs:
         cells = [d["label"], d["reference"], str(d["paired_seeds"]), cell(d, "completion")]
         cells += [test(d["tasks_test"]), cell(d, "error"), test(d["subtasks_test"], -1)]
+        cells += [by_task(d.get("by_task_test"))]
         lines.append("| " + " | ".join(cells) + " |")
         a = d["all_seeds"]
         if a:
             cells = [d["label"], d["reference"], "every seed, {} / {}".format(*a["seeds"])]
             cells += [f"{a['completion'] * 100:+.1f} points (means)", test(a["tasks_test"])]
             cells += [f"{a['error'] * 100:+.1f} points (means)", test(a["subtasks_test"], -1)]
+            cells += [by_task(a.get("by_task_test"))]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -230,8 +242,11 @@ def subtasks(folders: list[str], out: str | Path = "subtasks", reference: str | 
             f"{versus_table(diffs)}\n\nDifferences seed by seed: mean ± the half-width of its 95% t interval (none "
             "for one seed). Gained / lost: tasks (sub-tasks) right in the run and wrong in the reference, and the "
             "reverse, each one's outcome averaged over the paired seeds; p: exact two-sided sign test; then the "
-            "difference over those tasks (sub-tasks), ± its normal 95% half-width. Where some seed has no pair, a "
-            'row "every seed" averages each task\'s outcome over all runs of each label instead.\n\n'
+            "difference over those tasks (sub-tasks), ± its normal 95% half-width. The last column pairs tasks by "
+            "their count of failed sub-tasks (a task's sub-tasks are not independent of each other): tasks with "
+            "fewer and with more errors in the run, the sign test, and the change in errors per task. Where some "
+            'seed has no pair, a row "every seed" averages each task\'s outcome over all runs of each label '
+            "instead.\n\n"
         )
     md += "![](subtasks.png)\n"
     (out / "subtasks.md").write_text(md)
