@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--warm", type=int, default=0, help="train questions moved to warm.jsonl")
     ap.add_argument("overrides", nargs="*", help="task settings, e.g. source=DIR limit=2000")
     args = ap.parse_intermixed_args()
+    if args.warm < 0:
+        ap.error("--warm counts train questions: give 0 or more")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for i, split in enumerate(args.splits):

@@ -6,9 +6,9 @@ SRC is a runs folder or the `runs.tgz` of `experiments/remote.sh pack` (with or 
 results folder, e.g. results/prost_apps_long. Each run folder at SRC's top level that matches a glob (default:
 all) is copied whole into DEST/<run>, replacing what was there, less weights (*.safetensors, *.bin, *.pt),
 episodes.jsonl, checkpoints/, TensorBoard's tb/, tokenizer files, peft's model cards (README.md) and lock files:
-what stays are configs, metrics, per-problem outcomes, training logs and comparisons. The top-level logs of the matched runs (<run>.log) go to
-DEST/logs/, progress-bar redraws split into lines and blank lines dropped; --job NAME adds the background run's
-bg.log as DEST/logs/NAME.log.
+what stays are configs, metrics, per-problem outcomes, training logs and comparisons. The top-level logs of the
+matched runs (<run>.log) go to DEST/logs/, progress-bar redraws split into lines and blank lines dropped; --job NAME
+adds the background run's bg.log as DEST/logs/NAME.log.
 """
 
 from __future__ import annotations
@@ -20,16 +20,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-DROP_FILES = (
-    "*.safetensors",
-    "*.bin",
-    "*.pt",
-    "episodes.jsonl",
-    ".lock",
-    "tokenizer.json",
-    "tokenizer_config.json",
-)
-DROP_FILES += ("chat_template.jinja", "special_tokens_map.json", "README.md")
+DROP_FILES = ("*.safetensors", "*.bin", "*.pt", "episodes.jsonl", ".lock", "README.md")  # README: peft's card
+DROP_FILES += ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 DROP_DIRS = ("checkpoints", "tb")
 
 
@@ -78,11 +70,17 @@ def main() -> None:
     ap.add_argument("--job", help="keep the background run's bg.log as logs/JOB.log")
     args = ap.parse_args()
     if args.src.is_file():
-        with tempfile.TemporaryDirectory() as tmp, tarfile.open(args.src) as tar:
-            tar.extractall(tmp, filter="data")
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                with tarfile.open(args.src) as tar:
+                    tar.extractall(tmp, filter="data")
+            except tarfile.TarError as e:
+                raise SystemExit(f"error: {args.src} is not a readable runs archive ({e})") from None
             names = ingest(Path(tmp), args.dest, args.runs, args.job)
-    else:
+    elif args.src.is_dir():
         names = ingest(args.src, args.dest, args.runs, args.job)
+    else:
+        raise SystemExit(f"error: {args.src}: no such runs folder or archive")
     print(f"{len(names)} runs into {args.dest}: {', '.join(names)}")
 
 

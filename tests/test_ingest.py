@@ -80,3 +80,10 @@ def test_ingest_reads_the_packed_archive_and_refuses_no_match(tmp_path):
         [sys.executable, SCRIPT, src, tmp_path / "x", "gemma3-*"], capture_output=True, text=True
     )
     assert missing.returncode != 0 and "no run folder" in missing.stderr
+    (tmp_path / "bad.tgz").write_text("not an archive")
+    for src, says in (
+        (tmp_path / "bad.tgz", "not a readable runs archive"),
+        (tmp_path / "nope", "no such runs"),
+    ):
+        bad = subprocess.run([sys.executable, SCRIPT, src, tmp_path / "y"], capture_output=True, text=True)
+        assert bad.returncode != 0 and says in bad.stderr and "Traceback" not in bad.stderr
