@@ -42,14 +42,14 @@ def next_labelled(labels: torch.Tensor) -> torch.Tensor:
     return where
 
 
-def token_loss(logits: torch.Tensor, targets: torch.Tensor, normalizer: float) -> torch.Tensor:
-    """sft_loss on the labelled positions alone: logits [N, V] of N positions, targets [N] their next tokens."""
-    return F.cross_entropy(logits.float(), targets, reduction="sum") / normalizer
-
-
 def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Each labelled position's cross-entropy [N] (token_loss before its sum and normalizer)."""
+    """Each labelled position's cross-entropy [N]: logits [N, V] of N positions, targets [N] their next tokens."""
     return F.cross_entropy(logits.float(), targets, reduction="none")
+
+
+def token_loss(logits: torch.Tensor, targets: torch.Tensor, normalizer: float) -> torch.Tensor:
+    """sft_loss on the labelled positions alone: their summed cross-entropy over `normalizer` tokens."""
+    return token_losses(logits, targets).sum() / normalizer
 
 
 def group_advantages(rewards: torch.Tensor, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:

@@ -438,7 +438,7 @@ def train_roles_mixed(
                 rows = [n for (n, mb) in parts for _ in mb]
                 with adapter_rows(model, rows), autocast(device):
                     logits, targets = labelled_logits(model, head, inputs, labels)
-                who = torch.tensor([live.index(n) for n in rows], device=device)
+                who = torch.cat([torch.full((len(mb),), live.index(n), device=device) for n, mb in parts])
                 role = who[:, None].expand_as(labels)[next_labelled(labels)]  # in labelled_logits' order
                 per_token = token_losses(logits, targets) * scale[role]
                 loss_sum.index_add_(0, role, per_token.detach())
