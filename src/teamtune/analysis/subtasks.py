@@ -87,6 +87,13 @@ def _task_test(ref: list, other: list, kind: str) -> dict | None:
     return sign_test(ref_means, other_means) | {"difference": statistics.fmean(diffs), "ci95": half}
 
 
+def _tests(ref: list, other: list) -> dict:
+    """The sign tests of `other`'s runs against `ref`'s: over tasks, over sub-tasks, and over tasks by their
+    count of right sub-tasks (a task's sub-tasks are not independent of each other)."""
+    kinds = {"tasks_test": "tasks", "subtasks_test": "subtasks", "by_task_test": "subtasks_by_task"}
+    return {name: _task_test(ref, other, kind) for name, kind in kinds.items()}
+
+
 def versus(rows: list[dict], reference: str) -> list[dict]:
     """Each other label against the reference, paired by seed: mean difference in completion and in sub-task
     error with 95% t intervals over the paired seeds, and sign tests over tasks and sub-tasks (gained: right
@@ -105,20 +112,14 @@ def versus(rows: list[dict], reference: str) -> list[dict]:
         for metric in ("completion", "error"):
             diffs = [r[metric][i] - ref[metric][j] for i, j in pairs]
             d[metric] = (statistics.fmean(diffs), ci95(diffs)) if diffs else None
-        mine, theirs = [r["outcomes"][i] for i, _ in pairs], [ref["outcomes"][j] for _, j in pairs]
-        d["tasks_test"] = _task_test(theirs, mine, "tasks")
-        d["subtasks_test"] = _task_test(theirs, mine, "subtasks")
-        d["by_task_test"] = _task_test(theirs, mine, "subtasks_by_task")
+        d |= _tests([ref["outcomes"][j] for _, j in pairs], [r["outcomes"][i] for i, _ in pairs])
         d["all_seeds"] = None
         if sorted(r["seed_ids"]) != sorted(ref["seed_ids"]):  # some seed unpaired: also every run of each
             d["all_seeds"] = {
                 "seeds": [r["seeds"], ref["seeds"]],
                 "completion": statistics.fmean(r["completion"]) - statistics.fmean(ref["completion"]),
                 "error": statistics.fmean(r["error"]) - statistics.fmean(ref["error"]),
-                "tasks_test": _task_test(ref["outcomes"], r["outcomes"], "tasks"),
-                "subtasks_test": _task_test(ref["outcomes"], r["outcomes"], "subtasks"),
-                "by_task_test": _task_test(ref["outcomes"], r["outcomes"], "subtasks_by_task"),
-            }
+            } | _tests(ref["outcomes"], r["outcomes"])
         out.append({"label": r["label"], "reference": reference, "paired_seeds": len(pairs)} | d)
     return out
 
@@ -130,16 +131,14 @@ def versus_table(diffs: list[dict]) -> str:
             return "no seed in common"
         return f"{v[0] * 100:+.1f}" + (f" ± {v[1] * 100:.1f}" if d["paired_seeds"] > 1 else "") + " points"
 
-    def test(t, sign=1):
+    def test(t, sign=1, scale=100, digits=1):  # a share in points; by_task: counts per task (scale 1)
         if t is None:
             return ""
-        diff = f"{sign * t['difference'] * 100:+.1f} ± {t['ci95'] * 100:.1f}"
+        diff = f"{sign * t['difference'] * scale:+.{digits}f} ± {t['ci95'] * scale:.{digits}f}"
         return f"{t['gained']} / {t['lost']}, p = {t['p']:.2g}; {diff}"
 
     def by_task(t):
-        if t is None:
-            return ""
-        return f"{t['gained']} / {t['lost']}, p = {t['p']:.2g}; {-t['difference']:+.2f} ± {t['ci95']:.2f}"
+        return test(t, -1, 1, 2)
 
     lines = [
         "| run | against | paired seeds | completion difference | tasks gained / lost; completion difference "
@@ -150,14 +149,14 @@ def versus_table(diffs: list[dict]) -> str:
     for d in diffs:
         cells = [d["label"], d["reference"], str(d["paired_seeds"]), cell(d, "completion")]
         cells += [test(d["tasks_test"]), cell(d, "error"), test(d["subtasks_test"], -1)]
-        cells += [by_task(d.get("by_task_test"))]
+        cells += [by_task(d["by_task_test"])]
         lines.append("| " + " | ".join(cells) + " |")
         a = d["all_seeds"]
         if a:
             cells = [d["label"], d["reference"], "every seed, {} / {}".format(*a["seeds"])]
             cells += [f"{a['completion'] * 100:+.1f} points (means)", test(a["tasks_test"])]
             cells += [f"{a['error'] * 100:+.1f} points (means)", test(a["subtasks_test"], -1)]
-            cells += [by_task(a.get("by_task_test"))]
+            cells += [by_task(a["by_task_test"])]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
