@@ -138,31 +138,31 @@ def main() -> None:
         "largest_loss_difference": gap,
         "s_per_step_each_run": {v: g["each"] for v, g in got.items()},
     }
-    recs = []
-    for v, suffix, unit in [("labelled", "", "output layer on the labelled positions")]:
+    ours, unit = got["labelled"], "output layer on the labelled positions"
+    base = "every position's logits, same steps"
+    recs = [
+        record(
+            f"sft_head_{args.role}_seconds",
+            dev,
+            ours["s_per_step"],
+            f"seconds per optimiser step ({unit})",
+            base,
+            full["s_per_step"],
+            **extra,
+        )
+    ]
+    if ours["peak_mib"]:
         recs.append(
             record(
-                f"sft_head_{args.role}{suffix}_seconds",
+                f"sft_head_{args.role}_memory",
                 dev,
-                got[v]["s_per_step"],
-                f"seconds per optimiser step ({unit})",
-                "every position's logits, same steps",
-                full["s_per_step"],
+                ours["peak_mib"],
+                f"peak MiB ({unit})",
+                base,
+                full["peak_mib"],
                 **extra,
             )
         )
-        if got[v]["peak_mib"]:
-            recs.append(
-                record(
-                    f"sft_head_{args.role}{suffix}_memory",
-                    dev,
-                    got[v]["peak_mib"],
-                    f"peak MiB ({unit})",
-                    "every position's logits, same steps",
-                    full["peak_mib"],
-                    **extra,
-                )
-            )
     save_records(args.out, recs)
     print(f"wrote {args.out}")
 

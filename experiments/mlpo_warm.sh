@@ -20,8 +20,9 @@ tt=${TEAMTUNE:-teamtune}
 here=$(dirname "$0")
 "$here/warm_model.sh" "$model" "$runs"
 mlpo=${MLPO_CONFIG:-mlpo_gym_warm}
+picked=$runs/$(basename "$mlpo" .yaml).yaml  # the MLPO config with the picked task
 [ -f "$runs/calibrate/calibrate.json" ] ||
   $tt calibrate --config "${CALIBRATE_CONFIG:-calibrate_warm}" --model "$runs/warm-model" output="$runs/calibrate" \
     ${CALIBRATE:-}
-python3 "$here/pick_setting.py" "$runs/calibrate/calibrate.json" "$mlpo" "$runs/$(basename "$mlpo" .yaml).yaml" ${PICK:-}
-NAME=${NAME:-mlpo-warm} "$here/mlpo_200.sh" "$runs/$(basename "$mlpo" .yaml).yaml" "$runs/warm-model" "$runs" "$@"
+python3 "$here/pick_setting.py" "$runs/calibrate/calibrate.json" "$mlpo" "$picked" ${PICK:-}
+NAME=${NAME:-mlpo-warm} "$here/mlpo_200.sh" "$picked" "$runs/warm-model" "$runs" "$@"
