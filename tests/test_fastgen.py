@@ -112,10 +112,19 @@ def test_gemma3_forward_matches_transformers_logits(tiny):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=windowed, scale=w.scale)
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=w.scale)
 
+    def both():
+        with torch.no_grad():
+            ours = F.linear(fastgen.forward(w, ids, torch.arange(t)[None], {}, attend), w.lm_head)
+            return ours, model(ids).logits
+
+    torch.testing.assert_close(*both(), atol=1e-4, rtol=1e-4)
+    # norm weights changed in place (full fine-tuning): `refresh` carries them into the norms' scales
     with torch.no_grad():
-        ours = F.linear(fastgen.forward(w, ids, torch.arange(t)[None], {}, attend), w.lm_head)
-        theirs = model(ids).logits
-    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+        for layer in model.model.layers:
+            layer.pre_feedforward_layernorm.weight.add_(0.5)
+            layer.self_attn.k_norm.weight.add_(0.5)
+    w.refresh()
+    torch.testing.assert_close(*both(), atol=1e-4, rtol=1e-4)
 
 
 def test_gemma3_fast_generation_matches_plain_generate(tiny):

@@ -127,11 +127,18 @@ def compute_dtype(model, dtype: str | None = None) -> torch.dtype:
 
 
 class _Norm:
-    """An RMSNorm's weight in the compute dtype."""
+    """An RMSNorm's weight in the compute dtype; Gemma's also as its float32 scale 1 + weight, made once (and
+    again by `refresh`) rather than in every step."""
 
-    def __init__(self, module, take: Callable):
+    def __init__(self, module, take: Callable, gemma: bool = False):
         self.weight = take(module.weight)
         self.variance_epsilon = getattr(module, "variance_epsilon", None) or module.eps  # Gemma's: eps
+        self._source = module.weight
+        self.scale = 1.0 + module.weight.detach().float() if gemma else None
+
+    def refresh(self) -> None:
+        if self.scale is not None:
+            self.scale.copy_(1.0 + self._source.detach().float())
 
 
 class _Weights:
@@ -149,9 +156,9 @@ class _Weights:
         self.rotary = inner.rotary_emb
         # Gemma 3 under transformers that keep one rotary module for its sliding layers
         self.rotary_local = getattr(inner, "rotary_emb_local", None)
-        self.norm = _Norm(inner.norm, self._take)
-        self.lm_head = self._take(base.lm_head.weight)  # a tied head is the embedding's copy
         self.gemma = self.cfg.model_type == "gemma3_text"
+        self.norm = _Norm(inner.norm, self._take, self.gemma)
+        self.lm_head = self._take(base.lm_head.weight)  # a tied head is the embedding's copy
         self.act = ACT2FN[self.cfg.hidden_activation if self.gemma else self.cfg.hidden_act]
         self.layouts: dict[tuple, torch.Tensor] = {}
         self.layers = []
@@ -167,9 +174,9 @@ class _Weights:
                 g: _Linear([getattr(m, p) for p in ps], adapters, self._take, self.layouts, self.dtype)
                 for g, (m, ps) in groups.items()
             }
-            norms = [_Norm(getattr(layer, n), self._take) for n in norm_names]
+            norms = [_Norm(getattr(layer, n), self._take, self.gemma) for n in norm_names]
             if self.gemma:
-                norms += [_Norm(attn.q_norm, self._take), _Norm(attn.k_norm, self._take)]
+                norms += [_Norm(attn.q_norm, self._take, True), _Norm(attn.k_norm, self._take, True)]
             self.layers.append((*norms, lin))
         self.heads = self.cfg.num_attention_heads
         self.kv_heads = self.cfg.num_key_value_heads
@@ -197,7 +204,10 @@ class _Weights:
         fine-tuned ones change between calls) and the adapters' buffers."""
         for src, copy in self._copies.values():
             copy.copy_(src)
-        for *_, lin in self.layers:
+        self.norm.refresh()
+        for *norms, lin in self.layers:
+            for n in norms:
+                n.refresh()
             for p in lin.values():
                 p.refresh()
 
@@ -311,7 +321,7 @@ def _gemma_rms(x: torch.Tensor, norm: _Norm) -> torch.Tensor:
     """Gemma's RMSNorm: scaled by (1 + weight), in float32."""
     h = x.float()
     h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
-    return (h * (1.0 + norm.weight.float())).to(x.dtype)
+    return (h * norm.scale).to(x.dtype)
 
 
 def _forward_gemma3(w: _Weights, ids, pos, masks: dict, attend: Callable, ops: Ops) -> torch.Tensor:
