@@ -10,7 +10,7 @@
 #                       end by touching ~/runs/done, as experiments/background.sh does for any commands
 #   wait SECONDS        until ~/runs/done exists or SECONDS pass; fails at once on a fresh machine (no ~/runs/bg.log)
 #   report              the background run's log, GPU memory, each run log's last lines
-#   pack                ~/runs as $OUT/runs.tgz (no weights, no episodes) and the episodes in 15 MiB pieces
+#   pack                ~/runs as $OUT/runs.tgz (no weights, episodes or tokenizers), the episodes in 15 MiB pieces
 # e.g. experiments/remote.sh install .gpu/whl part .gpu/model/part00
 #      experiments/remote.sh part .gpu/model/part01 join .gpu/model smollm2 \
 #        start experiments/background.sh experiments/prost_apps.sh '$HOME/m/smollm2' '$HOME/runs' 4 8 1 2 wait 500 report
@@ -49,7 +49,9 @@ while [ $# -gt 0 ]; do
       date; cat "$R/bg.log" 2>/dev/null; nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader
       for f in "$R"/*.log; do [ "$f" = "$R/bg.log" ] || { echo "== $f"; tr '\r' '\n' < "$f" | grep -v '^\s*$' | tail -n 2 | cut -c1-300; }; done ;;
     pack)
-      (cd "$R" && tar czf "$OUT/runs.tgz" --exclude='*.safetensors' --exclude='episodes.jsonl' --exclude='*.pt' . \
+      # no weights, episodes or tokenizer files (Gemma's tokenizer.json, 33 MB, in every adapter folder)
+      (cd "$R" && tar czf "$OUT/runs.tgz" --exclude='*.safetensors' --exclude='episodes.jsonl' --exclude='*.pt' \
+        --exclude='tokenizer.json' --exclude='tokenizer_config.json' --exclude='chat_template.jinja' . \
         && find . -name episodes.jsonl | tar czf - -T - | split -b 15m -d - "$OUT/eps.tgz.") || fail "pack"
       ls -la "$OUT" ;;
     *) fail "unknown step $step" ;;
