@@ -6,10 +6,12 @@ train split, whole trajectories): the same micro-batches two ways: every positio
 positions alone through `labelled_logits`. Reports seconds per optimiser step, real tokens/s and peak memory
 (CUDA). Random weights of the model's config by default (the same speed as the real weights). (A third variant
 that picked the labelled positions on the host, so that the host never waits for the GPU within a step, was
-slower on an H100: 0.419 against 0.385 s/step; see BENCHMARKS.md.)
+slower on an H100: 0.419 against 0.385 s/step; see BENCHMARKS.md.) `--compile` adds the labelled variant with
+the decoder layers compiled regionally (`common.compile_layers`, as the RL recipes run), timed after `--warmup`
+steps (compilation included in those).
 
     python benchmarks/sft_head.py [--model random:smollm2-135m] [--steps 8] [--rounds 2] [--role executor]
-        [--profile PREFIX]
+        [--profile PREFIX] [--compile] [--warmup 1]
 
 Each variant runs `--rounds` times, the order reversed every other round (every position first in the first), each run
 from an empty CUDA allocator pool; seconds and tokens/s are the means over its runs.
@@ -24,7 +26,7 @@ import torch
 
 from teamtune.config import load_config
 from teamtune.models import load_model
-from teamtune.train.common import make_optimizer, make_trainable
+from teamtune.train.common import compile_layers, make_optimizer, make_trainable
 from teamtune.train.data import encode_chat, load_records
 from teamtune.train.losses import sft_loss
 from teamtune.train.sft import SFTConfig, backward_step, labelled, train_plan
@@ -32,20 +34,27 @@ from teamtune.train.sft import SFTConfig, backward_step, labelled, train_plan
 from common import device_name, record, save_records, sync
 
 VARIANTS = ("every_position", "labelled")
+COMPILED = "labelled_compiled"  # with --compile
 
 
-def timed_steps(cfg: SFTConfig, role: str, steps: int, variant: str, profile: str | None = None) -> dict:
-    """Seconds per step (after one warm-up step), real tokens per second and peak memory of `steps` steps of one
-    of VARIANTS; `profile`: write a torch profile of one more step, not timed, to that file."""
+def timed_steps(
+    cfg: SFTConfig, role: str, steps: int, variant: str, profile: str | None = None, warmup: int = 1
+) -> dict:
+    """Seconds per step (after `warmup` steps), real tokens per second and peak memory of `steps` steps of one
+    of VARIANTS or COMPILED; `profile`: write a torch profile of one more step, not timed, to that file."""
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # each run starts from an empty allocator pool, not the other variant's blocks
     loaded = load_model(cfg.model, dtype="float32", seed=0)
     model = make_trainable(loaded, "lora", cfg.lora)
     model.train()
+    if variant == COMPILED:
+        compile_layers(model)
     dev, tok = loaded.device, loaded.tokenizer
     records = load_records(cfg.data)
     segments = [encode_chat(tok, r["messages"]) for r in records]
-    plan = train_plan(cfg, records, segments, {role})[: steps + 1 + bool(profile)]
+    plan = train_plan(cfg, records, segments, {role})[: warmup + steps + bool(profile)]
+    if len(plan) < warmup + steps:
+        raise SystemExit(f"the {role}'s plan has {len(plan)} steps: fewer than --warmup + --steps")
     opt, _ = make_optimizer(model, cfg.optim, len(plan))
     head = model.get_output_embeddings()
     loss_fn = sft_loss if variant == "every_position" else None
@@ -53,7 +62,7 @@ def timed_steps(cfg: SFTConfig, role: str, steps: int, variant: str, profile: st
         torch.cuda.reset_peak_memory_stats()
     seconds, tokens, losses = 0.0, 0, []
     for i, (_, micro) in enumerate(plan):
-        prof = torch.profiler.profile() if profile and i == steps + 1 else None
+        prof = torch.profiler.profile() if profile and i == warmup + steps else None
         if prof:
             prof.__enter__()
         sync(dev)
@@ -65,7 +74,7 @@ def timed_steps(cfg: SFTConfig, role: str, steps: int, variant: str, profile: st
         opt.step()
         opt.zero_grad(set_to_none=True)
         sync(dev)
-        if 0 < i <= steps:  # the first step is the warm-up; a profiled one comes after the timed ones
+        if warmup <= i < warmup + steps:  # after the warm-up; a profiled step comes after the timed ones
             seconds += time.perf_counter() - t0
             tokens += sum(ex.length for mb in micro for ex in mb)
         if prof:
@@ -110,16 +119,21 @@ def main() -> None:
         help="write a torch profile of one more step of each variant, after the timed ones, to "
         "PROFILE.<variant>.txt",
     )
+    ap.add_argument(
+        "--compile", action="store_true", help=f"add {COMPILED}: the decoder layers compiled regionally"
+    )
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps before the timed ones")
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. batch_tokens=4096")
     args = ap.parse_args()
     cfg = load_config(
         SFTConfig, args.config, [f"model={args.model}", "curriculum.schedule=none", *args.overrides]
     )
-    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    variants = (*VARIANTS, COMPILED) if args.compile else VARIANTS
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
     for r in range(args.rounds):
-        for variant in VARIANTS if r % 2 == 0 else VARIANTS[::-1]:
+        for variant in variants if r % 2 == 0 else variants[::-1]:
             where = f"{args.profile}.{variant}.txt" if args.profile and r == 0 else None
-            runs[variant].append(timed_steps(cfg, args.role, args.steps, variant, where))
+            runs[variant].append(timed_steps(cfg, args.role, args.steps, variant, where, args.warmup))
     got = {v: mean_run(rs) for v, rs in runs.items()}
     full = got["every_position"]
     gap = max(abs(a - b) for g in got.values() for a, b in zip(full["losses"], g["losses"], strict=True))
@@ -135,6 +149,7 @@ def main() -> None:
         "role": args.role,
         "steps": args.steps,
         "rounds": args.rounds,
+        "warmup": args.warmup,
         "largest_loss_difference": gap,
         "s_per_step_each_run": {v: g["each"] for v, g in got.items()},
     }
@@ -160,6 +175,19 @@ def main() -> None:
                 f"peak MiB ({unit})",
                 base,
                 full["peak_mib"],
+                **extra,
+            )
+        )
+    if args.compile:
+        fast = got[COMPILED]
+        recs.append(
+            record(
+                f"sft_head_{args.role}_compiled_seconds",
+                dev,
+                fast["s_per_step"],
+                f"seconds per optimiser step ({unit}, decoder layers compiled)",
+                "the same, uncompiled",
+                ours["s_per_step"],
                 **extra,
             )
         )
