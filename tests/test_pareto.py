@@ -57,6 +57,20 @@ def test_seeds_give_an_interval(tmp_path):
     assert p.ci == pytest.approx(4.303 * 0.1 / 3**0.5)  # t(2) x sd / sqrt(n)
 
 
+def test_one_label_at_two_model_sizes_gives_two_points():
+    """A recipe's label run on two models is two configurations, named by model; one model keeps the label."""
+    run = {"task": "t", "split": "s", "label": "team sft", "flops_per_problem": 1.0, "layout": "single"}
+    runs = [
+        run | {"model": "/root/m/smollm2", "accuracy": 0.4},
+        run | {"model": "/root/m/smollm2", "accuracy": 0.6},
+    ]
+    runs += [run | {"model": "/root/m/gemma3/", "accuracy": 0.9, "flops_per_problem": 2.0}]
+    points = {p.label: p for p in group_runs(runs, "flops")}
+    assert set(points) == {"team sft (smollm2)", "team sft (gemma3)"}
+    assert points["team sft (smollm2)"].seeds == 2 and points["team sft (gemma3)"].accuracy == 0.9
+    assert [p.label for p in group_runs(runs[:2], "flops")] == ["team sft"]
+
+
 def test_pareto_writes_plot_and_reports(tmp_path):
     a = run(tmp_path, "a", label="single", accuracy=0.3, flops_per_problem=1e9)
     b = run(tmp_path, "b", label="vote x5", accuracy=0.45, flops_per_problem=5e9)

@@ -76,11 +76,22 @@ def run_label(r: dict) -> str:
 
 
 def by_label(runs: list[dict]) -> dict[str, list[dict]]:
-    """Runs grouped by label: the seeds of one configuration."""
+    """Runs grouped by label: the seeds of one configuration. Runs of one label but of different models (one
+    recipe at two model sizes) are told apart by their model's name: "planner-executor sft (gemma3)"."""
     groups: dict[str, list[dict]] = {}
     for r in runs:
         groups.setdefault(run_label(r), []).append(r)
-    return groups
+    split: dict[str, list[dict]] = {}
+    for label, rs in groups.items():
+        several = len({model_name(r) for r in rs}) > 1
+        for r in rs:
+            split.setdefault(f"{label} ({model_name(r)})" if several else label, []).append(r)
+    return split
+
+
+def model_name(r: dict) -> str:
+    """A run's model as plots name it: the last part of its path or hub name."""
+    return Path(str(r.get("model") or "?").rstrip("/")).name
 
 
 def ci95(values: list[float]) -> float:
