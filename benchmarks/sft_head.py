@@ -11,7 +11,7 @@ the decoder layers compiled regionally (`common.compile_layers`, as the RL recip
 steps (compilation included in those).
 
     python benchmarks/sft_head.py [--model random:smollm2-135m] [--steps 8] [--rounds 2] [--role executor]
-        [--profile PREFIX] [--compile] [--warmup 1]
+        [--profile PREFIX] [--compile] [--warmup N]
 
 Each variant runs `--rounds` times, the order reversed every other round (every position first in the first), each run
 from an empty CUDA allocator pool; seconds and tokens/s are the means over its runs.
@@ -122,9 +122,16 @@ def main() -> None:
     ap.add_argument(
         "--compile", action="store_true", help=f"add {COMPILED}: the decoder layers compiled regionally"
     )
-    ap.add_argument("--warmup", type=int, default=1, help="untimed steps before the timed ones")
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        help="untimed steps before the timed ones (default 1; 10 with --compile: the layers compile in "
+        "several variants, for the first layer and for micro-batches with and without a padding mask)",
+    )
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. batch_tokens=4096")
     args = ap.parse_args()
+    if args.warmup is None:
+        args.warmup = 10 if args.compile else 1
     cfg = load_config(
         SFTConfig, args.config, [f"model={args.model}", "curriculum.schedule=none", *args.overrides]
     )
