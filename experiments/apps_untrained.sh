@@ -1,16 +1,14 @@
 #!/usr/bin/env bash
 # Untrained points of the apps Pareto plot: one model, untrained, as the single agent and as the planner-executor
 # team, on the splits and with the decoding of experiments/prost_apps.sh's evaluations (dev 100 tasks, test_unseen
-# 60; greedy; planner 64 new tokens, executor and single agent 128). Finished evaluations are skipped.
+# 60; the agents' decoding of their eval.yaml, `teamtune.train.sft.apps_agents`). Finished evaluations are skipped.
 # usage: [PREFIX=] experiments/apps_untrained.sh MODEL RUNS_DIR   (runs: RUNS_DIR/[PREFIX]<layout>-untrained/eval-<split>)
 set -euo pipefail
 model=$1 runs=$2
 tt=${TEAMTUNE:-teamtune}
-g='do_sample: false'
 for layout in single planner-executor; do
-  agents="[{name: agent, sampling: {max_new_tokens: 128, $g}}]"
-  [ "$layout" = planner-executor ] &&
-    agents="[{name: planner, sampling: {max_new_tokens: 64, $g}}, {name: executor, sampling: {max_new_tokens: 128, $g}}]"
+  # the agents (greedy, each role's new-token budget) of the trained runs' eval.yaml, without their weights
+  agents=$(python3 -c 'import json, sys; from teamtune.train.sft import apps_agents; print(json.dumps(apps_agents(sys.argv[1])))' "$layout")
   for split in dev:100 test_unseen:60; do
     out=$runs/${PREFIX:-}$layout-untrained/eval-${split%:*}
     [ -f "$out/metrics.json" ] ||

@@ -581,6 +581,17 @@ def train(
     return out
 
 
+APPS_NEW_TOKENS = {"agent": 128, "planner": 64, "executor": 128}  # an apps evaluation's budget per turn
+
+
+def apps_agents(layout: str, weights=None) -> list[dict]:
+    """The agents of an apps evaluation of `layout` (single or planner-executor): greedy, each role with its
+    new-token budget; `weights(role)` gives a trained role's adapter or model entry (none: untrained)."""
+    roles = ["agent"] if layout == "single" else ["planner", "executor"]
+    sampling = lambda r: {"max_new_tokens": APPS_NEW_TOKENS[r], "do_sample": False}  # noqa: E731
+    return [{"name": r, "sampling": sampling(r), **(weights(r) if weights else {})} for r in roles]
+
+
 def write_eval_config(cfg: SFTConfig, out: Path, adapters: list[str]) -> None:
     """eval.yaml: the trained team in the apps world (the agent alone on the task's test split, for a `task`
     run), for `teamtune eval --config <run>/eval.yaml`."""
@@ -607,12 +618,9 @@ def write_eval_config(cfg: SFTConfig, out: Path, adapters: list[str]) -> None:
         save_eval_config(out / "eval.yaml", ev)
         return
     layout = "single" if cfg.mode == "single" else "planner-executor"
-    roles = [("agent", 128)] if layout == "single" else [("planner", 64), ("executor", 128)]
-    agents = []
-    for role, tokens in roles:
-        where = str(out / (role if cfg.mode == "roles" else adapters[0]))
-        agent = {"name": role, "sampling": greedy(tokens), **trained(where)}
-        agents.append(agent)
+    agents = apps_agents(
+        layout, lambda role: trained(str(out / (role if cfg.mode == "roles" else adapters[0])))
+    )
     team = {"layout": layout, "model": cfg.model, "agents": agents, "seed": cfg.seed, "batch_size": 128}
     label = " ".join([layout, *(["joint"] if cfg.mode == "joint" else []), method])
     eval_cfg = {
