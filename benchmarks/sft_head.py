@@ -132,6 +132,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.warmup is None:
         args.warmup = 10 if args.compile else 1
+    if args.warmup < 0 or args.steps < 1 or args.rounds < 1:
+        ap.error("--warmup must be 0 or more, --steps and --rounds 1 or more")
     cfg = load_config(
         SFTConfig, args.config, [f"model={args.model}", "curriculum.schedule=none", *args.overrides]
     )
