@@ -16,7 +16,7 @@ import math
 import statistics
 from pathlib import Path
 
-from teamtune.analysis.compare import sign_test
+from teamtune.analysis.compare import POWER_NOTE, power_cell, sign_test
 from teamtune.analysis.pareto import T95, ci95
 
 MODES = ("teamtr", "stale", "single")
@@ -131,7 +131,9 @@ def markdown(result: dict) -> str:
             gap += f" ± {100 * g['ci95']:.1f}"
         if g["mean"] is not None:
             gap += f" ({len(g['per_seed'])} seeds)"
-        test = "—" if not t else f"{t['gained']} / {t['lost']}, p = {t['p']:.2g}"
+        test = (
+            "—" if not t else f"{t['gained']} / {t['lost']}, p = {t['p']:.2g}; 80% power at {power_cell(t)}"
+        )
 
         def each(key: str, fmt, m=m) -> str:
             return " / ".join(
@@ -159,7 +161,8 @@ def markdown(result: dict) -> str:
             if not sl
             else f"{100 * sl['slope']:+.2f} ± {100 * sl['ci95']:.2f} points per agent ({sl['points']} runs)"
         )
-        + ". ± is the 95% t interval over seeds; the sign test pairs problems (each problem's accuracy over seeds)."
+        + ". ± is the 95% t interval over seeds; the sign test pairs problems (each problem's accuracy over seeds); "
+        + f"80% power at: {POWER_NOTE}"
     )
     r = result.get("regressions")
     if r:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from teamtune.analysis.compare import compare, sign_test
+from teamtune.analysis.compare import compare, detectable, power_cell, sign_test
 from teamtune.analysis.pareto import RunError
 from teamtune.cli import main
 from teamtune.tasks import TaskConfig, load_task
@@ -14,6 +14,7 @@ def test_sign_test_exact_values():
         "gained": 5,
         "lost": 0,
         "p": pytest.approx(2 / 32),
+        "detectable": None,  # 5 of 5 one way gives p = 0.0625: no split of 5 is significant
     }
     # 3 gained, 1 lost: 2 * P(X <= 1 | n=4) = 2 * 5/16
     t = sign_test([True, False, False, False, True], [False, True, True, True, True])
@@ -21,6 +22,27 @@ def test_sign_test_exact_values():
     assert sign_test([True], [True])["p"] == 1.0
     with pytest.raises(ValueError):
         sign_test([True], [True, False])
+
+
+def test_detectable_difference_by_hand_and_against_the_normal_approximation():
+    # 6 differing pairs: only 6 / 0 is significant (p = 2 / 64), so power q^6 + (1 - q)^6 = 0.8 at q = 0.8^(1/6)
+    q = 0.8 ** (1 / 6)
+    assert detectable(6, 10) == pytest.approx((2 * q - 1) * 6 / 10, rel=1e-6)
+    assert detectable(6, 10, step=0.5) == pytest.approx((2 * q - 1) * 3 / 10, rel=1e-6)
+    assert detectable(5, 10) is None and detectable(0, 10) is None
+    # many pairs: (z 0.975 + z 0.8) * sqrt(share differing / pairs), within 4% (exact: a little larger)
+    assert detectable(400, 1000) == pytest.approx(2.8016 * (0.4 / 1000) ** 0.5, rel=0.04)
+    assert detectable(3000, 3000) == pytest.approx(2.8016 / 3000**0.5, rel=0.02)  # big counts: no overflow
+    # a significant split of the pairs seen is found more often than not: power above one half
+    assert detectable(62, 150, power=0.5) < detectable(62, 150)
+    with pytest.raises(ValueError):
+        detectable(10, 10, power=1.0)
+    # in a table: points, "none" when no split is significant, "—" for a test recorded before power was
+    assert [power_cell(t) for t in ({"detectable": 0.0481}, {"detectable": None}, {"p": 0.5})] == [
+        "4.8",
+        "none",
+        "—",
+    ]
 
 
 def _run(root, name, task_cfg, problems, correct, peers=None, label=None, seed=0):
@@ -64,6 +86,7 @@ def test_compare_pairs_bins_and_constant(tmp_path, data_dir):
         "gained": 2,
         "lost": 1,
         "p": 0,
+        "detectable": None,
         "difference": 0.25,
         "seed_difference": 0.25,
         "seed_ci95": None,  # one seed each: no interval over seeds

@@ -101,8 +101,8 @@ def test_subtasks_sign_tests_over_the_same_tasks_and_subtasks(tmp_path):
     # tasks: dev-1 gained, none lost (p = 1); sub-tasks: dev-1#1 gained only
     # differences over the 4 paired tasks: +1 once, so +25.0 ± 1.96 * 0.5 / 2; over the 7 sub-tasks: one +1
     assert (
-        "| prost | sft | 1 | +25.0 points | 1 / 0, p = 1; +25.0 ± 49.0 | -25.0 points | 1 / 0, p = 1; -14.3 ± 28.0 |"
-        in md
+        "| prost | sft | 1 | +25.0 points | 1 / 0, p = 1; +25.0 ± 49.0; 80% power at none | -25.0 points "
+        "| 1 / 0, p = 1; -14.3 ± 28.0; 80% power at none |" in md
     )
     got = json.loads((tmp_path / "out" / "subtasks.json").read_text())["versus"][0]
     assert got["tasks_test"] == {
@@ -110,15 +110,16 @@ def test_subtasks_sign_tests_over_the_same_tasks_and_subtasks(tmp_path):
         "gained": 1,
         "lost": 0,
         "p": 1.0,
+        "detectable": None,  # one task differs: no split of one is significant
         "difference": 0.25,
         "ci95": 0.49,
     }
     assert got["subtasks_test"]["pairs"] == 7  # dev-4 is not paired
     # tasks paired by their failed sub-tasks: dev-1 lost one error, the 3 other paired tasks none
     assert got["by_task_test"] == pytest.approx(
-        {"pairs": 4, "gained": 1, "lost": 0, "p": 1.0, "difference": 0.25, "ci95": 0.49}
+        {"pairs": 4, "gained": 1, "lost": 0, "p": 1.0, "detectable": None, "difference": 0.25, "ci95": 0.49}
     )
-    assert "| 1 / 0, p = 1; -0.25 ± 0.49 |" in md
+    assert "| 1 / 0, p = 1; -0.25 ± 0.49; 80% power at none |" in md
 
 
 def test_subtasks_reads_outcomes_json_where_the_episodes_are_not_kept(tmp_path):
@@ -129,7 +130,7 @@ def test_subtasks_reads_outcomes_json_where_the_episodes_are_not_kept(tmp_path):
     kept = {"correct": {k: all(v) for k, v in subs.items()}, "subtask_success": subs}
     (tmp_path / "b" / "outcomes.json").write_text(json.dumps(kept))
     md = subtasks([sft, prost], tmp_path / "out").read_text()
-    assert "| prost | sft | 1 | +25.0 points | 1 / 0, p = 1; +25.0 ± 49.0 |" in md
+    assert "| prost | sft | 1 | +25.0 points | 1 / 0, p = 1; +25.0 ± 49.0; 80% power at none |" in md
 
 
 def test_subtasks_every_seed_row_where_some_seed_has_no_pair(tmp_path):
@@ -149,8 +150,11 @@ def test_subtasks_every_seed_row_where_some_seed_has_no_pair(tmp_path):
     md = subtasks(runs, tmp_path / "out").read_text()
     # seed 0: dev-1 gained, nothing lost; every seed: sft means 1, .5, 0, .5; prost 1, 1, .5, .5 -> dev-1 and
     # dev-2 gained, differences 0, .5, .5, 0: mean +25.0 ± 1.96 * 0.2887 / 2 = 28.3
-    assert "| prost | sft | 1 | +25.0 points | 1 / 0, p = 1; +25.0 ± 49.0 |" in md
-    assert "| prost | sft | every seed, 2 / 2 | +25.0 points (means) | 2 / 0, p = 0.5; +25.0 ± 28.3 |" in md
+    assert "| prost | sft | 1 | +25.0 points | 1 / 0, p = 1; +25.0 ± 49.0; 80% power at none |" in md
+    assert (
+        "| prost | sft | every seed, 2 / 2 | +25.0 points (means) | 2 / 0, p = 0.5; +25.0 ± 28.3; 80% power at none |"
+        in md
+    )
     got = json.loads((tmp_path / "out" / "subtasks.json").read_text())["versus"][0]
     assert got["all_seeds"]["seeds"] == [2, 2] and got["all_seeds"]["tasks_test"]["pairs"] == 4
     same = subtasks(runs[:1] + runs[2:3], tmp_path / "o2")  # the same seeds on both sides: no such row

@@ -15,7 +15,7 @@ import math
 import statistics
 from pathlib import Path
 
-from .compare import read_outcomes, sign_test
+from .compare import POWER_NOTE, power_cell, read_outcomes, sign_test
 from .pareto import RunError, by_label, check_same_task, ci95, load_run
 
 
@@ -135,7 +135,7 @@ def versus_table(diffs: list[dict]) -> str:
         if t is None:
             return ""
         diff = f"{sign * t['difference'] * scale:+.{digits}f} ± {t['ci95'] * scale:.{digits}f}"
-        return f"{t['gained']} / {t['lost']}, p = {t['p']:.2g}; {diff}"
+        return f"{t['gained']} / {t['lost']}, p = {t['p']:.2g}; {diff}; 80% power at {power_cell(t, scale, digits)}"
 
     def by_task(t):
         return test(t, -1, 1, 2)
@@ -245,7 +245,8 @@ def subtasks(folders: list[str], out: str | Path = "subtasks", reference: str | 
             "their count of failed sub-tasks (a task's sub-tasks are not independent of each other): tasks with "
             "fewer and with more errors in the run, the sign test, and the change in errors per task. Where some "
             'seed has no pair, a row "every seed" averages each task\'s outcome over all runs of each label '
-            "instead.\n\n"
+            f"instead. 80% power at: {POWER_NOTE.replace('(points)', '(points; errors per task in the last column)')}"
+            "\n\n"
         )
     md += "![](subtasks.png)\n"
     (out / "subtasks.md").write_text(md)
