@@ -16,8 +16,7 @@ import math
 import statistics
 from pathlib import Path
 
-from teamtune.analysis.compare import POWER_NOTE, power_cell, sign_test
-from teamtune.analysis.pareto import T95, ci95
+from teamtune.analysis.stats import POWER_NOTE, T975, ci95, power_cell, sign_test
 
 MODES = ("teamtr", "stale", "single")
 
@@ -53,7 +52,7 @@ def slope(points: list[tuple[float, float]]) -> dict | None:
     b = sum((x - mx) * (y - my) for x, y in points) / sxx
     resid = sum((y - my - b * (x - mx)) ** 2 for x, y in points)
     se = math.sqrt(resid / (n - 2) / sxx)
-    return {"slope": b, "ci95": T95.get(n - 2, 1.96) * se, "points": n}
+    return {"slope": b, "ci95": T975.get(n - 2, 1.96) * se, "points": n}
 
 
 def gather(runs: Path, name: str, agents: list[int]) -> dict:

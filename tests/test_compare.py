@@ -1,9 +1,21 @@
 import json
+import math
+import statistics
 
 import pytest
 
-from teamtune.analysis.compare import compare, detectable, power_cell, sign_test
+from teamtune.analysis.compare import compare
 from teamtune.analysis.pareto import RunError
+from teamtune.analysis.stats import (
+    T80,
+    T975,
+    detectable,
+    power_cell,
+    seed_detectable,
+    seed_power,
+    seeds_needed,
+    sign_test,
+)
 from teamtune.cli import main
 from teamtune.tasks import TaskConfig, load_task
 
@@ -43,6 +55,32 @@ def test_detectable_difference_by_hand_and_against_the_normal_approximation():
         "none",
         "—",
     ]
+
+
+def test_t_quantiles_match_the_t_distribution():
+    def cdf(t, df, steps=4000):  # Simpson's rule over the t density from 0 to t
+        c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+        f = lambda x: c * (1 + x * x / df) ** (-(df + 1) / 2)  # noqa: E731
+        h = t / steps
+        inner = sum((4 if i % 2 else 2) * f(i * h) for i in range(1, steps))
+        return 0.5 + h / 3 * (f(0) + inner + f(t))
+
+    for df in (1, 2, 3, 5, 10, 17, 30):
+        assert cdf(T975[df], df) == pytest.approx(0.975, abs=2e-4)
+        assert cdf(T80[df], df) == pytest.approx(0.8, abs=2e-4)
+
+
+def test_seed_power_by_hand():
+    # sd 0.06 over 3 seeds: (4.303 + 1.061) * 0.06 / sqrt 3 = 0.1858
+    assert seed_detectable(0.06, 3) == pytest.approx(0.1858, abs=1e-4)
+    assert seed_detectable(0.06, 1) is None
+    # 7 seeds: (2.447 + 0.906) * 0.06 / sqrt 7 = 0.0760 <= 0.083; 6: (2.571 + 0.920) * 0.06 / sqrt 6 = 0.0855
+    assert seeds_needed(0.06, -0.083) == 7 and seeds_needed(0.06, 0.0) is None
+    assert seeds_needed(0.06, 0.001) is None  # more than 100 seeds
+    p = seed_power([-0.036, -0.062, -0.150])
+    assert p["detectable"] == pytest.approx(seed_detectable(statistics.stdev([-0.036, -0.062, -0.150]), 3))
+    assert p["seeds_for_observed"] == seeds_needed(statistics.stdev([-0.036, -0.062, -0.150]), -0.0827)
+    assert seed_power([0.1]) is None
 
 
 def _run(root, name, task_cfg, problems, correct, peers=None, label=None, seed=0):
@@ -90,6 +128,7 @@ def test_compare_pairs_bins_and_constant(tmp_path, data_dir):
         "difference": 0.25,
         "seed_difference": 0.25,
         "seed_ci95": None,  # one seed each: no interval over seeds
+        "seed_power": None,
         "paired_seeds": 1,
         "same_seeds": True,
     }
@@ -160,6 +199,9 @@ def test_difference_interval_pairs_seeds(tmp_path, data_dir):
     )  # t(1) * sd / sqrt(2), sd = 0.25 * sqrt(2)
     assert rows["c"]["vs_reference"]["seed_ci95"] is None and rows["c"]["vs_reference"]["paired_seeds"] == 0
     assert t["same_seeds"] and "| +50.0 ± 317.6 |" in md.read_text()
+    # power over seeds: (12.706 + 1.376) * 0.3536 / sqrt 2 = 3.521; 7 seeds: (2.447 + 0.906) * 0.3536 / sqrt 7
+    # = 0.448 <= 0.5, 6 seeds 0.504
+    assert "over seeds, 80% power at 352.1; 7 seeds to find +50.0 |" in md.read_text()
     # d: seed 0 only; +62.5 against both reference seeds, +50.0 against seed 0, the one both have
     d = rows["d"]["vs_reference"]
     assert not d["same_seeds"] and d["seed_difference"] == pytest.approx(0.5) and d["seed_ci95"] is None

@@ -69,14 +69,20 @@ def test_subtasks_sets_each_label_against_the_reference_seed_by_seed(tmp_path):
         _run(tmp_path / "b7", "prost", 7, 0.9, {1: 0.0}, {"act": 0.0}),  # no sft seed 7: not paired
     ]
     md = subtasks(runs, tmp_path / "out").read_text()
-    # completion differences +0.1 and +0.2: mean +0.15, t(1) 12.706 * sd 0.0707 / sqrt 2 = 0.635
+    # completion differences +0.1 and +0.2: mean +0.15, t(1) 12.706 * sd 0.0707 / sqrt 2 = 0.635; power over
+    # seeds: (12.706 + 1.376) * 0.0707 / sqrt 2 = 0.704; (4.303 + 1.061) * 0.0707 / sqrt 3 = 0.219 > 0.15 and
+    # (3.182 + 0.978) * 0.0707 / 2 = 0.147: 4 seeds (errors -0.2, -0.3: 0.219 <= 0.25, 3 seeds)
     assert (
-        "| prost | sft | 2 | +15.0 ± 63.5 points |  | -25.0 ± 63.5 points |  |" in md
+        "| prost | sft | 2 | +15.0 ± 63.5 points (80% power at 70.4; 4 seeds to find +15.0) |  "
+        "| -25.0 ± 63.5 points (80% power at 70.4; 3 seeds to find -25.0) |  |" in md
     )  # no episodes: no tests
     got = json.loads((tmp_path / "out" / "subtasks.json").read_text())["versus"]
     assert got[0]["paired_seeds"] == 2 and got[0]["completion"][0] == pytest.approx(0.15)
     md = subtasks(runs, tmp_path / "o2", reference="prost").read_text()
-    assert "| sft | prost | 2 | -15.0 ± 63.5 points |  | +25.0 ± 63.5 points |  |" in md
+    assert (
+        "| sft | prost | 2 | -15.0 ± 63.5 points (80% power at 70.4; 4 seeds to find -15.0) |  "
+        "| +25.0 ± 63.5 points (80% power at 70.4; 3 seeds to find +25.0) |  |" in md
+    )
     with pytest.raises(RunError, match="reference 'x' is not a run label"):
         subtasks(runs, tmp_path / "o3", reference="x")
 

@@ -11,82 +11,14 @@ peer turns (a single agent) is binned by the peers of a run of the same seed tha
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from pathlib import Path
 
 from ..config import from_dict, read_yaml
 from ..records import outcomes
 from ..tasks import TaskConfig, best_constant, load_task
-from .pareto import RunError, by_label, check_same_task, ci95, load_run, read_json
-
-
-def sign_test(ref: list[float], other: list[float]) -> dict:
-    """Exact two-sided sign test on paired scores: problems where `other` is higher (gained) or lower (lost),
-    and the binomial p-value of that split. On right/wrong outcomes of one seed it is the exact McNemar test; on
-    each problem's accuracy over several seeds it pairs problems, not (seed, problem) copies of them."""
-    pairs = list(zip(ref, other, strict=True))
-    gained = sum(1 for r, o in pairs if o > r)
-    lost = sum(1 for r, o in pairs if o < r)
-    n, k = gained + lost, min(gained, lost)
-    p = 1.0 if n == 0 else _sign_p(n, k)
-    step = statistics.fmean(abs(o - r) for r, o in pairs if o != r) if n else 1.0
-    return {
-        "pairs": len(ref),
-        "gained": gained,
-        "lost": lost,
-        "p": p,
-        "detectable": detectable(n, len(ref), step),
-    }
-
-
-def _sign_p(n: int, k: int) -> float:
-    """Two-sided exact sign-test p-value of a split with `k` on the smaller side out of `n`."""
-    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
-
-
-def detectable(discordant: int, pairs: int, step: float = 1.0, power: float = 0.8, alpha: float = 0.05):
-    """The smallest true difference in mean score (a share of `pairs`) that the exact sign test finds with
-    probability `power` at two-sided level `alpha`, given `discordant` pairs that differ by `step` on average
-    (1 for right/wrong outcomes): the difference when a share q of them goes one way, with the least q whose
-    binomial chance of a significant split is `power`. None when no split of so few pairs is significant."""
-    if not 0 < power < 1 or not 0 < alpha < 1:
-        raise ValueError(f"power and alpha must lie in (0, 1), got {power} and {alpha}")
-    n, k, cdf = discordant, -1, 0
-    while k + 1 <= n // 2 and 2 * (cdf + math.comb(n, k + 1)) / 2**n <= alpha:  # the largest significant k
-        k, cdf = k + 1, cdf + math.comb(n, k + 1)
-    if k < 0:
-        return None
-    logc = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in range(k + 1)]
-
-    def chance(q: float) -> float:  # P(the smaller side has <= k pairs) when each pair goes up with chance q
-        if q >= 1:
-            return 1.0
-        a, b = math.log(q), math.log1p(-q)
-        return sum(
-            math.exp(c + i * a + (n - i) * b) + math.exp(c + i * b + (n - i) * a) for i, c in enumerate(logc)
-        )
-
-    lo, hi = 0.5, 1.0
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if chance(mid) >= power else (mid, hi)
-    return (2 * hi - 1) * n * step / pairs
-
-
-POWER_NOTE = (
-    "the smallest true difference (points) the sign test finds 4 times in 5 at p < 0.05, for as many pairs "
-    "differing as here (none: too few differ for any split to be significant)."
-)
-
-
-def power_cell(test: dict, scale: float = 100, digits: int = 1) -> str:
-    """A sign test's detectable difference for a table: points (or `scale` units), "none", or "—" for a test
-    written before it was recorded."""
-    if "detectable" not in test:
-        return "—"
-    d = test["detectable"]
-    return "none" if d is None else f"{d * scale:.{digits}f}"
+from .pareto import RunError, by_label, check_same_task, load_run, read_json
+from .stats import POWER_NOTE, SEED_POWER_NOTE, ci95, power_cell, seed_power, seed_power_note, sign_test
 
 
 def read_episodes(folder: Path) -> list[dict]:
@@ -208,6 +140,7 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
         diffs = [r["accuracy"] - ref_by_seed[r.get("seed")] for r in rs if r.get("seed") in ref_by_seed]
         test["seed_difference"] = statistics.fmean(diffs) if diffs else None
         test["seed_ci95"] = ci95(diffs) if len(diffs) > 1 else None
+        test["seed_power"] = seed_power(diffs)
         test["paired_seeds"] = len(diffs)
         test["same_seeds"] = sorted(map(str, ref_by_seed)) == sorted(str(r.get("seed")) for r in rs)
         bins: dict[int, list[bool]] = {}
@@ -254,7 +187,11 @@ def markdown(result: dict) -> str:
         elif r["label"] != ref and t.get("seed_difference") is not None:  # over the seeds both have
             diff += f" (seeds both have: {100 * t['seed_difference']:+.1f}{ci})"
         cells = [r["label"], ", ".join(map(str, r["seeds"])), acc, diff]
-        cells += [f"{t['gained']} / {t['lost']}", f"{t['p']:.3g}", power_cell(t)]
+        seeds = seed_power_note(t.get("seed_power"), t.get("seed_difference") or 0.0)
+        power = power_cell(t) + (
+            f" over problems; over seeds, {seeds}" if seeds and r["label"] != ref else ""
+        )
+        cells += [f"{t['gained']} / {t['lost']}", f"{t['p']:.3g}", power]
         for b in bins:
             cell = r["by_peers_right"].get(b)
             cells.append(f"{100 * cell['accuracy']:.0f}% ({cell['n']})" if cell else "")
@@ -264,7 +201,7 @@ def markdown(result: dict) -> str:
         f"{result['problems']} problems; *constant*: the best constant answer (where every problem has one). "
         "Sign test: exact, two-sided, over "
         f"the problems shared with {ref}, each problem's accuracy over the seeds (one seed: McNemar's test); "
-        f"gained / lost: problems where the run is above / below it; 80% power at: {POWER_NOTE} "
+        f"gained / lost: problems where the run is above / below it; 80% power at: {POWER_NOTE} {SEED_POWER_NOTE} "
         "± is the 95% t interval over seeds (of the "
         f"accuracy, and of the difference seed by seed where {ref} has the same seeds). Bins: "
         "problems by how many peers were right (n in brackets; over seeds, problem x seed)."

@@ -9,6 +9,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from .stats import ci95
+
 # efficiency axis -> (metrics.json key, label); lower is better on every axis
 AXES = {
     "flops": ("flops_per_problem", "inference FLOPs per problem"),
@@ -19,8 +21,6 @@ AXES = {
     "cost": ("usd_per_problem", "USD per problem"),
 }
 REQUIRED = ("task", "split", "accuracy", "n", "layout", "model")
-# two-sided 95% Student t critical values by degrees of freedom
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
 class RunError(ValueError):
@@ -92,13 +92,6 @@ def by_label(runs: list[dict]) -> dict[str, list[dict]]:
 def model_name(r: dict) -> str:
     """A run's model as plots name it: the last part of its path or hub name."""
     return Path(str(r.get("model") or "?").rstrip("/")).name
-
-
-def ci95(values: list[float]) -> float:
-    """Half-width of the 95% t-interval of the mean; 0 for a single value."""
-    if len(values) < 2:
-        return 0.0
-    return T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def group_runs(runs: list[dict], axis: str) -> list[Point]:

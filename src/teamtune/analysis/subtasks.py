@@ -15,8 +15,9 @@ import math
 import statistics
 from pathlib import Path
 
-from .compare import POWER_NOTE, power_cell, read_outcomes, sign_test
-from .pareto import RunError, by_label, check_same_task, ci95, load_run
+from .compare import read_outcomes
+from .pareto import RunError, by_label, check_same_task, load_run
+from .stats import POWER_NOTE, SEED_POWER_NOTE, ci95, power_cell, seed_power, seed_power_note, sign_test
 
 
 def _apps_run(folder: str) -> dict:
@@ -112,6 +113,7 @@ def versus(rows: list[dict], reference: str) -> list[dict]:
         for metric in ("completion", "error"):
             diffs = [r[metric][i] - ref[metric][j] for i, j in pairs]
             d[metric] = (statistics.fmean(diffs), ci95(diffs)) if diffs else None
+            d[f"{metric}_seed_power"] = seed_power(diffs)
         d |= _tests([ref["outcomes"][j] for _, j in pairs], [r["outcomes"][i] for i, _ in pairs])
         d["all_seeds"] = None
         if sorted(r["seed_ids"]) != sorted(ref["seed_ids"]):  # some seed unpaired: also every run of each
@@ -129,7 +131,9 @@ def versus_table(diffs: list[dict]) -> str:
         v = d[metric]
         if v is None:
             return "no seed in common"
-        return f"{v[0] * 100:+.1f}" + (f" ± {v[1] * 100:.1f}" if d["paired_seeds"] > 1 else "") + " points"
+        out = f"{v[0] * 100:+.1f}" + (f" ± {v[1] * 100:.1f}" if d["paired_seeds"] > 1 else "") + " points"
+        note = seed_power_note(d.get(f"{metric}_seed_power"), v[0])
+        return out + (f" ({note})" if note else "")
 
     def test(t, sign=1, scale=100, digits=1):  # a share in points; by_task: counts per task (scale 1)
         if t is None:
@@ -245,7 +249,8 @@ def subtasks(folders: list[str], out: str | Path = "subtasks", reference: str | 
             "their count of failed sub-tasks (a task's sub-tasks are not independent of each other): tasks with "
             "fewer and with more errors in the run, the sign test, and the change in errors per task. Where some "
             'seed has no pair, a row "every seed" averages each task\'s outcome over all runs of each label '
-            f"instead. 80% power at: {POWER_NOTE.replace('(points)', '(points; errors per task in the last column)')}"
+            f"instead. 80% power at: {POWER_NOTE.replace('(points)', '(points; errors per task in the last column)')} "
+            f"{SEED_POWER_NOTE}"
             "\n\n"
         )
     md += "![](subtasks.png)\n"
