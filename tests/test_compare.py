@@ -17,6 +17,7 @@ from teamtune.analysis.stats import (
     sign_test,
 )
 from teamtune.cli import main
+from teamtune.records import outcomes
 from teamtune.tasks import TaskConfig, load_task
 
 
@@ -139,12 +140,26 @@ def test_compare_pairs_bins_and_constant(tmp_path, data_dir):
         1: 0.0,
         3: 0.0,
     }
+    # few peers right (at most 1): problems 0 and 1, where a is wrong and b right; alone is right on 0 only
+    few = rows["b"]["few_peers_right"]
+    assert (few["pairs"], few["gained"], few["lost"], few["accuracy"], few["reference_accuracy"]) == (
+        2,
+        2,
+        0,
+        1,
+        0,
+    )
+    assert rows["alone"]["few_peers_right"]["accuracy"] == 0.5
+    assert "| 100.0% vs 0.0% (2 problems); 2 / 0, p = 0.5; 80% power at none |" in md.read_text()
+    with_none = json.loads((compare([a, b], tmp_path / "few0", few=0).parent / "compare.json").read_text())
+    assert with_none["runs"][1]["few_peers_right"]["pairs"] == 1  # problem 0 alone
     constant = [r for label, r in rows.items() if label.startswith("constant")]
     assert len(constant) == 1 and constant[0]["accuracy"] >= 0.25  # the most common gold answer of 4
     assert (tmp_path / "out" / "compare.png").stat().st_size > 0 and "Sign test" in md.read_text()
     with pytest.raises(RunError, match="reference 'nope'"):
         compare([a, b], tmp_path / "out2", reference="nope")
     assert main(["compare", a, b, "--reference", "b", "--out", str(tmp_path / "cli")]) == 0
+    assert main(["compare", a, b, "--few", "-1", "--out", str(tmp_path / "cli")]) == 2
 
 
 def test_seeds_pair_problems_not_problem_copies(tmp_path, data_dir):
@@ -238,4 +253,17 @@ def test_compare_reads_outcomes_json_where_the_episodes_are_not_kept(tmp_path, d
     assert {int(k): v["n"] for k, v in rows["b"]["by_peers_right"].items()} == {0: 1, 1: 1, 3: 2}  # a's peers
     (tmp_path / "b" / "outcomes.json").write_text(json.dumps({"correct": {problems[0].id: "yes"}}))
     with pytest.raises(RunError, match="'correct' must map each problem id to true or false"):
+        compare([a, b], tmp_path / "out")
+    # the peers' counts kept in outcomes.json (what teamtune eval writes) bin the runs without any episodes
+    task = load_task(TaskConfig(**cfg))
+    kept = outcomes([json.loads(line) for line in (tmp_path / "a" / "episodes.jsonl").open()], task)
+    assert kept["peers_right"] == {p.id: n for p, n in zip(problems, [0, 1, 3, 3], strict=True)}
+    (tmp_path / "a" / "outcomes.json").write_text(json.dumps(kept))
+    (tmp_path / "a" / "episodes.jsonl").unlink()
+    (tmp_path / "b" / "outcomes.json").write_text(json.dumps({"correct": correct}))
+    got = json.loads((compare([a, b], tmp_path / "kept").parent / "compare.json").read_text())["runs"]
+    assert {int(k): v["n"] for k, v in got[1]["by_peers_right"].items()} == {0: 1, 1: 1, 3: 2}
+    assert got[1]["few_peers_right"]["gained"] == 2
+    (tmp_path / "a" / "outcomes.json").write_text(json.dumps(kept | {"peers_right": {problems[0].id: -1}}))
+    with pytest.raises(RunError, match="'peers_right' must map each problem id to a count of peers"):
         compare([a, b], tmp_path / "out")

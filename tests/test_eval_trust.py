@@ -80,6 +80,10 @@ def test_progress_lines_without_a_terminal(tmp_path, capsys):
                  "--output", str(tmp_path / "r"), "team.agents=[{name: peer, sampling: {max_new_tokens: 2}}, {name: leader, sampling: {max_new_tokens: 2}}]"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "peers round 1: 6/6" in out and "leader: 2/2" in out
+    # outcomes.json keeps how many of the 3 peers were right on each problem (the bins of teamtune compare)
+    kept = json.loads((tmp_path / "r" / "outcomes.json").read_text())
+    assert kept["peers_right"].keys() == kept["correct"].keys() and len(kept["correct"]) == 2
+    assert all(0 <= n <= 3 for n in kept["peers_right"].values())
 
 
 def test_help_and_list_name_tasks_layouts_models(capsys):

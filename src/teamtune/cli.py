@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     cm.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by teamtune eval")
     cm.add_argument("--reference", help="the run label the others are tested against (default: the first)")
     cm.add_argument("--out", default="compare", help="folder for compare.md, compare.json, compare.png")
+    cm.add_argument(
+        "--few", type=int, default=1, help="the robustness test's problems: at most this many peers right"
+    )
 
     st = verbs.add_parser("subtasks", help="apps sub-task error rates by position and kind: PNG and Markdown")
     st.add_argument("runs", nargs="+", metavar="RUN", help="apps run folders written by teamtune eval")
@@ -160,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "compare":
             from .analysis.compare import compare
 
-            console.print(f"wrote {compare(args.runs, args.out, args.reference)}")
+            console.print(f"wrote {compare(args.runs, args.out, args.reference, args.few)}")
             return 0
         if args.verb == "report":
             from .analysis.report import report

@@ -102,7 +102,7 @@ def _run_eval(
         wall = time.perf_counter() - t0
     records = [ep.to_dict() for ep in episodes]
     write_jsonl(out / "episodes.jsonl", records)
-    write_json(out / "outcomes.json", outcomes(records))
+    write_json(out / "outcomes.json", outcomes(records, task))
     metrics = summarize(episodes, wall)
     metrics.update(task.metrics(episodes))
     agents = {

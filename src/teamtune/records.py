@@ -55,14 +55,27 @@ def check_record(rec: Any, required: Iterable[str], where: str, text: Iterable[s
             raise DataError(f"{where}: {k!r} must be a string, got {rec[k]!r:.40}")
 
 
-def outcomes(episodes: list[dict]) -> dict:
-    """Each problem's right/wrong (and, in the apps world, each sub-task's under "subtask_success") from episode
-    records: what the paired tests of `teamtune compare` and `teamtune subtasks` read, small enough to keep
-    (outcomes.json) where the episodes are not."""
+def outcomes(episodes: list[dict], task=None) -> dict:
+    """Each problem's right/wrong (and, in the apps world, each sub-task's under "subtask_success"; with the run's
+    `task`, how many peers were right on each problem under "peers_right") from episode records: what the paired
+    tests of `teamtune compare` and `teamtune subtasks` read, small enough to keep (outcomes.json) where the
+    episodes are not."""
     out = {"correct": {e["problem_id"]: bool(e["correct"]) for e in episodes}}
     subs = {
         e["problem_id"]: e["info"]["subtask_success"]
         for e in episodes
         if "subtask_success" in e.get("info", {})
     }
-    return out | ({"subtask_success": subs} if subs else {})
+    if subs:
+        out["subtask_success"] = subs
+    if task is not None and any(t["agent"] == "peer" for e in episodes for t in e["turns"]):
+        problems = {p.id: p for p in task.problems}
+        peers = {e["problem_id"]: peers_right(e, task, problems[e["problem_id"]]) for e in episodes}
+        out["peers_right"] = {k: v for k, v in peers.items() if v is not None}
+    return out
+
+
+def peers_right(episode: dict, task, problem) -> int | None:
+    """How many first-round peer turns of `episode` the task grades right; None when it has no peers."""
+    turns = [t for t in episode["turns"] if t["agent"] == "peer" and t.get("round", 1) == 1]
+    return sum(task.solves(t["text"], problem) for t in turns) if turns else None

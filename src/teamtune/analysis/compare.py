@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 
 from ..config import from_dict, read_yaml
-from ..records import outcomes
+from ..records import outcomes, peers_right
 from ..tasks import TaskConfig, best_constant, load_task
 from .pareto import RunError, by_label, check_same_task, load_run, read_json
 from .stats import POWER_NOTE, SEED_POWER_NOTE, ci95, power_cell, seed_power, seed_power_note, sign_test
@@ -58,13 +58,14 @@ def read_outcomes(folder: Path, episodes: list[dict] | None = None) -> dict | No
     subs = data.get("subtask_success", {})
     if not isinstance(subs, dict) or not all(isinstance(v, list) for v in subs.values()):
         raise RunError(f"{path}: 'subtask_success' must map each problem id to a list")
-    return {"correct": correct} | ({"subtask_success": subs} if subs else {})
-
-
-def peers_right(episode: dict, task, problem) -> int | None:
-    """How many first-round peer turns of `episode` the task grades right; None when it has no peers."""
-    turns = [t for t in episode["turns"] if t["agent"] == "peer" and t.get("round", 1) == 1]
-    return sum(task.solves(t["text"], problem) for t in turns) if turns else None
+    peers = data.get("peers_right", {})
+    if not isinstance(peers, dict) or not all(type(v) is int and v >= 0 for v in peers.values()):
+        raise RunError(f"{path}: 'peers_right' must map each problem id to a count of peers")
+    return (
+        {"correct": correct}
+        | ({"subtask_success": subs} if subs else {})
+        | ({"peers_right": peers} if peers else {})
+    )
 
 
 def _read(folders: list[str]) -> tuple[list[dict], object]:
@@ -91,13 +92,19 @@ def _read(folders: list[str]) -> tuple[list[dict], object]:
             raise RunError(f"{r['folder']}: problem {unknown[0]!r} is not in the task of {folders[0]}")
         r["correct"], r["peers"] = kept["correct"], None  # peers: binned by another run's, or not at all
         peers = {e["problem_id"]: peers_right(e, task, problems[e["problem_id"]]) for e in eps or []}
-        if any(v is not None for v in peers.values()):
+        peers = {k: v for k, v in peers.items() if v is not None} or kept.get("peers_right")
+        if peers:
             r["peers"] = peers
     return runs, problems
 
 
-def compare(folders: list[str], out: str | Path = "compare", reference: str | None = None) -> Path:
-    """Write compare.json, compare.md and compare.png for these eval runs into `out`; return the Markdown."""
+def compare(
+    folders: list[str], out: str | Path = "compare", reference: str | None = None, few: int = 1
+) -> Path:
+    """Write compare.json, compare.md and compare.png for these eval runs into `out`; return the Markdown.
+    `few`: the "few peers right" test keeps the problems (of a seed) where at most this many peers were right."""
+    if few < 0:
+        raise RunError(f"--few counts peers right: give 0 or more, not {few}")
     runs, problems = _read(folders)
     groups = by_label(runs)
     ref = reference or next(iter(groups))
@@ -106,12 +113,18 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
         if r["peers"] is not None:
             peers_of.setdefault(r.get("seed"), r["peers"])
 
-    def per_problem(rs: list[dict]) -> dict:
-        """Each problem's accuracy over the label's seeds."""
+    def peers(r: dict) -> dict | None:  # the run's peers, or those of a run of its seed
+        return r["peers"] or peers_of.get(r.get("seed"))
+
+    def per_problem(rs: list[dict], most: int | None = None) -> dict:
+        """Each problem's accuracy over the label's seeds (`most`: only the seeds where at most `most` peers were
+        right on it)."""
         seen: dict[str, list[bool]] = {}
         for r in rs:
+            right = peers(r) or {}
             for pid, c in r["correct"].items():
-                seen.setdefault(pid, []).append(c)
+                if most is None or right.get(pid, most + 1) <= most:
+                    seen.setdefault(pid, []).append(c)
         return {pid: sum(v) / len(v) for pid, v in seen.items()}
 
     # the best constant answer, as one more run per seed: what a leader that learnt only the label prior scores;
@@ -126,7 +139,7 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
         ]
     if ref not in groups:
         raise RunError(f"reference {ref!r} is not a run label here ({', '.join(groups)})")
-    ref_out = per_problem(groups[ref])
+    ref_out, ref_few = per_problem(groups[ref]), per_problem(groups[ref], few)
     ref_acc = statistics.fmean(r["accuracy"] for r in groups[ref])
     ref_by_seed = {r.get("seed"): r["accuracy"] for r in groups[ref]}
     rows = []
@@ -145,10 +158,19 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
         test["same_seeds"] = sorted(map(str, ref_by_seed)) == sorted(str(r.get("seed")) for r in rs)
         bins: dict[int, list[bool]] = {}
         for r in rs:
-            peers = r["peers"] or peers_of.get(r.get("seed"))
+            right = peers(r) or {}
             for pid, c in r["correct"].items():
-                if peers and peers.get(pid) is not None:
-                    bins.setdefault(peers[pid], []).append(c)
+                if right.get(pid) is not None:
+                    bins.setdefault(right[pid], []).append(c)
+        # the robustness case: the problems where few peers were right, paired with the reference's
+        mine_few = per_problem(rs, few)
+        both = sorted(set(mine_few) & set(ref_few))
+        few_test = None
+        if both:
+            few_test = sign_test([ref_few[k] for k in both], [mine_few[k] for k in both]) | {
+                "accuracy": statistics.fmean(mine_few[k] for k in both),
+                "reference_accuracy": statistics.fmean(ref_few[k] for k in both),
+            }
         rows.append(
             {
                 "label": label,
@@ -159,9 +181,10 @@ def compare(folders: list[str], out: str | Path = "compare", reference: str | No
                 "by_peers_right": {
                     k: {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(bins.items())
                 },
+                "few_peers_right": few_test,
             }
         )
-    result = {"reference": ref, "problems": len(ids), "runs": rows}
+    result = {"reference": ref, "problems": len(ids), "few": few, "runs": rows}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
@@ -176,6 +199,9 @@ def markdown(result: dict) -> str:
     bins = sorted({int(k) for r in result["runs"] for k in r["by_peers_right"]})
     head = ["run", "seeds", "accuracy", f"vs {ref}", "problems gained / lost", "sign test p", "80% power at"]
     head += [f"{b} peers right" for b in bins]
+    few = result.get("few", 1)
+    if bins:
+        head.append(f"at most {few} peers right: accuracy vs {ref}, gained / lost, p")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["runs"]:
         t, ci = r["vs_reference"], r["ci95"]
@@ -195,6 +221,14 @@ def markdown(result: dict) -> str:
         for b in bins:
             cell = r["by_peers_right"].get(b)
             cells.append(f"{100 * cell['accuracy']:.0f}% ({cell['n']})" if cell else "")
+        if bins:
+            f = r.get("few_peers_right")
+            cells.append(
+                ""
+                if not f or r["label"] == ref
+                else f"{100 * f['accuracy']:.1f}% vs {100 * f['reference_accuracy']:.1f}% ({f['pairs']} problems); "
+                f"{f['gained']} / {f['lost']}, p = {f['p']:.3g}; 80% power at {power_cell(f)}"
+            )
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
@@ -204,7 +238,10 @@ def markdown(result: dict) -> str:
         f"gained / lost: problems where the run is above / below it; 80% power at: {POWER_NOTE} {SEED_POWER_NOTE} "
         "± is the 95% t interval over seeds (of the "
         f"accuracy, and of the difference seed by seed where {ref} has the same seeds). Bins: "
-        "problems by how many peers were right (n in brackets; over seeds, problem x seed)."
+        "problems by how many peers were right (n in brackets; over seeds, problem x seed). "
+        f"*At most {few} peers right*: the paper's robustness case, paired with {ref} over the problems where, for "
+        "some seed, both had at most that many peers right (each problem's accuracy over those seeds), with the "
+        "sign test."
     )
     return "\n".join(lines) + "\n"
 
