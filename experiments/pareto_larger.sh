@@ -6,19 +6,26 @@
 #   2. the larger model alone, untrained and after that SFT (the evaluation config of the cell's single agent,
 #      results/mlpo_gym_warm/s0/eval-single.yaml, with the model replaced).
 # Then `teamtune pareto` and `teamtune compare` over these and the cell's team runs (RESULTS.md gives the command).
-# usage: [SFT=...] experiments/pareto_larger.sh MODEL RUNS_DIR [LABEL]   (LABEL: the run folders' prefix, default
-#   larger; SFT: overrides of the SFT, e.g. "batch_tokens=4096 grad_accum=4", about the same steps in a quarter of the
-#   memory, for a model of a large vocabulary)
+# usage: [SFT=...] [SFT_CONFIG=sft_gym_warm] [EVAL=<eval config>] experiments/pareto_larger.sh MODEL RUNS_DIR [LABEL]
+#   LABEL: the run folders' prefix, default larger; SFT: overrides of the SFT, e.g. "batch_tokens=4096
+#   grad_accum=4", about the same steps in a quarter of the memory, for a model of a large vocabulary. Another
+#   cell's teams: SFT_CONFIG, their warm start (sft_mc_warm for MMLU-format multiple choice), and EVAL, their
+#   single agent's evaluation config (e.g. RUNS/mc/mlpo-mc-s0/eval-single.yaml); SFT_CONFIG=none: untrained only.
 set -euo pipefail
 model=$1 runs=$2 label=${3:-larger}
 tt=${TEAMTUNE:-teamtune}
-ev=$(dirname "$0")/../results/mlpo_gym_warm/s0/eval-single.yaml
+ev=${EVAL:-$(dirname "$0")/../results/mlpo_gym_warm/s0/eval-single.yaml}
+sft=${SFT_CONFIG:-sft_gym_warm}
 mkdir -p "$runs"
-[ -f "$runs/$label-warm/train_metrics.json" ] ||
-  $tt train --resume --config sft_gym_warm model="$model" output="$runs/$label-warm" ${SFT:-}
-[ -f "$runs/$label-warm-model/config.json" ] ||
-  $tt export "$model" "$runs/$label-warm-model" --adapter "$runs/$label-warm/agent"
-for what in sft untrained; do
+whats=untrained
+if [ "$sft" != none ]; then
+  whats="sft untrained"
+  [ -f "$runs/$label-warm/train_metrics.json" ] ||
+    $tt train --resume --config "$sft" model="$model" output="$runs/$label-warm" ${SFT:-}
+  [ -f "$runs/$label-warm-model/config.json" ] ||
+    $tt export "$model" "$runs/$label-warm-model" --adapter "$runs/$label-warm/agent"
+fi
+for what in $whats; do
   m=$model
   [ "$what" = sft ] && m=$runs/$label-warm-model
   out=$runs/$label-$what
