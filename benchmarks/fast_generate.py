@@ -7,7 +7,9 @@ Figures, each against a baseline measured in the same run:
      (tokens/s and peak memory);
   4. the team of 2 with the top-p rejection draw (`TEAMTUNE_NUCLEUS=reject`) vs 2 (off the fast path: skipped);
   5. the team of 2 with the decode step compiled, keeping the top-p sort, vs 2 (skipped with --no-compile);
-  6. the team of 5 with the rejection draw compiled with the step (what `TEAMTUNE_COMPILE_DECODE=1` runs) vs 5.
+  6. the team of 5 with the rejection draw compiled with the step (what `TEAMTUNE_COMPILE_DECODE=1` runs) vs 5;
+  7. the team of 6 with shared prompts (`TEAMTUNE_SHARE_PROMPTS=1`: the 3 peers of a problem hold its prompt
+     once) vs 6.
 Random weights never stop early, so every row generates the full budget on both sides.
 
     python benchmarks/fast_generate.py --model random:smollm2-135m --source .gpu/data/gsm8k
@@ -119,7 +121,7 @@ def decode_and_team(args, m, ids, prompts: list, name: str, recs: list) -> None:
         pool = ModelPool("auto", "auto", batch_size=args.team_batch, seed=0)
         return Team(TeamConfig(layout="leader", model=args.model, peers=3, agents=agents), pool)
 
-    plain_env = {"TEAMTUNE_NUCLEUS": "sort", "TEAMTUNE_COMPILE_DECODE": "0"}
+    plain_env = {"TEAMTUNE_NUCLEUS": "sort", "TEAMTUNE_COMPILE_DECODE": "0", "TEAMTUNE_SHARE_PROMPTS": "0"}
     team = leader_team(**plain_env)
     engine = team.agents[0].engine
     team_rate = team_rollout(team, task, dev)
@@ -141,18 +143,22 @@ def decode_and_team(args, m, ids, prompts: list, name: str, recs: list) -> None:
     if engine.uses_fast_path():
         # 4-6. the same team with the top-p rejection draw, with the decode step compiled, and with both; each on
         # its own pool, so that its engines are built that way. Label: (settings, the variant it is measured against)
-        variants = {"rejection_draw": ({"TEAMTUNE_NUCLEUS": "reject"}, "plain")}
+        # 7. and with shared prompts (the 3 peers of a problem hold its prompt once) against the same without
+        sort = "the same team, {} fast path with the top-p sort"
+        variants = {"rejection_draw": ({"TEAMTUNE_NUCLEUS": "reject"}, "plain", sort.format("plain"))}
         if not args.no_compile:
-            variants["compiled_decode"] = ({"TEAMTUNE_COMPILE_DECODE": "1"}, "plain")
-            variants["compiled_decode_rejection_draw"] = (
-                {"TEAMTUNE_COMPILE_DECODE": "1", "TEAMTUNE_NUCLEUS": "reject"},
-                "compiled_decode",
+            best = {"TEAMTUNE_COMPILE_DECODE": "1", "TEAMTUNE_NUCLEUS": "reject"}
+            variants["compiled_decode"] = ({"TEAMTUNE_COMPILE_DECODE": "1"}, "plain", sort.format("plain"))
+            variants["compiled_decode_rejection_draw"] = (best, "compiled_decode", sort.format("compiled"))
+            variants["compiled_decode_rejection_draw_shared_prompts"] = (
+                best | {"TEAMTUNE_SHARE_PROMPTS": "1"},
+                "compiled_decode_rejection_draw",
+                "the same team, compiled with the rejection draw, a prompt cache per row",
             )
         rates = {"plain": team_rate}
-        for label, (env, against) in variants.items():
+        for label, (env, against, vs) in variants.items():
             team = leader_team(**{**plain_env, **env})
             rates[label] = rate = team_rollout(team, task, dev)
-            vs = f"the same team, {'compiled' if against == 'compiled_decode' else 'plain'} fast path with the top-p sort"
             print(f"leader team, {label}: {rate:,.0f} tok/s ({rate / rates[against]:.2f}x {vs})")
             recs.append(
                 record(

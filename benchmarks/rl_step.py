@@ -16,6 +16,10 @@ defaults: `num_iterations=1`, `beta=0`). The prompts are the GSM8K questions tea
 - `mlpo`, `teamtr` run as the recipes do with `policy.compile: true` and `decode.compile_step: true`: the decode
   step's pieces and the training forward's layers through torch.compile (regional: compiled once for every
   layer). The warm-up step's time, compilation included, is recorded as `first_step_seconds`.
+- `mlpo_shared`, `teamtr_shared`: `mlpo`, `teamtr` with `decode.share_prompts: true` (a group's 8 samples hold,
+  fill and read their prompt's keys and values once); recorded also against `mlpo`, `teamtr` of the same run.
+  `--leader` gives every prompt the shape of an MLPO leader's (the question and three peer answers, here gold
+  solutions of other problems), where the prompt is most of what each decode step reads.
 - `trl` / `trl_no_gc`: `GRPOTrainer` with its default HF generation, as shipped (gradient checkpointing on) and
   with it off; seconds per optimiser step (`on_step_begin` to `on_step_end`, generation included).
 
@@ -39,6 +43,7 @@ import torch
 from teamtune.models import load_model
 from teamtune.rollout import DecodeConfig, Engine, Request, SamplingConfig
 from teamtune.tasks import TaskConfig, load_task
+from teamtune.team import leader_prompt
 from teamtune.train.common import LoraSettings, OptimSettings, make_optimizer, make_trainable
 from teamtune.train.losses import group_advantages
 from teamtune.train.policy import PolicySettings, compile_policy, logprobs, make_batch, update
@@ -48,9 +53,14 @@ from common import device_name, record, save_records, sync
 LORA = LoraSettings(r=16, alpha=32, dropout=0.0)
 
 
-def questions(n: int) -> list[str]:
+def questions(n: int, leader: bool = False) -> list[str]:
+    """`n` GSM8K questions as prompts; `leader`: each with three peer answers after it, as MLPO's leader reads."""
     task = load_task(TaskConfig(name="gsm8k", source="sample"))
-    return [task.prompt(task.problems[i % len(task.problems)]) for i in range(n)]
+    ps = task.problems
+    if not leader:
+        return [task.prompt(ps[i % len(ps)]) for i in range(n)]
+    peers = lambda i: [task.solution(ps[(i + j) % len(ps)]) for j in (1, 2, 3)]  # noqa: E731
+    return [leader_prompt(task.prompt(ps[i % len(ps)]), peers(i)) for i in range(n)]
 
 
 def reward(texts: list[str]) -> list[float]:
@@ -62,8 +72,11 @@ def ours(args, variant: str) -> dict:
     model = make_trainable(loaded, "lora", LORA)
     dev = loaded.device
     before = variant == "mlpo_before"
-    compiled = variant in ("mlpo", "teamtr")
-    decode = DecodeConfig(dtype="float32") if before else DecodeConfig(compile_step=compiled)
+    compiled = variant in ("mlpo", "teamtr", "mlpo_shared", "teamtr_shared")
+    shared = variant.endswith("_shared")
+    decode = (
+        DecodeConfig(dtype="float32") if before else DecodeConfig(compile_step=compiled, share_prompts=shared)
+    )
     engine = Engine(loaded, batch_size=args.prompts * args.group, seed=0, decode=decode)
     s = PolicySettings(
         group_size=args.group, ppo_epochs=1, kl_coef=0.0, micro_batch=args.micro_batch, compile=compiled
@@ -73,7 +86,7 @@ def ours(args, variant: str) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     opt, sched = make_optimizer(model, OptimSettings(lr=1e-6, schedule="constant", warmup_steps=0), 10**6)
     pad = loaded.tokenizer.pad_token_id
-    qs = questions(args.prompts * (args.warmup + args.steps))
+    qs = questions(args.prompts * (args.warmup + args.steps), args.leader)
     phases = {"rollout": [], "logprobs": [], "update": [], "step": []}
     tokens, first = [], 0.0
     for k in range(args.warmup + args.steps):
@@ -98,7 +111,7 @@ def ours(args, variant: str) -> dict:
             batch.old_logp = logprobs(model, batch, s.micro_batch, dev)
         sync(dev)
         t2 = time.perf_counter()
-        update(model, params, opt, sched, batch, s, dev, max_kl=1e9 if variant == "teamtr" else None)
+        update(model, params, opt, sched, batch, s, dev, max_kl=1e9 if variant.startswith("teamtr") else None)
         sync(dev)
         t3 = time.perf_counter()
         if profiling:
@@ -148,7 +161,7 @@ def trl(args, gradient_checkpointing: bool) -> dict:
         return reward([c[-1]["content"] if isinstance(c, list) else c for c in completions])
 
     steps = args.warmup + args.steps
-    qs = questions(args.prompts * steps)
+    qs = questions(args.prompts * steps, args.leader)
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": q}]} for q in qs])
     with tempfile.TemporaryDirectory() as out:
         cfg = GRPOConfig(
@@ -205,6 +218,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--variants", nargs="+", default=["mlpo", "teamtr", "mlpo_eager", "trl"])
+    ap.add_argument("--leader", action="store_true", help="MLPO leader prompts: each question with 3 answers")
     ap.add_argument("--out", default="benchmarks/results/rl_step.json")
     ap.add_argument("--name", default="rl_step", help="record names: NAME_<variant>")
     ap.add_argument(
@@ -220,7 +234,7 @@ def main() -> None:
         print(v, res[v], flush=True)
     base_name = next((b for b in ("trl", "trl_no_gc") if "seconds_per_step" in res.get(b, {})), None)
     records = []
-    for v in ("mlpo", "teamtr", "mlpo_eager", "mlpo_before"):
+    for v in ("mlpo", "teamtr", "mlpo_eager", "mlpo_before", "mlpo_shared", "teamtr_shared"):
         if "seconds_per_step" not in res.get(v, {}):
             continue
         base = res[base_name]["seconds_per_step"] if base_name else 0.0
@@ -236,6 +250,21 @@ def main() -> None:
                 workload=vars(args),
             )
         )
+    for v in ("mlpo", "teamtr"):  # shared prompts against the same step holding a prompt per row
+        mine, plain = res.get(f"{v}_shared", {}), res.get(v, {})
+        if "seconds_per_step" in mine and "seconds_per_step" in plain:
+            records.append(
+                record(
+                    f"{args.name}_{v}_shared_prompts",
+                    mine["device"],
+                    1.0 / mine["seconds_per_step"],
+                    f"{v} RL steps/s with shared prompts ({args.prompts} x {args.group}, {args.new_tokens} new)",
+                    f"{v}, a prompt cache per row",
+                    1.0 / plain["seconds_per_step"],
+                    variants={v: plain, f"{v}_shared": mine},
+                    workload=vars(args),
+                )
+            )
     save_records(args.out, records)
     for r in records:
         print(f"{r['name']}: {1 / r['value']:.2f} s/step; ratio to {r['baseline']}: {r['ratio']}")

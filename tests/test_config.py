@@ -84,10 +84,18 @@ def test_decode_settings_and_their_overrides_are_in_the_runs_config(tmp_path, mo
     monkeypatch.setenv("TEAMTUNE_DECODE_DTYPE", "float32")
     assert main([*argv, "--output", str(tmp_path / "b")]) == 0
     decode = {k: yaml.safe_load((tmp_path / k / "config.yaml").read_text())["team"]["decode"] for k in "ab"}
-    assert decode["a"] == {"fast": None, "compile_step": False, "nucleus": "sort", "dtype": None}
-    assert decode["b"] == {"fast": False, "compile_step": False, "nucleus": "reject", "dtype": "float32"}
+    off = {"share_prompts": False}
+    assert decode["a"] == {"fast": None, "compile_step": False, "nucleus": "sort", "dtype": None} | off
+    assert (
+        decode["b"] == {"fast": False, "compile_step": False, "nucleus": "reject", "dtype": "float32"} | off
+    )
     monkeypatch.setenv("TEAMTUNE_COMPILE_DECODE", "1")
+    monkeypatch.setenv("TEAMTUNE_SHARE_PROMPTS", "1")
     assert load_config(MLPOConfig, None, []).decode.compile_step is True
+    assert (
+        load_config(MLPOConfig, None, ["decode.share_prompts=false"]).decode.share_prompts is True
+    )  # it wins
+    monkeypatch.delenv("TEAMTUNE_SHARE_PROMPTS")
     monkeypatch.setenv("TEAMTUNE_FAST", "yes")
     with pytest.raises(ConfigError, match="TEAMTUNE_FAST='yes': use 0 or 1"):
         load_config(MLPOConfig, None, [])

@@ -542,6 +542,83 @@ def test_a_larger_held_shape_serves_a_smaller_call(tiny, monkeypatch):
     )
 
 
+def _decode_both(model, prompts, adapters, **kw):
+    """The tokens without and with shared prompts."""
+    own = fastgen.FastDecoder(nucleus="reject").generate(model, prompts, adapters, **kw)
+    shared = fastgen.FastDecoder(nucleus="reject", share_prompts=True).generate(
+        model, prompts, adapters, **kw
+    )
+    return own, shared
+
+
+def test_shared_prompts_decode_what_a_cache_per_row_decodes(tiny):
+    """Rows that sample from one prompt (an RL group) hold its keys and values once: the same greedy tokens for
+    each model kind (Qwen2's biases; Gemma 3's sliding window, passed by prompt and answer), rows of one prompt
+    apart moved together and put back; the same sampled tokens where each group's rows are next to each other."""
+    tok = tiny.tokenizer
+    ids = [tok(p).input_ids for p in PROMPTS]
+    greedy = dict(max_new_tokens=20, do_sample=False, temperature=1.0, top_p=1.0, pad=0, eos=[10**6])
+    sampled = greedy | dict(do_sample=True, temperature=0.9, top_p=0.95, seed=3)
+    grouped = [ids[0]] * 2 + [ids[1]] * 4 + [ids[2]] * 2
+    apart = [ids[0], ids[1], ids[0], ids[2], ids[1], ids[2]]
+    models = {"llama": tiny.model, "qwen2": tiny_qwen2(len(tok)), "gemma3": tiny_gemma3(len(tok))}
+    for name, model in models.items():
+        own, shared = _decode_both(model, apart, [None] * 6, **greedy)
+        assert shared == own, name
+        own, shared = _decode_both(model, grouped, [None] * 8, **sampled)
+        assert shared == own and len({tuple(r) for r in own[2:6]}) > 1, name  # a group's rows differ
+    assert decoder.shared_prompts(apart, [None] * 6) == ([0, 2, 1, 4, 3, 5], 2)
+    assert decoder.shared_prompts([ids[0]] * 3 + [ids[1]], [None] * 4)[1] == 1  # 3 and 1 rows: nothing shared
+    assert decoder.shared_prompts([ids[0]] * 2, ["a", "b"])[1] == 1  # another adapter: another prompt cache
+
+
+def test_shared_prompts_with_mixed_adapters(two_adapters):
+    """One prompt under two adapters and the base: three prompt caches, each shared by its rows."""
+    ids = two_adapters.tokenizer(PROMPTS[1]).input_ids
+    adapters = ["solver"] * 2 + ["critic"] * 2 + [None] * 2
+    kw = dict(max_new_tokens=12, do_sample=True, temperature=0.9, top_p=0.95, pad=0, eos=[10**6], seed=1)
+    own, shared = _decode_both(two_adapters.model, [ids] * 6, adapters, **kw)
+    assert shared == own
+    kw |= dict(do_sample=False)
+    own, shared = _decode_both(two_adapters.model, [ids] * 6, adapters, **kw)
+    assert shared == own and len({tuple(own[0]), tuple(own[2]), tuple(own[4])}) == 3  # the adapters matter
+
+
+def test_compiled_shared_prompts_decode_the_eager_tokens(tiny):
+    ids = [tiny.tokenizer(p).input_ids for p in PROMPTS]
+    prompts = [ids[0]] * 2 + [ids[1]] * 2 + [ids[2]] * 2
+    kw = dict(max_new_tokens=12, do_sample=True, temperature=1.0, top_p=0.9, pad=0, eos=[10**6], seed=3)
+    eager = fastgen.FastDecoder(nucleus="reject", share_prompts=True).generate(
+        tiny.model, prompts, [None] * 6, **kw
+    )
+    compiled = fastgen.FastDecoder(compile_step=True, share_prompts=True)
+    assert compiled.generate(tiny.model, prompts, [None] * 6, **kw) == eager
+
+
+def test_shared_prompts_in_a_larger_held_shape(tiny, monkeypatch):
+    """As on CUDA, a call runs in held buffers of more rows: its spare rows are whole groups of their own."""
+    serves = decoder._serves
+    monkeypatch.setattr(decoder, "_serves", lambda k, want, cuda: serves(k, want, True))
+    ids = [tiny.tokenizer(p).input_ids for p in PROMPTS]
+    kw = dict(max_new_tokens=10, do_sample=False, temperature=1.0, top_p=1.0, pad=0, eos=[10**6])
+    dec = fastgen.FastDecoder(share_prompts=True)
+    dec.generate(tiny.model, [ids[0]] * 2 + [ids[1]] * 2 + [ids[2]] * 4, [None] * 8, **kw)
+    small = dec.generate(tiny.model, [ids[2]] * 2 + [ids[0]] * 2, [None] * 4, **kw)
+    assert [(k.batch, k.group) for k in dec._cached] == [(8, 2)]  # the 8-row shape served the 4 rows
+    assert small == fastgen.FastDecoder().generate(tiny.model, [ids[2]] * 2 + [ids[0]] * 2, [None] * 4, **kw)
+
+
+def test_shared_prompts_hold_a_smaller_cache(tiny, monkeypatch):
+    w = model_part._Weights(tiny.model, [])
+    key = decoder._Key((), 16, 512, 64, (True, 1.0, 1.0), (0,))
+    shared = decoder._Key((), 16, 512, 64, (True, 1.0, 1.0), (0,), group=8)
+    # 16 rows x (512 + 64) positions against 2 prompts x 512 + 16 rows x 64
+    assert decoder.cache_bytes(w, shared) / decoder.cache_bytes(w, key) == (2 * 512 + 16 * 64) / (16 * 576)
+    assert not decoder._serves(key, shared, True) and not decoder._serves(shared, key, True)
+    monkeypatch.setenv("TEAMTUNE_SHARE_PROMPTS", "1")
+    assert Engine(tiny, fast=True)._decoder.share_prompts and not fastgen.FastDecoder().share_prompts
+
+
 def test_seeded_generation_leaves_the_global_rng_alone(tiny):
     """A seeded batch draws from its own seed and hands the caller's random stream back untouched."""
     s = SamplingConfig(max_new_tokens=6, temperature=1.0)

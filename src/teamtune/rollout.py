@@ -47,6 +47,7 @@ DECODE_ENV = {
     "compile_step": "TEAMTUNE_COMPILE_DECODE",
     "nucleus": "TEAMTUNE_NUCLEUS",
     "dtype": "TEAMTUNE_DECODE_DTYPE",
+    "share_prompts": "TEAMTUNE_SHARE_PROMPTS",
 }
 DECODE_DTYPES = ("bfloat16", "float16", "float32")
 
@@ -62,6 +63,9 @@ class DecodeConfig:
     # what the fast path computes in: bfloat16, float16 or float32; None: bfloat16 for float32 weights on
     # CUDA (a training model: its forward runs under bf16 autocast), else the weights' own dtype
     dtype: str | None = None
+    # the fast path: rows of one prompt and adapter (a group of samples) hold, fill and read its cache once;
+    # rows not next to their group's others are moved beside them, so a seed may draw other samples for them
+    share_prompts: bool = False
 
     def validate(self) -> None:
         self.apply_env()
@@ -126,7 +130,8 @@ class Engine:
         self.loaded = loaded
         self.decode = replace(decode or DecodeConfig())  # a copy: the overrides are applied to it
         self.decode.validate()
-        self._decoder = fastgen.FastDecoder(self.decode.compile_step, self.decode.nucleus, self.decode.dtype)
+        d = self.decode
+        self._decoder = fastgen.FastDecoder(d.compile_step, d.nucleus, d.dtype, share_prompts=d.share_prompts)
         self.fast = fast if fast is not None else self.decode.fast
         self.batch_size = batch_size
         self.seed = seed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,22 +26,51 @@ def _decode_logits(w: _Weights, st: _State, ops: Ops) -> torch.Tensor:
     (no copies of the cache), by two matmuls and a float32 softmax (`scaled_dot_product_attention` with a mask
     was no faster, BENCHMARKS.md)."""
     b = st.tokens.shape[0]
-    valid = (st.arange[None, :] >= st.start[:, None]) & (st.arange[None, :] <= st.cur)
-    biases = {"full_attention": _bias(valid)}
-    if w.window is not None:  # sliding layers: the keys within `window` positions of the query
-        biases["sliding_attention"] = _bias(valid & (st.cur - st.arange[None, :] < w.window))
     g = w.heads // w.kv_heads
+    if st.group > 1:
+        attend = _shared_attend(w, st, ops)
+    else:
+        valid = (st.arange[None, :] >= st.start[:, None]) & (st.arange[None, :] <= st.cur)
+        biases = {"full_attention": _bias(valid)}
+        if w.window is not None:  # sliding layers: the keys within `window` positions of the query
+            biases["sliding_attention"] = _bias(valid & (st.cur - st.arange[None, :] < w.window))
 
-    def attend(i, q, k, v):
-        st.k[i].index_copy_(2, st.cur.view(1), k)
-        st.v[i].index_copy_(2, st.cur.view(1), v)
-        bias = biases[w.layer_types[i]]
-        a = ops.attend(q.view(b, w.kv_heads, g, w.head_dim), st.k[i], st.v[i], bias, w.scale)
-        return a.view(b, w.heads, 1, w.head_dim)
+        def attend(i, q, k, v):
+            st.k[i].index_copy_(2, st.cur.view(1), k)
+            st.v[i].index_copy_(2, st.cur.view(1), v)
+            bias = biases[w.layer_types[i]]
+            a = ops.attend(q.view(b, w.kv_heads, g, w.head_dim), st.k[i], st.v[i], bias, w.scale)
+            return a.view(b, w.heads, 1, w.head_dim)
 
     pos = (st.cur - st.start)[:, None]
     h = forward(w, st.tokens[:, None], pos, w.masks(st.rows), attend, ops)[:, 0]
     return F.linear(h, w.lm_head)
+
+
+def _shared_attend(w: _Weights, st: _State, ops: Ops) -> Callable:
+    """The decode step's attention where each group of `st.group` rows shares its prompt (`_State`): the
+    current tokens' keys and values go to the rows' own cache, and each row attends to its group's prompt and
+    its own tokens (`Ops.attend_shared`)."""
+    b, G, P = st.tokens.shape[0], st.group, st.prompt
+    n, g = b // G, w.heads // w.kv_heads
+    j = st.cur - P  # the current token's place in the rows' own cache
+    on_prompt = st.arange[None, :P] >= st.gstart[:, None]  # (n, P)
+    on_new = st.arange[: st.k[0].shape[3]] <= j  # (N,)
+    biases = {"full_attention": (on_prompt, on_new)}
+    if w.window is not None:  # sliding layers: the keys within `window` positions of the query
+        near = st.cur - st.arange < w.window
+        biases["sliding_attention"] = (on_prompt & near[None, :P], on_new & near[P:])
+    biases = {k: (_bias(p)[:, None], _bias(q[None])[:, None]) for k, (p, q) in biases.items()}
+
+    def attend(i, q, k, v):
+        st.k[i].index_copy_(3, j.view(1), k.view(n, G, w.kv_heads, 1, w.head_dim).transpose(1, 2))
+        st.v[i].index_copy_(3, j.view(1), v.view(n, G, w.kv_heads, 1, w.head_dim).transpose(1, 2))
+        on_p, on_n = biases[w.layer_types[i]]
+        q = q.reshape(n, G, w.kv_heads, g, w.head_dim).transpose(1, 2)
+        a = ops.attend_shared(q, st.pk[i], st.pv[i], st.k[i], st.v[i], on_p, on_n, w.scale)
+        return a.transpose(1, 2).reshape(b, w.heads, 1, w.head_dim)
+
+    return attend
 
 
 def _bias(valid: torch.Tensor) -> torch.Tensor:
@@ -67,6 +97,7 @@ class _Key:
     new: int
     sampling: tuple
     ends: tuple  # pad, then the end tokens
+    group: int = 1  # rows per shared prompt (1: every row holds its own prompt's cache)
 
 
 HELD_SHARE = 0.25  # of the GPU's memory that the KV caches of held shapes may take, beyond the newest
@@ -76,7 +107,8 @@ HELD_FREE = 0.5  # and a new shape no more than this share of the memory free no
 def cache_bytes(w: _Weights, key: _Key) -> int:
     """Bytes of the KV cache of one decode shape."""
     per = torch.empty((), dtype=w.dtype).element_size()
-    return 2 * len(w.layers) * key.batch * w.kv_heads * (key.prompt + key.new) * w.head_dim * per
+    positions = key.batch // key.group * key.prompt + key.batch * key.new
+    return 2 * len(w.layers) * w.kv_heads * positions * w.head_dim * per
 
 
 def held_budget(device: torch.device, held: float = 0.0) -> float:
@@ -94,9 +126,20 @@ def held_budget(device: torch.device, held: float = 0.0) -> float:
 class _State:
     """The fixed buffers of one decode shape: KV cache, current tokens, finished rows, output tokens."""
 
-    def __init__(self, w: _Weights, batch: int, prompt: int, new: int, pad: int, eos: list[int]):
+    def __init__(
+        self, w: _Weights, batch: int, prompt: int, new: int, pad: int, eos: list[int], group: int = 1
+    ):
         dev, length = w.embed.device, prompt + new
         shape = (batch, w.kv_heads, length, w.head_dim)
+        self.group, self.prompt = group, prompt
+        if group > 1:  # each group's prompt once (pk, pv), each row's generated tokens apart (k, v)
+            n = batch // group
+            self.pk = [
+                torch.zeros(n, w.kv_heads, prompt, w.head_dim, dtype=w.dtype, device=dev) for _ in w.layers
+            ]
+            self.pv = [torch.zeros_like(t) for t in self.pk]
+            shape = (n, w.kv_heads, group, new, w.head_dim)
+            self.gstart = torch.zeros(n, dtype=torch.long, device=dev)  # first real prompt position per group
         self.k = [torch.zeros(shape, dtype=w.dtype, device=dev) for _ in w.layers]
         self.v = [torch.zeros(shape, dtype=w.dtype, device=dev) for _ in w.layers]
         self.tokens = torch.full((batch,), pad, dtype=torch.long, device=dev)
@@ -114,11 +157,27 @@ def _serves(k: _Key, want: _Key, cuda: bool) -> bool:
     """Whether the buffers of shape `k` can run a call of shape `want`: the same settings and room for its rows
     and prompts. On CUDA up to twice the rows and 256 more prompt positions (cheaper than a new capture, which
     costs about as much as 60-140 decode steps, BENCHMARKS.md); elsewhere only the same shape."""
-    if (k.adapters, k.new, k.sampling, k.ends) != (want.adapters, want.new, want.sampling, want.ends):
+    if (k.adapters, k.new, k.sampling, k.ends, k.group) != (
+        want.adapters,
+        want.new,
+        want.sampling,
+        want.ends,
+        want.group,
+    ):
         return False
     if not cuda:
         return k == want
     return want.batch <= k.batch <= 2 * want.batch and want.prompt <= k.prompt <= want.prompt + 256
+
+
+def shared_prompts(prompts: list[list[int]], adapters: list) -> tuple[list[int], int]:
+    """An order of the rows that puts the rows of one prompt and adapter next to each other (first seen first),
+    and how many rows share a prompt cache in it: the greatest common divisor of each prompt's row count (1:
+    none shared)."""
+    rows: dict[tuple, list[int]] = {}
+    for r, (p, a) in enumerate(zip(prompts, adapters, strict=True)):
+        rows.setdefault((tuple(p), a), []).append(r)
+    return [r for group in rows.values() for r in group], math.gcd(*map(len, rows.values()))
 
 
 @functools.cache
@@ -139,6 +198,8 @@ class FastDecoder:
     - "reject" (`draw_by_rejection`; the default with `compile_step`, compiled with the step: 1.33x faster steps
       than the sort on an H100, BENCHMARKS.md);
     The exponential noise is drawn eagerly. `dtype`: what the forward computes in (`compute_dtype`).
+    `share_prompts`: rows of the same prompt and adapter (a group of samples) hold that prompt's keys and values
+    once, prefilled once, and read them once a step for the whole group (`Ops.attend_shared`).
     """
 
     def __init__(
@@ -147,12 +208,14 @@ class FastDecoder:
         nucleus: str | None = None,
         dtype: str | None = None,
         shapes: int = 4,
+        share_prompts: bool = False,
     ):
         nucleus = nucleus or ("reject" if compile_step else "sort")
         draws = dict(zip(NUCLEI, (None, draw_by_rejection), strict=True))
         if nucleus not in draws:
             raise ValueError(f"nucleus must be one of {', '.join(draws)}, not {nucleus!r}")
         self.compile_step, self.nucleus, self.dtype = compile_step, nucleus, dtype
+        self.share_prompts = share_prompts
         self._ops = Ops.compiled() if compile_step else EAGER
         self._draw = draws[nucleus]  # None: the sort inside `sample`
         if compile_step and self._draw is not None:
@@ -185,13 +248,18 @@ class FastDecoder:
                 raise ValueError(f"unknown adapter {a!r}; the model has {names}")
         dev = _base(model).model.embed_tokens.weight.device
         cuda, n = dev.type == "cuda", len(prompts)
+        order, group = shared_prompts(prompts, adapters) if self.share_prompts else (None, 1)
+        if group > 1:  # the rows of each shared prompt next to each other (put back in order at the end)
+            prompts, adapters = [prompts[i] for i in order], [adapters[i] for i in order]
+        unit = group * -(-16 // group)  # rows are rounded on CUDA, so that graphs are reused
         want = _Key(
             tuple(names),
-            -(-n // 16) * 16 if cuda else n,  # rounded on CUDA, so that graphs are reused
+            -(-n // unit) * unit if cuda else n,
             -(-max(len(p) for p in prompts) // 64) * 64,
             max_new_tokens,
             (do_sample, temperature, top_p),
             (pad, *eos),
+            group,
         )
         if any(m is not model for m, *_ in self._cached.values()):
             self._cached.clear()  # another model: free the old buffers and graphs first
@@ -210,14 +278,20 @@ class FastDecoder:
                 > held_budget(dev, held)
             ):
                 self._cached.popitem(last=False)  # the least recently used shape first
-            st = _State(w, key.batch, key.prompt, max_new_tokens, pad, eos)
+            st = _State(w, key.batch, key.prompt, max_new_tokens, pad, eos, key.group)
             step = self._step_fn(w, st, key)
             graph = self._capture(step, st, key) if cuda else None
             self._cached[key] = (model, w, st, step, graph)
         self._cached[key][1].refresh()
         rows = [0 if a is None else names.index(a) + 1 for a in adapters]
         with seeded(seed, dev):
-            return self._run(self._cached[key][1:], key, prompts, rows, stopped)
+            out = self._run(self._cached[key][1:], key, prompts, rows, stopped)
+        if group == 1:
+            return out
+        back: list = [None] * n
+        for at, r in enumerate(order):
+            back[r] = out[at]
+        return back
 
     def _run(self, held: tuple, key: _Key, prompts, rows: list[int], stopped) -> list[list[int]]:
         """Prefill and decode `prompts` (adapter index per row in `rows`) in the held buffers of `key`."""
@@ -260,13 +334,17 @@ class FastDecoder:
         The forward runs on right-padded rows, so that plain causal attention (flash kernels on CUDA, no mask) is
         right for every real token; each layer's keys and values are then stored left-padded, ending at the
         bucket's last position as the decode step expects. Pad positions hold junk that decoding never reads."""
-        P, dev = key.prompt, st.tokens.device
-        ids = torch.full((len(prompts), P), st.pad, dtype=torch.long)
-        for r, p in enumerate(prompts):
-            ids[r, : len(p)] = torch.tensor(p)
+        P, dev, G = key.prompt, st.tokens.device, st.group
         lengths = torch.tensor([len(p) for p in prompts])
         st.start.copy_(P - lengths)
         st.done.zero_()
+        rows, kc, vc = st.rows, st.k, st.v
+        if G > 1:  # a group's rows share one prompt: fill it once, in the group's prompt cache
+            prompts, lengths, rows, kc, vc = prompts[::G], lengths[::G], rows[::G], st.pk, st.pv
+            st.gstart.copy_(P - lengths)
+        ids = torch.full((len(prompts), P), st.pad, dtype=torch.long)
+        for r, p in enumerate(prompts):
+            ids[r, : len(p)] = torch.tensor(p)
         ids, lengths = ids.to(dev), lengths.to(dev)
         chunk = max(1, PREFILL_TOKENS // P)
         ar = torch.arange(P, device=dev)
@@ -281,17 +359,20 @@ class FastDecoder:
             src = src[:, None, :, None].expand(-1, w.kv_heads, -1, w.head_dim)
 
             def attend(i, q, k, v, sl=sl, src=src):
-                st.k[i][sl, :, :P] = k.gather(2, src)
-                st.v[i][sl, :, :P] = v.gather(2, src)
+                kc[i][sl, :, :P] = k.gather(2, src)
+                vc[i][sl, :, :P] = v.gather(2, src)
                 k, v = k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)
                 if windowed is not None and w.layer_types[i] == "sliding_attention":
                     return F.scaled_dot_product_attention(q, k, v, attn_mask=windowed, scale=w.scale)
                 return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=w.scale)
 
             pos = ar[None, :].expand(len(n), P)
-            h = forward(w, ids[sl], pos, w.masks(st.rows[sl]), attend, self._ops)
+            h = forward(w, ids[sl], pos, w.masks(rows[sl]), attend, self._ops)
             h = h[torch.arange(len(n), device=dev), n - 1]  # each row's last prompt token
-            first.append(sample(F.linear(h, w.lm_head), *key.sampling, draw=self._draw))
+            logits = F.linear(h, w.lm_head)
+            if G > 1:  # each of a group's rows draws its own first token
+                logits = logits.repeat_interleave(G, 0)
+            first.append(sample(logits, *key.sampling, draw=self._draw))
         return torch.cat(first)
 
     def _step(self, w: _Weights, st: _State, key: _Key) -> None:

@@ -259,6 +259,24 @@ def _attend_cache(q, k, v, bias, scale: float) -> torch.Tensor:
     return scores.softmax(-1).to(v.dtype) @ v
 
 
+def _attend_shared(q, pk, pv, k, v, prompt_bias, new_bias, scale: float) -> torch.Tensor:
+    """Decode attention of rows that share their prompt: the prompt's keys and values are held once per group of
+    G rows. q (n, kv_heads, G, g, d); pk/pv (n, kv_heads, P, d), the group's prompt; k/v (n, kv_heads, G, N, d),
+    each row's generated tokens; biases (n, 1, 1, 1, P) and (1, 1, 1, 1, N) -> (n, kv_heads, G, g, d). One
+    softmax over both parts (a shared maximum), each part's values read by its own matmul: the prompt's by the
+    group's G x g queries at once, so a group reads its prompt once instead of G times."""
+    n, h, G, g, d = q.shape
+    prompt = (q.reshape(n, h, G * g, d) @ pk.transpose(-1, -2)).view(
+        n, h, G, g, -1
+    ).float() * scale + prompt_bias
+    new = (q @ k.transpose(-1, -2)).float() * scale + new_bias
+    top = torch.maximum(prompt.amax(-1, keepdim=True), new.amax(-1, keepdim=True))
+    prompt, new = (prompt - top).exp(), (new - top).exp()
+    total = prompt.sum(-1, keepdim=True) + new.sum(-1, keepdim=True)
+    out = (prompt.to(pv.dtype).view(n, h, G * g, -1) @ pv).view(n, h, G, g, d) + new.to(v.dtype) @ v
+    return (out.float() / total).to(v.dtype)
+
+
 class Ops:
     """The elementwise pieces of a layer, eager or through torch.compile (`Ops.compiled`). Compiling these
     functions, which every layer calls with tensors of the same shapes, rather than the whole step, compiles a
@@ -268,6 +286,7 @@ class Ops:
     def __init__(self, wrap: Callable = lambda f: f):
         self.rms, self.add_rms, self.rope = wrap(_rms), wrap(_add_rms), wrap(_rope)
         self.glu, self.attend = wrap(_glu), wrap(_attend_cache)
+        self.attend_shared = wrap(_attend_shared)
 
     @staticmethod
     @functools.cache
