@@ -157,13 +157,8 @@ def _serves(k: _Key, want: _Key, cuda: bool) -> bool:
     """Whether the buffers of shape `k` can run a call of shape `want`: the same settings and room for its rows
     and prompts. On CUDA up to twice the rows and 256 more prompt positions (cheaper than a new capture, which
     costs about as much as 60-140 decode steps, BENCHMARKS.md); elsewhere only the same shape."""
-    if (k.adapters, k.new, k.sampling, k.ends, k.group) != (
-        want.adapters,
-        want.new,
-        want.sampling,
-        want.ends,
-        want.group,
-    ):
+    settings = lambda key: (key.adapters, key.new, key.sampling, key.ends, key.group)  # noqa: E731
+    if settings(k) != settings(want):
         return False
     if not cuda:
         return k == want
