@@ -70,21 +70,34 @@ def test_subtasks_sets_each_label_against_the_reference_seed_by_seed(tmp_path):
     ]
     md = subtasks(runs, tmp_path / "out").read_text()
     # completion differences +0.1 and +0.2: mean +0.15, t(1) 12.706 * sd 0.0707 / sqrt 2 = 0.635; power over
-    # seeds: (12.706 + 1.376) * 0.0707 / sqrt 2 = 0.704; (4.303 + 1.061) * 0.0707 / sqrt 3 = 0.219 > 0.15 and
-    # (3.182 + 0.978) * 0.0707 / 2 = 0.147: 4 seeds (errors -0.2, -0.3: 0.219 <= 0.25, 3 seeds)
+    # seeds: (12.706 + 1.376) * 0.0707 / sqrt 2 = 0.704 (no projection of the seeds needed from two)
     assert (
-        "| prost | sft | 2 | +15.0 ± 63.5 points (80% power at 70.4; 4 seeds to find +15.0) |  "
-        "| -25.0 ± 63.5 points (80% power at 70.4; 3 seeds to find -25.0) |  |" in md
+        "| prost | sft | 2 | +15.0 ± 63.5 points (80% power at 70.4) |  "
+        "| -25.0 ± 63.5 points (80% power at 70.4) |  |" in md
     )  # no episodes: no tests
     got = json.loads((tmp_path / "out" / "subtasks.json").read_text())["versus"]
     assert got[0]["paired_seeds"] == 2 and got[0]["completion"][0] == pytest.approx(0.15)
     md = subtasks(runs, tmp_path / "o2", reference="prost").read_text()
     assert (
-        "| sft | prost | 2 | -15.0 ± 63.5 points (80% power at 70.4; 4 seeds to find -15.0) |  "
-        "| +25.0 ± 63.5 points (80% power at 70.4; 3 seeds to find +25.0) |  |" in md
+        "| sft | prost | 2 | -15.0 ± 63.5 points (80% power at 70.4) |  "
+        "| +25.0 ± 63.5 points (80% power at 70.4) |  |" in md
     )
     with pytest.raises(RunError, match="reference 'x' is not a run label"):
         subtasks(runs, tmp_path / "o3", reference="x")
+
+
+def test_three_seed_pairs_project_the_seeds_a_difference_needs(tmp_path):
+    completions = {"sft": [0.2, 0.4, 0.3], "prost": [0.3, 0.6, 0.35]}  # differences +0.1, +0.2, +0.05
+    runs = [
+        _run(tmp_path / f"{label}{s}", label, s, c, {1: 0.5}, {"act": 0.5})
+        for label, cs in completions.items()
+        for s, c in enumerate(cs)
+    ]
+    md = subtasks(runs, tmp_path / "out").read_text()
+    # sd 0.0764: (4.303 + 1.061) * 0.0764 / sqrt 3 = 0.2366; 6 seeds (2.571 + 0.920) * 0.0764 / sqrt 6 = 0.1089
+    # <= 0.1167, 5 seeds (2.776 + 0.941) * 0.0764 / sqrt 5 = 0.127
+    assert "+11.7 ± 19.0 points (80% power at 23.7; 6 seeds to find +11.7)" in md
+    assert "+0.0 ± 0.0 points (80% power at 0.0; over 100 seeds to find +0.0)" in md  # errors: no difference
 
 
 def _episodes(folder, outcomes):

@@ -41,15 +41,16 @@ def seeds_needed(sd: float, effect: float, most: int = 100) -> int | None:
 
 
 def seed_power(diffs: list[float]) -> dict | None:
-    """For paired per-seed differences: what the paired t-test over them finds with 80% power, and how many seeds
-    would find the observed mean difference so (None for fewer than two seeds)."""
+    """For paired per-seed differences: what the paired t-test over them finds with 80% power, and from three
+    seeds on (two give a standard deviation of one degree of freedom) how many seeds would find the observed mean
+    difference so (None: more than 100). None for fewer than two seeds."""
     if len(diffs) < 2:
         return None
     sd = statistics.stdev(diffs)
-    return {
-        "detectable": seed_detectable(sd, len(diffs)),
-        "seeds_for_observed": seeds_needed(sd, statistics.fmean(diffs)),
-    }
+    out = {"detectable": seed_detectable(sd, len(diffs))}
+    if len(diffs) >= 3:
+        out["seeds_for_observed"] = seeds_needed(sd, statistics.fmean(diffs))
+    return out
 
 
 def sign_test(ref: list[float], other: list[float]) -> dict:
@@ -122,16 +123,18 @@ def power_cell(test: dict, scale: float = 100, digits: int = 1) -> str:
 
 SEED_POWER_NOTE = (
     "Beside a difference seed by seed: the smallest true difference a paired t-test over these seeds finds 4 "
-    "times in 5 at p < 0.05, and how many seeds would find the difference seen so ((t 0.975 + t 0.8) times the "
-    "standard deviation of the seeds' differences over the root of their number)."
+    "times in 5 at p < 0.05, and from three seeds how many seeds would find the difference seen so ((t 0.975 + "
+    "t 0.8) times the standard deviation of the seeds' differences over the root of their number)."
 )
 
 
 def seed_power_note(power: dict | None, observed: float) -> str:
     """The seed-level power of a difference for a table: "80% power at X; N seeds to find D" ("" below two
-    seeds)."""
+    seeds; no projection from two)."""
     if not power:
         return ""
+    out = f"80% power at {power['detectable'] * 100:.1f}"
+    if "seeds_for_observed" not in power:
+        return out
     n = power["seeds_for_observed"]
-    need = f"{n} seeds" if n else "over 100 seeds"
-    return f"80% power at {power['detectable'] * 100:.1f}; {need} to find {observed * 100:+.1f}"
+    return out + f"; {f'{n} seeds' if n else 'over 100 seeds'} to find {observed * 100:+.1f}"
