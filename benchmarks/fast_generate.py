@@ -9,12 +9,15 @@ Figures, each against a baseline measured in the same run:
   5. the team of 2 with the decode step compiled, keeping the top-p sort, vs 2 (skipped with --no-compile);
   6. the team of 5 with the rejection draw compiled with the step (what `TEAMTUNE_COMPILE_DECODE=1` runs) vs 5;
   7. the team of 6 with shared prompts (`TEAMTUNE_SHARE_PROMPTS=1`: the 3 peers of a problem hold its prompt
-     once) vs 6.
+     once) vs 6;
+  8. (`--parts cache`) the raw decode step with the attention kernel on prompts of mixed lengths, and with shared
+     prompts on groups of 8 samples, each vs the same decoder without it.
 Random weights never stop early, so every row generates the full budget on both sides.
 
     python benchmarks/fast_generate.py --model random:smollm2-135m --source .gpu/data/gsm8k
     python benchmarks/fast_generate.py --model tiny-random --batch 8 --new-tokens 16 --problems 4 --no-compile
     python benchmarks/fast_generate.py --parts mixed      # figure 3 alone (no baseline compile, no GSM8K)
+    python benchmarks/fast_generate.py --parts cache      # figure 8 alone
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from teamtune.agents import AgentConfig, ModelPool
-from teamtune.fastgen import FastDecoder, lora_kernel
+from teamtune.fastgen import FastDecoder, attention_kernel, lora_kernel
 from teamtune.models import load_model
 from teamtune.rollout import SamplingConfig
 from teamtune.tasks import TaskConfig, load_task
@@ -237,6 +240,38 @@ def mixed_adapters(args, m, prompts: list, name: str, recs: list) -> None:
     save_records(args.out, recs)
 
 
+def cache_reads(args, m, name: str, recs: list) -> None:
+    """Figure 8: what reading less of the KV cache gives the raw decode step, each against the same decoder
+    without it on the same prompts: the attention kernel (each row's valid keys alone) on prompts of mixed
+    lengths, and shared prompts on groups of 8 samples of one prompt."""
+    dev, new, n = m.device, args.new_tokens, args.batch
+    gen = torch.Generator().manual_seed(1)
+    lengths = torch.randint(args.prompt // 4, args.prompt + 1, (n,), generator=gen).tolist()
+    mixed = [torch.randint(100, 40000, (t,), generator=gen).tolist() for t in lengths]
+    grouped = [p for p in mixed[: n // 8] for _ in range(8)]
+    with torch.inference_mode():
+        for label, prompts, on in (
+            ("attention_kernel", mixed, FastDecoder(attention_kernel=True)),
+            ("shared_prompts", grouped, FastDecoder(share_prompts=True)),
+        ):
+            off = n * new / fast(m.model, prompts, [None] * n, new, FastDecoder())
+            rate = n * new / fast(m.model, prompts, [None] * n, new, on)
+            print(f"decode batch {n}, {label}: {rate:,.0f} tok/s against {off:,.0f} ({rate / off:.2f}x)")
+            recs.append(
+                record(
+                    f"decode_{label}",
+                    name,
+                    rate,
+                    "generated tokens/s",
+                    f"the same decoder without it, same prompts (batch {n}, {args.prompt // 4}-{args.prompt} "
+                    "prompt tokens" + (", 8 rows a prompt)" if label == "shared_prompts" else ")"),
+                    off,
+                    kernel_ran=label != "attention_kernel" or attention_kernel.available(dev),
+                )
+            )
+            save_records(args.out, recs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="random:smollm2-135m")
@@ -249,8 +284,8 @@ def main() -> None:
     ap.add_argument("--no-compile", action="store_true", help="baseline without torch.compile")
     ap.add_argument("--out", default="benchmarks/results/fast_generate.json")
     ap.add_argument(
-        "--parts", nargs="+", choices=["decode", "team", "mixed"], default=["decode", "team", "mixed"],
-        help="decode: figure 1; team: 2 and 4-6 (needs decode's baseline); mixed: 3",
+        "--parts", nargs="+", choices=["decode", "team", "mixed", "cache"], default=["decode", "team", "mixed"],
+        help="decode: figure 1; team: 2 and 4-7 (needs decode's baseline); mixed: 3; cache: 8",
     )  # fmt: skip
     args = ap.parse_args()
     if "team" in args.parts and "decode" not in args.parts:
@@ -266,6 +301,8 @@ def main() -> None:
         decode_and_team(args, m, ids, prompts, name, recs)
     if "mixed" in args.parts:
         mixed_adapters(args, m, prompts, name, recs)
+    if "cache" in args.parts:
+        cache_reads(args, m, name, recs)
     print(f"wrote {args.out}")  # after each figure, so a run cut short keeps what it measured
 
 

@@ -84,7 +84,7 @@ def test_decode_settings_and_their_overrides_are_in_the_runs_config(tmp_path, mo
     monkeypatch.setenv("TEAMTUNE_DECODE_DTYPE", "float32")
     assert main([*argv, "--output", str(tmp_path / "b")]) == 0
     decode = {k: yaml.safe_load((tmp_path / k / "config.yaml").read_text())["team"]["decode"] for k in "ab"}
-    off = {"share_prompts": False}
+    off = {"share_prompts": False, "attention_kernel": False}
     assert decode["a"] == {"fast": None, "compile_step": False, "nucleus": "sort", "dtype": None} | off
     assert (
         decode["b"] == {"fast": False, "compile_step": False, "nucleus": "reject", "dtype": "float32"} | off

@@ -1,4 +1,8 @@
 import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -672,6 +676,53 @@ def test_held_budget_leaves_room_for_processes_sharing_the_gpu(monkeypatch):
     mem["free"] = 8 * GB  # others took the rest: 5 GB held, (8 + 4) / 2 more
     assert decoder.held_budget(cuda, 5 * GB) == 11 * GB
     assert decoder.held_budget(torch.device("cpu"), 0) == float("inf")
+
+
+ATTENTION_CHECK = """
+import sys
+import torch
+sys.path.insert(0, "tests")
+from test_fastgen import PROMPTS, model_part, tiny_gemma3, tiny_qwen2
+from teamtune import fastgen
+from teamtune.fastgen import attention_kernel
+from teamtune.models import load_model
+
+# the kernel against the bias-masked matmul: each row's keys from its first prompt position to the current one,
+# within a sliding window, over caches longer than one block and query heads not a power of two
+torch.manual_seed(0)
+for b, h, g, d, length, window in [(5, 2, 3, 16, 150, None), (4, 1, 4, 64, 70, 8), (3, 3, 3, 64, 200, None)]:
+    q, k, v = torch.randn(b, h, g, d), torch.randn(b, h, length, d), torch.randn(b, h, length, d)
+    start, cur = torch.randint(0, 60, (b,)), torch.tensor(length - 7)
+    pos = torch.arange(length)[None]
+    valid = (pos >= start[:, None]) & (pos <= cur) & (cur - pos < (window or length))
+    bias = torch.zeros(valid.shape).masked_fill(~valid, float("-inf"))[:, None, None, :]
+    got = attention_kernel.decode_attention(q, k, v, start, cur, 0.3, window)
+    torch.testing.assert_close(got, model_part._attend_cache(q, k, v, bias, 0.3), atol=1e-5, rtol=1e-5)
+# the fast path with it: the sampled tokens of the matmul path (Gemma 3 past its window)
+attention_kernel.available = lambda device: True
+tiny = load_model("tiny-random", device="cpu", dtype="float32", seed=0)
+ids = [tiny.tokenizer(p).input_ids for p in PROMPTS]
+kw = dict(max_new_tokens=16, do_sample=True, temperature=0.9, top_p=0.95, pad=0, eos=[10**6], seed=3)
+for model in (tiny.model, tiny_qwen2(len(tiny.tokenizer)), tiny_gemma3(len(tiny.tokenizer))):
+    plain = fastgen.FastDecoder(nucleus="reject").generate(model, ids, [None] * 3, **kw)
+    kernel = fastgen.FastDecoder(nucleus="reject", attention_kernel=True)
+    assert kernel.generate(model, ids, [None] * 3, **kw) == plain
+print("ok")
+"""
+
+
+def test_attention_kernel_reads_the_valid_keys_as_the_masked_matmul_does(tiny, monkeypatch):
+    """The decode attention kernel, run by Triton's interpreter on the CPU (in a process of its own: the
+    interpreter must be chosen before Triton is imported), against the matmul path, directly and decoding."""
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    root = Path(__file__).parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", ATTENTION_CHECK], env=env, cwd=root, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+    monkeypatch.setenv("TEAMTUNE_ATTENTION_KERNEL", "1")
+    assert Engine(tiny, fast=True)._decoder.attention_kernel
 
 
 def test_lora_kernel_tiling_from_the_environment(monkeypatch):

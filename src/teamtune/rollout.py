@@ -48,6 +48,7 @@ DECODE_ENV = {
     "nucleus": "TEAMTUNE_NUCLEUS",
     "dtype": "TEAMTUNE_DECODE_DTYPE",
     "share_prompts": "TEAMTUNE_SHARE_PROMPTS",
+    "attention_kernel": "TEAMTUNE_ATTENTION_KERNEL",
 }
 DECODE_DTYPES = ("bfloat16", "float16", "float32")
 
@@ -66,6 +67,8 @@ class DecodeConfig:
     # the fast path: rows of one prompt and adapter (a group of samples) hold, fill and read its cache once;
     # rows not next to their group's others are moved beside them, so a seed may draw other samples for them
     share_prompts: bool = False
+    # the fast path's decode attention by a Triton kernel that reads each row's valid keys alone (CUDA)
+    attention_kernel: bool = False
 
     def validate(self) -> None:
         self.apply_env()
@@ -131,7 +134,13 @@ class Engine:
         self.decode = replace(decode or DecodeConfig())  # a copy: the overrides are applied to it
         self.decode.validate()
         d = self.decode
-        self._decoder = fastgen.FastDecoder(d.compile_step, d.nucleus, d.dtype, share_prompts=d.share_prompts)
+        self._decoder = fastgen.FastDecoder(
+            d.compile_step,
+            d.nucleus,
+            d.dtype,
+            share_prompts=d.share_prompts,
+            attention_kernel=d.attention_kernel,
+        )
         self.fast = fast if fast is not None else self.decode.fast
         self.batch_size = batch_size
         self.seed = seed

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from peft import PeftModel
 
+from . import attention_kernel
 from .model import EAGER, Ops, _base, _Weights, compile_dynamic, compute_dtype, forward
 from .sampling import NUCLEI, draw_by_rejection, sample, seeded
 
@@ -20,15 +21,26 @@ PREFILL_TOKENS = 32768  # prompt tokens per prefill chunk (bounds the attention 
 CHECK_EVERY = 8  # decode steps between host checks for finished rows and stop strings
 
 
-def _decode_logits(w: _Weights, st: _State, ops: Ops) -> torch.Tensor:
+def _decode_logits(w: _Weights, st: _State, ops: Ops, kernel: bool = False) -> torch.Tensor:
     """The model's part of a decode step: store the current tokens' keys and values at `st.cur`, return the
     next-token logits (batch, vocab). Each key/value head's `g` query heads attend as `g` queries of one head
     (no copies of the cache), by two matmuls and a float32 softmax (`scaled_dot_product_attention` with a mask
-    was no faster, BENCHMARKS.md)."""
+    was no faster, BENCHMARKS.md); `kernel`: by `attention_kernel` instead, which reads each row's valid keys
+    alone."""
     b = st.tokens.shape[0]
     g = w.heads // w.kv_heads
     if st.group > 1:
         attend = _shared_attend(w, st, ops)
+    elif kernel:
+
+        def attend(i, q, k, v):
+            st.k[i].index_copy_(2, st.cur.view(1), k)
+            st.v[i].index_copy_(2, st.cur.view(1), v)
+            window = w.window if w.layer_types[i] == "sliding_attention" else None
+            q = q.view(b, w.kv_heads, g, w.head_dim)
+            a = attention_kernel.decode_attention(q, st.k[i], st.v[i], st.start, st.cur, w.scale, window)
+            return a.view(b, w.heads, 1, w.head_dim)
+
     else:
         valid = (st.arange[None, :] >= st.start[:, None]) & (st.arange[None, :] <= st.cur)
         biases = {"full_attention": _bias(valid)}
@@ -195,6 +207,8 @@ class FastDecoder:
     The exponential noise is drawn eagerly. `dtype`: what the forward computes in (`compute_dtype`).
     `share_prompts`: rows of the same prompt and adapter (a group of samples) hold that prompt's keys and values
     once, prefilled once, and read them once a step for the whole group (`Ops.attend_shared`).
+    `attention_kernel`: the decode attention of rows that hold their own prompt by `attention_kernel` (each row's
+    valid keys alone) where it runs (CUDA with Triton), else the matmul path.
     """
 
     def __init__(
@@ -204,13 +218,14 @@ class FastDecoder:
         dtype: str | None = None,
         shapes: int = 4,
         share_prompts: bool = False,
+        attention_kernel: bool = False,
     ):
         nucleus = nucleus or ("reject" if compile_step else "sort")
         draws = dict(zip(NUCLEI, (None, draw_by_rejection), strict=True))
         if nucleus not in draws:
             raise ValueError(f"nucleus must be one of {', '.join(draws)}, not {nucleus!r}")
         self.compile_step, self.nucleus, self.dtype = compile_step, nucleus, dtype
-        self.share_prompts = share_prompts
+        self.share_prompts, self.attention_kernel = share_prompts, attention_kernel
         self._ops = Ops.compiled() if compile_step else EAGER
         self._draw = draws[nucleus]  # None: the sort inside `sample`
         if compile_step and self._draw is not None:
@@ -372,7 +387,8 @@ class FastDecoder:
 
     def _step(self, w: _Weights, st: _State, key: _Key) -> None:
         """One decode step on the fixed buffers (no host sync: it is what the CUDA graph captures)."""
-        logits = _decode_logits(w, st, self._ops)
+        kernel = self.attention_kernel and attention_kernel.available(st.tokens.device)
+        logits = _decode_logits(w, st, self._ops, kernel)
         nxt = sample(logits, *key.sampling, draw=self._draw)
         nxt = torch.where(st.done, st.pad, nxt)
         st.out.index_copy_(
