@@ -3,9 +3,10 @@
 For each run label (the seeds of one configuration): accuracy (mean over seeds, with a 95% t interval when
 there are several), the accuracy of the best constant answer, an exact sign test against the reference
 label over the problems both answered (each problem's accuracy over the seeds; one seed: the exact McNemar
-test), and accuracy binned by how many of the team's peers were
-right on the problem (the "few peers correct" case). Peers are re-graded with the run's task; a run without
-peer turns (a single agent) is binned by the peers of a run of the same seed that has them.
+test) with its power (`stats`), accuracy binned by how many of the team's peers were right on the problem,
+and the sign test again over the problems where at most `few` peers were right (the "few peers correct"
+case). Peers are re-graded with the run's task (or read from its outcomes.json); a run without peer turns (a
+single agent) is binned by the peers of a run of the same seed that has them.
 """
 
 from __future__ import annotations
