@@ -11,7 +11,7 @@ Figures, each against a baseline measured in the same run:
   7. the team of 6 with shared prompts (`TEAMTUNE_SHARE_PROMPTS=1`: the 3 peers of a problem hold its prompt
      once) vs 6;
   8. (`--parts cache`) the raw decode step with the attention kernel on prompts of mixed lengths, and with shared
-     prompts on groups of 8 samples, each vs the same decoder without it.
+     prompts (and with both) on groups of 8 samples, each vs the same decoder without them.
 Random weights never stop early, so every row generates the full budget on both sides.
 
     python benchmarks/fast_generate.py --model random:smollm2-135m --source .gpu/data/gsm8k
@@ -243,7 +243,7 @@ def mixed_adapters(args, m, prompts: list, name: str, recs: list) -> None:
 def cache_reads(args, m, name: str, recs: list) -> None:
     """Figure 8: what reading less of the KV cache gives the raw decode step, each against the same decoder
     without it on the same prompts: the attention kernel (each row's valid keys alone) on prompts of mixed
-    lengths, and shared prompts on groups of 8 samples of one prompt."""
+    lengths, and shared prompts, alone and with the kernel, on groups of 8 samples of one prompt."""
     dev, new, n = m.device, args.new_tokens, args.batch
     gen = torch.Generator().manual_seed(1)
     lengths = torch.randint(args.prompt // 4, args.prompt + 1, (n,), generator=gen).tolist()
@@ -253,6 +253,11 @@ def cache_reads(args, m, name: str, recs: list) -> None:
         for label, prompts, on in (
             ("attention_kernel", mixed, FastDecoder(attention_kernel=True)),
             ("shared_prompts", grouped, FastDecoder(share_prompts=True)),
+            (
+                "shared_prompts_attention_kernel",
+                grouped,
+                FastDecoder(share_prompts=True, attention_kernel=True),
+            ),
         ):
             off = n * new / fast(m.model, prompts, [None] * n, new, FastDecoder())
             rate = n * new / fast(m.model, prompts, [None] * n, new, on)
@@ -264,9 +269,9 @@ def cache_reads(args, m, name: str, recs: list) -> None:
                     rate,
                     "generated tokens/s",
                     f"the same decoder without it, same prompts (batch {n}, {args.prompt // 4}-{args.prompt} "
-                    "prompt tokens" + (", 8 rows a prompt)" if label == "shared_prompts" else ")"),
+                    "prompt tokens" + (", 8 rows a prompt)" if prompts is grouped else ")"),
                     off,
-                    kernel_ran=label != "attention_kernel" or attention_kernel.available(dev),
+                    kernel_ran="attention_kernel" not in label or attention_kernel.available(dev),
                 )
             )
             save_records(args.out, recs)

@@ -696,17 +696,24 @@ for b, h, g, d, length, window in [(5, 2, 3, 16, 150, None), (4, 1, 4, 64, 70, 8
     pos = torch.arange(length)[None]
     valid = (pos >= start[:, None]) & (pos <= cur) & (cur - pos < (window or length))
     bias = torch.zeros(valid.shape).masked_fill(~valid, float("-inf"))[:, None, None, :]
-    got = attention_kernel.decode_attention(q, k, v, start, cur, 0.3, window)
+    got, lse = attention_kernel.decode_attention(q, k, v, start, cur, 0.3, window, with_lse=True)
     torch.testing.assert_close(got, model_part._attend_cache(q, k, v, bias, 0.3), atol=1e-5, rtol=1e-5)
+    want = ((q @ k.transpose(-1, -2)) * 0.3 + bias).logsumexp(-1)
+    torch.testing.assert_close(lse, want, atol=1e-5, rtol=1e-5)
 # the fast path with it: the sampled tokens of the matmul path (Gemma 3 past its window)
 attention_kernel.available = lambda device: True
 tiny = load_model("tiny-random", device="cpu", dtype="float32", seed=0)
 ids = [tiny.tokenizer(p).input_ids for p in PROMPTS]
 kw = dict(max_new_tokens=16, do_sample=True, temperature=0.9, top_p=0.95, pad=0, eos=[10**6], seed=3)
+grouped = [ids[0]] * 2 + [ids[1]] * 2 + [ids[2]] * 2
 for model in (tiny.model, tiny_qwen2(len(tiny.tokenizer)), tiny_gemma3(len(tiny.tokenizer))):
     plain = fastgen.FastDecoder(nucleus="reject").generate(model, ids, [None] * 3, **kw)
     kernel = fastgen.FastDecoder(nucleus="reject", attention_kernel=True)
     assert kernel.generate(model, ids, [None] * 3, **kw) == plain
+    # with shared prompts, the kernel reads each row's generated tokens
+    plain = fastgen.FastDecoder(nucleus="reject").generate(model, grouped, [None] * 6, **kw)
+    both = fastgen.FastDecoder(nucleus="reject", attention_kernel=True, share_prompts=True)
+    assert both.generate(model, grouped, [None] * 6, **kw) == plain
 print("ok")
 """
 

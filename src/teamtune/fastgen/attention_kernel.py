@@ -31,9 +31,10 @@ def _kernel():
 
     @triton.jit
     def decode_attention(
-        q, k, v, out, start, cur, scale, window,
+        q, k, v, out, lse, start, cur, scale, window,
         sq_b, sq_h, sq_g, sk_b, sk_h, sk_t, sv_b, sv_h, sv_t, so_b, so_h, so_g,
         G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, BN: tl.constexpr, PRECISION: tl.constexpr,
+        LSE: tl.constexpr,
     ):  # fmt: skip
         b, h = tl.program_id(0), tl.program_id(1)
         last = tl.load(cur)
@@ -64,6 +65,8 @@ def _kernel():
             top = new_top
         o = out + b * so_b + h * so_h + gi[:, None] * so_g + di[None, :]
         tl.store(o, (acc / total[:, None]).to(out.dtype.element_ty), mask=gi[:, None] < G)
+        if LSE:  # the log-sum-exp of each query's scores, (b, kv_heads, g) contiguous
+            tl.store(lse + (b * tl.num_programs(1) + h) * G + gi, top + tl.log(total), mask=gi < G)
 
     return decode_attention
 
@@ -76,18 +79,22 @@ def decode_attention(
     cur: torch.Tensor,
     scale: float,
     window: int | None = None,
-) -> torch.Tensor:
+    with_lse: bool = False,
+):
     """Attention of one query per row over its cache: q (b, kv_heads, g, d); k/v (b, kv_heads, T, d), their
-    positions start[r] .. cur (a 0-d tensor) valid, and within `window` of cur if given -> (b, kv_heads, g, d).
-    The head size must be a power of two; the last dimension of every tensor contiguous."""
+    positions start[r] .. cur (a 0-d tensor) valid, and within `window` of cur if given -> (b, kv_heads, g, d),
+    and with `with_lse` also each query's log-sum-exp (b, kv_heads, g) in float32, for merging with another part
+    of the keys. The head size must be a power of two; the last dimension of every tensor contiguous."""
     b, h, g, d = q.shape
     assert d & (d - 1) == 0 and q.stride(3) == k.stride(3) == v.stride(3) == 1, "head size: a power of two"
     out = torch.empty_like(q)
+    lse = torch.empty(b, h, g, dtype=torch.float32, device=q.device) if with_lse else out
     gp = max(16, 1 << (g - 1).bit_length())
     _kernel()[(b, h)](
-        q, k, v, out, start, cur, scale, window or 2**30,
+        q, k, v, out, lse, start, cur, scale, window or 2**30,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2),
         G=g, GP=gp, D=d, BN=BLOCK, PRECISION="ieee" if q.dtype == torch.float32 else None,  # not TF32
+        LSE=with_lse,
     )  # fmt: skip
-    return out
+    return (out, lse) if with_lse else out

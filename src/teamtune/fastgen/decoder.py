@@ -30,7 +30,7 @@ def _decode_logits(w: _Weights, st: _State, ops: Ops, kernel: bool = False) -> t
     b = st.tokens.shape[0]
     g = w.heads // w.kv_heads
     if st.group > 1:
-        attend = _shared_attend(w, st, ops)
+        attend = _shared_attend(w, st, ops, kernel)
     elif kernel:
 
         def attend(i, q, k, v):
@@ -59,28 +59,41 @@ def _decode_logits(w: _Weights, st: _State, ops: Ops, kernel: bool = False) -> t
     return F.linear(h, w.lm_head)
 
 
-def _shared_attend(w: _Weights, st: _State, ops: Ops) -> Callable:
-    """The decode step's attention where each group of `st.group` rows shares its prompt (`_State`): the
-    current tokens' keys and values go to the rows' own cache, and each row attends to its group's prompt and
-    its own tokens (`Ops.attend_shared`)."""
+def _shared_attend(w: _Weights, st: _State, ops: Ops, kernel: bool) -> Callable:
+    """The decode step's attention where each group of `st.group` rows shares its prompt (`_State`), as two parts
+    merged into one softmax (`Ops.merge`): the group's prompt, read once by its G x g queries together, and each
+    row's own generated tokens, by `attention_kernel` (the valid ones alone) when `kernel`, else a masked matmul."""
     b, G, P = st.tokens.shape[0], st.group, st.prompt
-    n, g = b // G, w.heads // w.kv_heads
+    n, g, h, d = b // G, w.heads // w.kv_heads, w.kv_heads, w.head_dim
     j = st.cur - P  # the current token's place in the rows' own cache
+    zero = torch.zeros_like(st.start)
     on_prompt = st.arange[None, :P] >= st.gstart[:, None]  # (n, P)
-    on_new = st.arange[: st.k[0].shape[3]] <= j  # (N,)
+    on_new = st.arange[: st.k[0].shape[2]] <= j  # (N,)
     biases = {"full_attention": (on_prompt, on_new)}
     if w.window is not None:  # sliding layers: the keys within `window` positions of the query
         near = st.cur - st.arange < w.window
         biases["sliding_attention"] = (on_prompt & near[None, :P], on_new & near[P:])
-    biases = {k: (_bias(p)[:, None], _bias(q[None])[:, None]) for k, (p, q) in biases.items()}
+    biases = {k: (_bias(p), _bias(q[None])) for k, (p, q) in biases.items()}
 
     def attend(i, q, k, v):
-        st.k[i].index_copy_(3, j.view(1), k.view(n, G, w.kv_heads, 1, w.head_dim).transpose(1, 2))
-        st.v[i].index_copy_(3, j.view(1), v.view(n, G, w.kv_heads, 1, w.head_dim).transpose(1, 2))
+        st.k[i].index_copy_(2, j.view(1), k)
+        st.v[i].index_copy_(2, j.view(1), v)
         on_p, on_n = biases[w.layer_types[i]]
-        q = q.reshape(n, G, w.kv_heads, g, w.head_dim).transpose(1, 2)
-        a = ops.attend_shared(q, st.pk[i], st.pv[i], st.k[i], st.v[i], on_p, on_n, w.scale)
-        return a.transpose(1, 2).reshape(b, w.heads, 1, w.head_dim)
+        rows = q.view(b, h, g, d)
+        grouped = rows.view(n, G, h, g, d).transpose(1, 2).reshape(n, h, G * g, d)
+        o1, lse1 = ops.attend_part(
+            grouped, st.pk[i], st.pv[i], on_p, w.scale
+        )  # (n, h, G * g, d), (n, h, G * g)
+        o1 = o1.view(n, h, G, g, d).transpose(1, 2).reshape(b, h, g, d)
+        lse1 = lse1.view(n, h, G, g).transpose(1, 2).reshape(b, h, g)
+        if kernel:
+            window = w.window if w.layer_types[i] == "sliding_attention" else None
+            o2, lse2 = attention_kernel.decode_attention(
+                rows, st.k[i], st.v[i], zero, j, w.scale, window, with_lse=True
+            )
+        else:
+            o2, lse2 = ops.attend_part(rows, st.k[i], st.v[i], on_n, w.scale)
+        return ops.merge(o1, lse1, o2, lse2).view(b, w.heads, 1, d)
 
     return attend
 
@@ -150,7 +163,7 @@ class _State:
                 torch.zeros(n, w.kv_heads, prompt, w.head_dim, dtype=w.dtype, device=dev) for _ in w.layers
             ]
             self.pv = [torch.zeros_like(t) for t in self.pk]
-            shape = (n, w.kv_heads, group, new, w.head_dim)
+            shape = (batch, w.kv_heads, new, w.head_dim)
             self.gstart = torch.zeros(n, dtype=torch.long, device=dev)  # first real prompt position per group
         self.k = [torch.zeros(shape, dtype=w.dtype, device=dev) for _ in w.layers]
         self.v = [torch.zeros(shape, dtype=w.dtype, device=dev) for _ in w.layers]
@@ -206,9 +219,9 @@ class FastDecoder:
       than the sort on an H100, BENCHMARKS.md);
     The exponential noise is drawn eagerly. `dtype`: what the forward computes in (`compute_dtype`).
     `share_prompts`: rows of the same prompt and adapter (a group of samples) hold that prompt's keys and values
-    once, prefilled once, and read them once a step for the whole group (`Ops.attend_shared`).
-    `attention_kernel`: the decode attention of rows that hold their own prompt by `attention_kernel` (each row's
-    valid keys alone) where it runs (CUDA with Triton), else the matmul path.
+    once, prefilled once, and read them once a step for the whole group (`_shared_attend`).
+    `attention_kernel`: the decode attention over each row's own cache (its prompt and answer, or with shared
+    prompts its answer) by `attention_kernel`, which reads the valid keys alone, where it runs (CUDA with Triton).
     """
 
     def __init__(

@@ -259,22 +259,21 @@ def _attend_cache(q, k, v, bias, scale: float) -> torch.Tensor:
     return scores.softmax(-1).to(v.dtype) @ v
 
 
-def _attend_shared(q, pk, pv, k, v, prompt_bias, new_bias, scale: float) -> torch.Tensor:
-    """Decode attention of rows that share their prompt: the prompt's keys and values are held once per group of
-    G rows. q (n, kv_heads, G, g, d); pk/pv (n, kv_heads, P, d), the group's prompt; k/v (n, kv_heads, G, N, d),
-    each row's generated tokens; biases (n, 1, 1, 1, P) and (1, 1, 1, 1, N) -> (n, kv_heads, G, g, d). One
-    softmax over both parts (a shared maximum), each part's values read by its own matmul: the prompt's by the
-    group's G x g queries at once, so a group reads its prompt once instead of G times."""
-    n, h, G, g, d = q.shape
-    prompt = (q.reshape(n, h, G * g, d) @ pk.transpose(-1, -2)).view(
-        n, h, G, g, -1
-    ).float() * scale + prompt_bias
-    new = (q @ k.transpose(-1, -2)).float() * scale + new_bias
-    top = torch.maximum(prompt.amax(-1, keepdim=True), new.amax(-1, keepdim=True))
-    prompt, new = (prompt - top).exp(), (new - top).exp()
-    total = prompt.sum(-1, keepdim=True) + new.sum(-1, keepdim=True)
-    out = (prompt.to(pv.dtype).view(n, h, G * g, -1) @ pv).view(n, h, G, g, d) + new.to(v.dtype) @ v
-    return (out.float() / total).to(v.dtype)
+def _attend_part(q, k, v, bias, scale: float):
+    """Attention over one part of the keys: q (..., m, d), k/v (..., T, d), bias broadcast to (..., m, T) ->
+    the output normalised over this part (..., m, d) and its log-sum-exp (..., m), -inf where no key is valid
+    (its output then zero), for `_merge` with another part."""
+    s = (q @ k.transpose(-1, -2)).float() * scale + bias
+    lse = s.logsumexp(-1)
+    safe = torch.where(lse.isinf(), 0.0, lse)  # a part with no valid key: zeros, not nan
+    return (s - safe[..., None]).exp().to(v.dtype) @ v, lse
+
+
+def _merge(o1, lse1, o2, lse2) -> torch.Tensor:
+    """Two parts' attention (`_attend_part`) as one softmax over both: each weighted by its share of the mass."""
+    lse = torch.logaddexp(lse1, lse2)
+    w1, w2 = (lse1 - lse).exp()[..., None], (lse2 - lse).exp()[..., None]
+    return (o1.float() * w1 + o2.float() * w2).to(o1.dtype)
 
 
 class Ops:
@@ -286,7 +285,7 @@ class Ops:
     def __init__(self, wrap: Callable = lambda f: f):
         self.rms, self.add_rms, self.rope = wrap(_rms), wrap(_add_rms), wrap(_rope)
         self.glu, self.attend = wrap(_glu), wrap(_attend_cache)
-        self.attend_shared = wrap(_attend_shared)
+        self.attend_part, self.merge = wrap(_attend_part), wrap(_merge)
 
     @staticmethod
     @functools.cache
