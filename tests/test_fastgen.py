@@ -732,6 +732,21 @@ def test_attention_kernel_reads_the_valid_keys_as_the_masked_matmul_does(tiny, m
     assert Engine(tiny, fast=True)._decoder.attention_kernel
 
 
+def test_attention_kernel_refuses_a_head_size_it_cannot_tile(tiny, monkeypatch):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from teamtune.fastgen import attention_kernel
+
+    monkeypatch.setattr(attention_kernel, "available", lambda device: True)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tiny.tokenizer), hidden_size=48, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    ids = [tiny.tokenizer("Hi").input_ids]
+    kw = dict(max_new_tokens=4, do_sample=False, temperature=1.0, top_p=1.0, pad=0, eos=[10**6])
+    with pytest.raises(ValueError, match="head size that is a power of two; this model's is 12"):
+        fastgen.FastDecoder(attention_kernel=True).generate(LlamaForCausalLM(cfg).eval(), ids, [None], **kw)
+
+
 def test_lora_kernel_tiling_from_the_environment(monkeypatch):
     from teamtune.fastgen import lora_kernel
 

@@ -31,27 +31,22 @@ def _decode_logits(w: _Weights, st: _State, ops: Ops, kernel: bool = False) -> t
     g = w.heads // w.kv_heads
     if st.group > 1:
         attend = _shared_attend(w, st, ops, kernel)
-    elif kernel:
-
-        def attend(i, q, k, v):
-            st.k[i].index_copy_(2, st.cur.view(1), k)
-            st.v[i].index_copy_(2, st.cur.view(1), v)
-            window = w.window if w.layer_types[i] == "sliding_attention" else None
-            q = q.view(b, w.kv_heads, g, w.head_dim)
-            a = attention_kernel.decode_attention(q, st.k[i], st.v[i], st.start, st.cur, w.scale, window)
-            return a.view(b, w.heads, 1, w.head_dim)
-
     else:
-        valid = (st.arange[None, :] >= st.start[:, None]) & (st.arange[None, :] <= st.cur)
-        biases = {"full_attention": _bias(valid)}
-        if w.window is not None:  # sliding layers: the keys within `window` positions of the query
-            biases["sliding_attention"] = _bias(valid & (st.cur - st.arange[None, :] < w.window))
+        if not kernel:
+            valid = (st.arange[None, :] >= st.start[:, None]) & (st.arange[None, :] <= st.cur)
+            biases = {"full_attention": _bias(valid)}
+            if w.window is not None:  # sliding layers: the keys within `window` positions of the query
+                biases["sliding_attention"] = _bias(valid & (st.cur - st.arange[None, :] < w.window))
 
         def attend(i, q, k, v):
             st.k[i].index_copy_(2, st.cur.view(1), k)
             st.v[i].index_copy_(2, st.cur.view(1), v)
-            bias = biases[w.layer_types[i]]
-            a = ops.attend(q.view(b, w.kv_heads, g, w.head_dim), st.k[i], st.v[i], bias, w.scale)
+            q = q.view(b, w.kv_heads, g, w.head_dim)
+            if kernel:
+                window = w.window if w.layer_types[i] == "sliding_attention" else None
+                a = attention_kernel.decode_attention(q, st.k[i], st.v[i], st.start, st.cur, w.scale, window)
+            else:
+                a = ops.attend(q, st.k[i], st.v[i], biases[w.layer_types[i]], w.scale)
             return a.view(b, w.heads, 1, w.head_dim)
 
     pos = (st.cur - st.start)[:, None]
@@ -66,7 +61,6 @@ def _shared_attend(w: _Weights, st: _State, ops: Ops, kernel: bool) -> Callable:
     b, G, P = st.tokens.shape[0], st.group, st.prompt
     n, g, h, d = b // G, w.heads // w.kv_heads, w.kv_heads, w.head_dim
     j = st.cur - P  # the current token's place in the rows' own cache
-    zero = torch.zeros_like(st.start)
     on_prompt = st.arange[None, :P] >= st.gstart[:, None]  # (n, P)
     on_new = st.arange[: st.k[0].shape[2]] <= j  # (N,)
     biases = {"full_attention": (on_prompt, on_new)}
@@ -89,7 +83,7 @@ def _shared_attend(w: _Weights, st: _State, ops: Ops, kernel: bool) -> Callable:
         if kernel:
             window = w.window if w.layer_types[i] == "sliding_attention" else None
             o2, lse2 = attention_kernel.decode_attention(
-                rows, st.k[i], st.v[i], zero, j, w.scale, window, with_lse=True
+                rows, st.k[i], st.v[i], st.new_start, j, w.scale, window, with_lse=True
             )
         else:
             o2, lse2 = ops.attend_part(rows, st.k[i], st.v[i], on_n, w.scale)
@@ -165,6 +159,7 @@ class _State:
             self.pv = [torch.zeros_like(t) for t in self.pk]
             shape = (batch, w.kv_heads, new, w.head_dim)
             self.gstart = torch.zeros(n, dtype=torch.long, device=dev)  # first real prompt position per group
+            self.new_start = torch.zeros(batch, dtype=torch.long, device=dev)  # each row's own cache: from 0
         self.k = [torch.zeros(shape, dtype=w.dtype, device=dev) for _ in w.layers]
         self.v = [torch.zeros(shape, dtype=w.dtype, device=dev) for _ in w.layers]
         self.tokens = torch.full((batch,), pad, dtype=torch.long, device=dev)
@@ -398,9 +393,8 @@ class FastDecoder:
             first.append(sample(logits, *key.sampling, draw=self._draw))
         return torch.cat(first)
 
-    def _step(self, w: _Weights, st: _State, key: _Key) -> None:
+    def _step(self, w: _Weights, st: _State, key: _Key, kernel: bool = False) -> None:
         """One decode step on the fixed buffers (no host sync: it is what the CUDA graph captures)."""
-        kernel = self.attention_kernel and attention_kernel.available(st.tokens.device)
         logits = _decode_logits(w, st, self._ops, kernel)
         nxt = sample(logits, *key.sampling, draw=self._draw)
         nxt = torch.where(st.done, st.pad, nxt)
@@ -412,8 +406,15 @@ class FastDecoder:
         st.cur += 1
 
     def _step_fn(self, w: _Weights, st: _State, key: _Key) -> Callable[[], None]:
-        """The decode step on these buffers as a callable without arguments (what `_capture` records)."""
-        return functools.partial(self._step, w, st, key)
+        """The decode step on these buffers as a callable without arguments (what `_capture` records), with the
+        attention kernel where it is asked for and runs."""
+        kernel = self.attention_kernel and attention_kernel.available(st.tokens.device)
+        if kernel and w.head_dim & (w.head_dim - 1):
+            raise ValueError(
+                f"decode.attention_kernel needs a head size that is a power of two; this model's is {w.head_dim} "
+                "(set decode.attention_kernel: false)"
+            )
+        return functools.partial(self._step, w, st, key, kernel)
 
     def _capture(self, step: Callable[[], None], st: _State, key: _Key) -> torch.cuda.CUDAGraph:
         st.cur.fill_(key.prompt)  # warm-up steps (and compilation) write where the first real step will again
