@@ -16,7 +16,7 @@ import math
 import statistics
 from pathlib import Path
 
-from teamtune.analysis.stats import POWER_NOTE, T975, ci95, power_cell, sign_test
+from teamtune.analysis.stats import T975, Z975, ci95, power_cell, power_note, sign_test
 
 MODES = ("teamtr", "stale", "single")
 
@@ -52,7 +52,7 @@ def slope(points: list[tuple[float, float]]) -> dict | None:
     b = sum((x - mx) * (y - my) for x, y in points) / sxx
     resid = sum((y - my - b * (x - mx)) ** 2 for x, y in points)
     se = math.sqrt(resid / (n - 2) / sxx)
-    return {"slope": b, "ci95": T975.get(n - 2, 1.96) * se, "points": n}
+    return {"slope": b, "ci95": T975.get(n - 2, Z975) * se, "points": n}
 
 
 def gather(runs: Path, name: str, agents: list[int]) -> dict:
@@ -161,7 +161,7 @@ def markdown(result: dict) -> str:
             else f"{100 * sl['slope']:+.2f} ± {100 * sl['ci95']:.2f} points per agent ({sl['points']} runs)"
         )
         + ". ± is the 95% t interval over seeds; the sign test pairs problems (each problem's accuracy over seeds); "
-        + f"80% power at: {POWER_NOTE}"
+        + f"80% power at: {power_note()}"
     )
     r = result.get("regressions")
     if r:

@@ -19,7 +19,7 @@ from ..config import from_dict, read_yaml
 from ..records import outcomes, peers_right
 from ..tasks import TaskConfig, best_constant, load_task
 from .pareto import RunError, by_label, check_same_task, load_run, read_json
-from .stats import POWER_NOTE, SEED_POWER_NOTE, ci95, power_cell, seed_power, seed_power_note, sign_test
+from .stats import SEED_POWER_NOTE, ci95, power_cell, power_note, seed_power, seed_power_note, sign_test
 
 
 def read_episodes(folder: Path) -> list[dict]:
@@ -236,7 +236,7 @@ def markdown(result: dict) -> str:
         f"{result['problems']} problems; *constant*: the best constant answer (where every problem has one). "
         "Sign test: exact, two-sided, over "
         f"the problems shared with {ref}, each problem's accuracy over the seeds (one seed: McNemar's test); "
-        f"gained / lost: problems where the run is above / below it; 80% power at: {POWER_NOTE} {SEED_POWER_NOTE} "
+        f"gained / lost: problems where the run is above / below it; 80% power at: {power_note()} {SEED_POWER_NOTE} "
         "± is the 95% t interval over seeds (of the "
         f"accuracy, and of the difference seed by seed where {ref} has the same seeds). Bins: "
         "problems by how many peers were right (n in brackets; over seeds, problem x seed). "

@@ -106,10 +106,12 @@ def detectable(discordant: int, pairs: int, step: float = 1.0, power: float = 0.
     return (2 * hi - 1) * n * step / pairs
 
 
-POWER_NOTE = (
-    "the smallest true difference (points) the sign test finds 4 times in 5 at p < 0.05, for as many pairs "
-    "differing as here (none: too few differ for any split to be significant)."
-)
+def power_note(unit: str = "points") -> str:
+    """What a table's "80% power at" means, its differences in `unit`."""
+    return (
+        f"the smallest true difference ({unit}) the sign test finds 4 times in 5 at p < 0.05, for as many pairs "
+        "differing as here (none: too few differ for any split to be significant)."
+    )
 
 
 def power_cell(test: dict, scale: float = 100, digits: int = 1) -> str:

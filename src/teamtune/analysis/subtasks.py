@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .compare import read_outcomes
 from .pareto import RunError, by_label, check_same_task, load_run
-from .stats import POWER_NOTE, SEED_POWER_NOTE, ci95, power_cell, seed_power, seed_power_note, sign_test
+from .stats import SEED_POWER_NOTE, ci95, power_cell, power_note, seed_power, seed_power_note, sign_test
 
 
 def _apps_run(folder: str) -> dict:
@@ -249,7 +249,7 @@ def subtasks(folders: list[str], out: str | Path = "subtasks", reference: str | 
             "their count of failed sub-tasks (a task's sub-tasks are not independent of each other): tasks with "
             "fewer and with more errors in the run, the sign test, and the change in errors per task. Where some "
             'seed has no pair, a row "every seed" averages each task\'s outcome over all runs of each label '
-            f"instead. 80% power at: {POWER_NOTE.replace('(points)', '(points; errors per task in the last column)')} "
+            f"instead. 80% power at: {power_note('points; errors per task in the last column')} "
             f"{SEED_POWER_NOTE}"
             "\n\n"
         )
