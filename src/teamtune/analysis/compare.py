@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 
 from ..config import from_dict, read_yaml
-from ..records import outcomes, peers_right
+from ..records import outcomes
 from ..tasks import TaskConfig, best_constant, load_task
 from .pareto import RunError, by_label, check_same_task, load_run, read_json
 from .stats import SEED_POWER_NOTE, ci95, power_cell, power_note, seed_power, seed_power_note, sign_test
@@ -91,11 +91,10 @@ def _read(folders: list[str]) -> tuple[list[dict], object]:
         unknown = [pid for pid in kept["correct"] if pid not in problems]
         if unknown:
             raise RunError(f"{r['folder']}: problem {unknown[0]!r} is not in the task of {folders[0]}")
-        r["correct"], r["peers"] = kept["correct"], None  # peers: binned by another run's, or not at all
-        peers = {e["problem_id"]: peers_right(e, task, problems[e["problem_id"]]) for e in eps or []}
-        peers = {k: v for k, v in peers.items() if v is not None} or kept.get("peers_right")
-        if peers:
-            r["peers"] = peers
+        # peers right: re-graded from the episodes, else as outcomes.json kept them; None: binned by another
+        # run's of the same seed, or not at all
+        r["correct"] = kept["correct"]
+        r["peers"] = (outcomes(eps, task) if eps else kept).get("peers_right") or None
     return runs, problems
 
 
